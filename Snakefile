@@ -1,0 +1,20 @@
+# Transfer learning on image folders: frozen backbone -> cached bottleneck
+# features -> small dense head -> history and plots. README.md explains the use.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/head.smk"
+include: "workflow/rules/plots.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        final_targets(),

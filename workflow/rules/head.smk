@@ -1,0 +1,27 @@
+# Cached features -> trained head, its training history and its metadata.
+
+
+rule train_head:
+    input:
+        train="results/{backbone}/features/train.npy",
+        train_labels="results/{backbone}/features/train_labels.npy",
+        validation="results/{backbone}/features/validation.npy",
+        validation_labels="results/{backbone}/features/validation_labels.npy",
+    output:
+        model="results/{backbone}/head/head.h5",
+        history="results/{backbone}/head/history.csv",
+        meta="results/{backbone}/head/head.json",
+    params:
+        settings=config["head"],
+        meta=head_meta,
+    log:
+        "logs/{backbone}/train_head.log",
+    benchmark:
+        "logs/{backbone}/train_head.benchmark.tsv"
+    threads: config["head"]["threads"]
+    resources:
+        # The features are loaded whole: their size plus room for TensorFlow.
+        mem_mb=lambda wildcards, input: 2000 + 2 * input.size_mb,
+        runtime=lambda wildcards, input: 10 + input.size_mb // 100,
+    script:
+        "../scripts/train_head.py"

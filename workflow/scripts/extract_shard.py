@@ -1,0 +1,19 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/..")
+from tlflow import features, logs  # noqa: E402
+
+logs.to_file(snakemake.log[0])
+counts = features.extract_shard(
+    manifest_path=snakemake.input.manifest,
+    data_dir=snakemake.params.data_dir,
+    spec=snakemake.params.spec,
+    out_features=snakemake.output.features,
+    out_manifest=snakemake.output.manifest,
+    out_skipped=snakemake.output.skipped,
+    cache_dir=snakemake.params.cache,
+    batch_size=snakemake.params.batch_size,
+    threads=snakemake.threads,
+    on_bad_image=snakemake.params.on_bad_image,
+)
+print(f"shard done: {counts}")

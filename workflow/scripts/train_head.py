@@ -1,0 +1,16 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/..")
+from tlflow import head, logs  # noqa: E402
+
+logs.to_file(snakemake.log[0])
+head.train_and_save(
+    features={
+        split: (snakemake.input[split], snakemake.input[f"{split}_labels"])
+        for split in ("train", "validation")
+    },
+    settings=snakemake.params.settings,
+    meta=snakemake.params.meta,
+    threads=snakemake.threads,
+    outputs=snakemake.output,
+)

@@ -1,0 +1,242 @@
+"""Bottleneck features: extract one shard, reuse cached rows, join shards per split.
+
+Images are decoded and preprocessed in a thread pool one batch ahead of the model,
+every image is kept (the last partial batch is padded, never dropped), and rows are
+streamed into a memory-mapped ``.npy`` so memory does not grow with the shard.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from . import backbones
+from .atomic import atomic_path
+from .images import load_rgb
+from .manifest import manifest_text, read_manifest
+from .progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+class BadImagesError(ValueError):
+    """Images that could not be decoded, listed by file."""
+
+
+def _decode_batch(paths, size, preprocess):
+    """Decode a batch; return (float32 array of the good ones, their indices, errors)."""
+    arrays, good, errors = [], [], []
+    for index, path in enumerate(paths):
+        try:
+            arrays.append(load_rgb(path, size))
+            good.append(index)
+        except Exception as error:  # Pillow raises many types for broken files
+            errors.append((index, f"{type(error).__name__}: {error}"))
+    if not arrays:
+        return None, good, errors
+    batch = preprocess(np.stack(arrays).astype(np.float32))
+    return np.asarray(batch, dtype=np.float32), good, errors
+
+
+def configure_threads(threads: int) -> None:
+    """Give TensorFlow the threads Snakemake granted the job (before it starts up)."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+
+
+def compute(paths, spec, batch_size: int, threads: int):
+    """Yield (indices, features) batches for ``paths``; failures as (indices, messages).
+
+    Decoding of batch i+1 runs in threads while the model works on batch i.
+    """
+    configure_threads(threads)
+    model = backbones.build(spec)
+    preprocess = backbones.preprocess_function(spec["preprocessing"])
+    size = tuple(spec["image_size"])
+    starts = range(0, len(paths), batch_size)
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+
+        def submit(start):
+            chunk = paths[start : start + batch_size]
+            # Split each batch over the threads: Pillow releases the GIL while decoding.
+            step = -(-len(chunk) // max(1, threads))
+            parts = [chunk[i : i + step] for i in range(0, len(chunk), step)]
+            return [
+                (offset * step, pool.submit(_decode_batch, part, size, preprocess))
+                for offset, part in enumerate(parts)
+            ]
+
+        pending = submit(0) if paths else None
+        for position, start in enumerate(starts):
+            parts = [(offset, future.result()) for offset, future in pending]
+            if position + 1 < len(starts):
+                pending = submit(starts[position + 1])
+            good, failed, arrays = [], [], []
+            for offset, (array, indices, errors) in parts:
+                good += [start + offset + i for i in indices]
+                failed += [(start + offset + i, msg) for i, msg in errors]
+                if array is not None:
+                    arrays.append(array)
+            if arrays:
+                batch = np.concatenate(arrays)
+                count = len(batch)
+                if count < batch_size:  # pad: one traced shape for every batch
+                    pad = np.zeros((batch_size - count, *batch.shape[1:]), batch.dtype)
+                    batch = np.concatenate([batch, pad])
+                out = model.predict_on_batch(batch)[:count]
+                yield good, np.asarray(out, dtype=np.float32), failed
+            else:
+                yield [], None, failed
+
+
+def _load_cache(cache_dir: Path, spec_digest: str):
+    """Rows cached by any shard of the split, as {sha256: row} (memory-mapped).
+
+    Looking across the split's shards means a file that moved shard (or a new shard
+    count) still finds its features. Only caches made with the same spec are read.
+    """
+    stamp = cache_dir / "spec"
+    if not stamp.exists() or stamp.read_text() != spec_digest:
+        return {}
+    cached = {}
+    for manifest in sorted(cache_dir.glob("shard-*.csv")):
+        features = manifest.with_suffix(".npy")
+        if features.exists():
+            rows = np.load(features, mmap_mode="r")
+            cached.update(
+                (row["sha256"], rows[i]) for i, row in enumerate(read_manifest(manifest))
+            )
+    return cached
+
+
+def _store_cache(cache_dir: Path, name: str, spec_digest: str, features: Path, manifest: Path):
+    """Keep this shard's rows for later runs: a hard link costs no disk."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    stamp = cache_dir / "spec"
+    if not stamp.exists() or stamp.read_text() != spec_digest:
+        for old in cache_dir.glob("shard-*"):  # made with another spec: useless now
+            old.unlink()
+        stamp.write_text(spec_digest)
+    for source, suffix in ((features, ".npy"), (manifest, ".csv")):
+        with atomic_path(cache_dir / f"{name}{suffix}") as tmp:
+            try:
+                os.link(source, tmp)
+            except OSError:  # another file system, or links not allowed
+                shutil.copyfile(source, tmp)
+
+
+def extract_shard(
+    manifest_path,
+    data_dir,
+    spec: dict,
+    out_features,
+    out_manifest,
+    out_skipped,
+    cache_dir,
+    batch_size: int = 32,
+    threads: int = 1,
+    on_bad_image: str = "fail",
+) -> dict:
+    """Features of one shard's images, in manifest order; returns counts for the log."""
+    rows = read_manifest(manifest_path)
+    data_dir = Path(data_dir)
+    digest = backbones.spec_digest(spec)
+    cache = _load_cache(Path(cache_dir), digest)
+    todo = [i for i, row in enumerate(rows) if row["sha256"] not in cache]
+    log.info(
+        "%d images in shard, %d reused from cache, %d to compute",
+        len(rows), len(rows) - len(todo), len(todo),
+    )  # fmt: skip
+    computed: dict[int, np.ndarray] = {}
+    failures: dict[int, str] = {}
+    progress = Progress(len(todo), log)
+    if todo:
+        paths = [data_dir / rows[i]["file"] for i in todo]
+        for good, features, failed in compute(paths, spec, batch_size, threads):
+            for j, row in zip(good, features if features is not None else []):
+                computed[todo[j]] = row
+            failures.update({todo[j]: message for j, message in failed})
+            progress.update(len(good) + len(failed))
+    if failures and on_bad_image == "fail":
+        listing = "\n".join(
+            f"  {data_dir / rows[i]['file']}: {message}"
+            for i, message in sorted(failures.items())
+        )
+        raise BadImagesError(
+            f"{len(failures)} image(s) could not be decoded:\n{listing}\n"
+            "Fix or delete these files, or set 'on_bad_image: skip' in the config to "
+            "leave them out (they are then listed in the split's skipped file)."
+        )
+    kept = [i for i in range(len(rows)) if i not in failures]
+    sample = next(iter(computed.values()), None)
+    if sample is None:
+        sample = next(iter(cache.values()), None)
+    if sample is None:
+        raise BadImagesError(
+            f"no image of shard {manifest_path} could be decoded; see the list above."
+        )
+    with atomic_path(out_features) as tmp:
+        out = np.lib.format.open_memmap(
+            tmp, mode="w+", dtype=np.float32, shape=(len(kept), *sample.shape)
+        )
+        for position, i in enumerate(kept):
+            out[position] = computed[i] if i in computed else cache[rows[i]["sha256"]]
+        out.flush()
+        del out
+    with atomic_path(out_manifest) as tmp:
+        tmp.write_text(manifest_text([rows[i] for i in kept]))
+    with atomic_path(out_skipped) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["file", "error"])
+        writer.writerows((rows[i]["file"], m) for i, m in sorted(failures.items()))
+    _store_cache(
+        Path(cache_dir), Path(out_features).stem, digest, Path(out_features), Path(out_manifest)
+    )
+    return {"images": len(rows), "computed": len(computed), "skipped": len(failures)}
+
+
+def join_shards(shards, out_features, out_labels, out_manifest, out_skipped) -> int:
+    """Join shard outputs into one split, rows sorted by (class label, file).
+
+    ``shards`` is a list of (features.npy, manifest.csv, skipped.csv). The order does
+    not depend on how many shards there are, so changing the shard count keeps rows.
+    """
+    import pandas as pd
+
+    parts, manifests = [], []
+    for number, (features, manifest, _) in enumerate(shards):
+        frame = pd.read_csv(manifest, dtype={"file": str, "class": str, "sha256": str})
+        frame["shard"], frame["row"] = number, range(len(frame))
+        manifests.append(frame)
+        parts.append(np.load(features, mmap_mode="r"))
+    table = pd.concat(manifests, ignore_index=True).sort_values(
+        ["label", "file"], kind="stable", ignore_index=True
+    )
+    shape = parts[0].shape[1:]
+    with atomic_path(out_features) as tmp:
+        out = np.lib.format.open_memmap(
+            tmp, mode="w+", dtype=np.float32, shape=(len(table), *shape)
+        )
+        for position, (shard, row) in enumerate(zip(table["shard"], table["row"])):
+            out[position] = parts[shard][row]
+        out.flush()
+        del out
+    with atomic_path(out_labels) as tmp:
+        np.save(tmp, table["label"].to_numpy(dtype=np.int64))
+    with atomic_path(out_manifest) as tmp:
+        table[["file", "class", "label", "sha256"]].to_csv(tmp, index=False)
+    skipped = pd.concat([pd.read_csv(s, dtype=str) for _, _, s in shards])
+    with atomic_path(out_skipped) as tmp:
+        skipped.sort_values("file").to_csv(tmp, index=False)
+    return len(table)

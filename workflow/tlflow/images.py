@@ -1,0 +1,129 @@
+"""Find the images of a dataset, check its layout, decode images to RGB.
+
+Layout: ``<data_dir>/<split>/<class>/<image>``. Classes are the sorted names of
+the sub-folders; every split must have the same classes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+# Extensions Pillow decodes; anything else in a class folder is listed, not read.
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+)
+
+
+class DatasetError(ValueError):
+    """The image folders are not laid out as the workflow needs."""
+
+
+@dataclass
+class Dataset:
+    """What was found under ``data_dir``: image paths relative to it, by split and class."""
+
+    data_dir: Path
+    classes: list[str]
+    images: dict[str, dict[str, list[str]]]  # split -> class -> sorted relative paths
+    ignored: list[str] = field(default_factory=list)  # non-image files, relative
+
+    def count(self, split: str) -> int:
+        return sum(len(files) for files in self.images[split].values())
+
+
+def is_image(name: str) -> bool:
+    return Path(name).suffix.lower() in IMAGE_EXTENSIONS and not name.startswith(".")
+
+
+def _class_folders(split_dir: Path) -> list[str]:
+    return sorted(
+        entry.name
+        for entry in os.scandir(split_dir)
+        if entry.is_dir() and not entry.name.startswith(".")
+    )
+
+
+def _files_below(folder: Path) -> list[str]:
+    """Every file below ``folder`` (sub-folders included), relative to it, sorted."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        rel_root = Path(root).relative_to(folder)
+        found.extend((rel_root / name).as_posix() for name in files)
+    return sorted(found)
+
+
+def scan(data_dir: str | os.PathLike, splits: list[str]) -> Dataset:
+    """List the images of each split and class; raise DatasetError on a bad layout."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DatasetError(
+            f"data_dir '{data_dir}' does not exist. Set 'data_dir' in the config to "
+            "the folder that holds your split folders (train/, validation/, ...)."
+        )
+    missing = [split for split in splits if not (data_dir / split).is_dir()]
+    if missing:
+        raise DatasetError(
+            f"split folder(s) {', '.join(str(data_dir / s) for s in missing)} not found. "
+            f"Create them with one sub-folder per class, or remove the split from 'splits' "
+            "in the config."
+        )
+    class_sets = {split: _class_folders(data_dir / split) for split in splits}
+    reference_split = splits[0]
+    classes = class_sets[reference_split]
+    if not classes:
+        raise DatasetError(
+            f"'{data_dir / reference_split}' has no class sub-folders. Put each class's "
+            f"images in their own folder, e.g. {data_dir / reference_split}/cats/*.jpg."
+        )
+    for split, found in class_sets.items():
+        if found != classes:
+            raise DatasetError(
+                f"class folders differ between splits: '{data_dir / reference_split}' has "
+                f"{classes} but '{data_dir / split}' has {found}. Every split needs the "
+                "same class folders (missing: "
+                f"{sorted(set(classes) - set(found))}, extra: {sorted(set(found) - set(classes))})."
+            )
+    images: dict[str, dict[str, list[str]]] = {}
+    ignored: list[str] = []
+    for split in splits:
+        images[split] = {}
+        for cls in classes:
+            rel = f"{split}/{cls}"
+            files = _files_below(data_dir / rel)
+            kept = [f"{rel}/{f}" for f in files if is_image(Path(f).name)]
+            ignored.extend(f"{rel}/{f}" for f in files if not is_image(Path(f).name))
+            if not kept:
+                raise DatasetError(
+                    f"class folder '{data_dir / rel}' has no images (looked for "
+                    f"{', '.join(sorted(IMAGE_EXTENSIONS))}). Add images or remove the "
+                    "folder from every split."
+                )
+            images[split][cls] = kept
+    return Dataset(data_dir, classes, images, ignored)
+
+
+def load_rgb(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
+    """Decode one image as uint8 RGB of ``size`` = (height, width).
+
+    Grayscale, palette, CMYK and 16-bit images are converted; transparent pixels are
+    composited over white, so a transparent background does not turn black. Camera
+    rotation (EXIF orientation) is applied, as a person viewing the photo sees it.
+    """
+    with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image)
+        if image.mode == "P" and "transparency" in image.info:
+            image = image.convert("RGBA")
+        if image.mode in ("RGBA", "LA", "PA"):
+            background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(background, image.convert("RGBA"))
+        image = image.convert("RGB")
+        height, width = size
+        if image.size != (width, height):
+            image = image.resize((width, height), Image.Resampling.BILINEAR)
+        return np.asarray(image, dtype=np.uint8)
