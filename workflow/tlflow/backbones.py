@@ -148,6 +148,8 @@ def build(spec: dict):
     else:
         constructor = getattr(keras.applications, APPLICATIONS[spec["application"]])
         weights = spec["weights"]
+        if weights == "none":  # the same random network in every job and every run
+            keras.utils.set_random_seed(0)
         try:
             model = constructor(
                 include_top=False,

@@ -1,0 +1,96 @@
+"""Shared fixtures: generated image folders and Snakemake runs in temporary folders."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tlflow.synthetic import make_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+# Small and fast: 32x32 images, random weights, a few epochs, two shards per split.
+# Class counts are uneven and not multiples of the batch size (see synthetic.py).
+COUNTS = {"train": 13, "validation": 7, "test": 5}
+TINY_CONFIG = {
+    "data_dir": "data",
+    "image_size": [32, 32],
+    "backbones": [{"name": "vgg16", "weights": "none"}],
+    "extraction": {"shards": 2, "batch_size": 8, "threads": 2},
+    "head": {"epochs": 3, "batch_size": 8, "hidden_units": [16], "threads": 2},
+}
+
+
+def write_config(workdir: Path, config: dict) -> Path:
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the workflow in ``workdir`` with its config.yaml; output captured as text."""
+    command = [
+        SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+        "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args,
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stdout[-5000:]}\n{result.stderr[-5000:]}"
+        )
+    return result
+
+
+def planned_jobs(workdir: Path, *args: str) -> Counter:
+    """Jobs a dry run would run, by rule (the 'all' target left out)."""
+    result = snakemake(workdir, "--dry-run", *args)
+    text = result.stdout + result.stderr
+    if "Nothing to be done" in text:
+        return Counter()
+    table = text.split("Job stats:", 1)[1]
+    counts = Counter()
+    for line in table.splitlines()[3:]:
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not match:
+            break
+        if match.group(1) not in ("all", "total"):
+            counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+def make_workdir(path: Path, config: dict | None = None, counts=None) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    make_dataset(path / "data", counts or COUNTS, classes=3, size=32)
+    write_config(path, config or TINY_CONFIG)
+    return path
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory) -> Path:
+    """One complete run of the tiny workflow, shared read-only by many tests."""
+    workdir = make_workdir(tmp_path_factory.mktemp("finished") / "run")
+    snakemake(workdir)
+    return workdir
+
+
+@pytest.fixture
+def finished_copy(finished_run, tmp_path) -> Path:
+    """A private copy of the finished run (timestamps kept) for tests that change it."""
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy, symlinks=True, copy_function=shutil.copy2)
+    return copy
+
+
+@pytest.fixture
+def workdir(tmp_path) -> Path:
+    return make_workdir(tmp_path / "run")
+

@@ -1,0 +1,181 @@
+"""End to end: Snakemake on tiny generated images, and each bad input's message."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import COUNTS, TINY_CONFIG, snakemake, write_config
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("split", ["train", "validation"])
+def test_every_image_becomes_one_row_with_its_folder_label(finished_run, split):
+    features_dir = finished_run / "results/vgg16/features"
+    features = np.load(features_dir / f"{split}.npy")
+    labels = np.load(features_dir / f"{split}_labels.npy")
+    manifest = pd.read_csv(features_dir / f"{split}_manifest.csv")
+    on_disk = sorted(
+        p.relative_to(finished_run / "data").as_posix()
+        for p in (finished_run / "data" / split).rglob("*.jpg")
+    )
+    assert len(features) == len(labels) == len(manifest) == len(on_disk)
+    assert sorted(manifest["file"]) == on_disk
+    classes = sorted(p.name for p in (finished_run / "data" / split).iterdir())
+    for row, label in zip(manifest.itertuples(), labels):
+        folder = row.file.split("/")[1]
+        assert row._2 == folder and classes[label] == folder and row.label == label
+    assert features.shape[1:] == (1, 1, 512)  # VGG16 at 32x32: one 1x1x512 map
+    assert np.isfinite(features).all()
+
+
+def test_rows_match_the_features_of_each_image_alone(finished_run):
+    """Joined rows stay aligned with the manifest: recompute two images on their own."""
+    from tlflow import features
+
+    spec = json.loads((finished_run / "results/vgg16/head/head.json").read_text())["backbone"]
+    manifest = pd.read_csv(finished_run / "results/vgg16/features/train_manifest.csv")
+    joined = np.load(finished_run / "results/vgg16/features/train.npy")
+    picks = [0, len(manifest) // 2, len(manifest) - 1]
+    paths = [finished_run / "data" / manifest.file[i] for i in picks]
+    ((_, rows, _),) = features.compute(paths, spec, batch_size=4, threads=1)
+    np.testing.assert_allclose(rows, joined[picks], rtol=0.02, atol=1e-3)
+    assert not np.allclose(rows[0], rows[1])  # distinct images, distinct rows
+
+
+def test_head_loads_and_predicts_probabilities(finished_run):
+    import keras
+
+    head = keras.models.load_model(finished_run / "results/vgg16/head/head.h5")
+    features = np.load(finished_run / "results/vgg16/features/validation.npy")
+    probabilities = head.predict(features, verbose=0)
+    assert probabilities.shape == (len(features), 3)  # softmax: three classes
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+
+
+def test_head_metadata_records_what_shapes_the_features(finished_run):
+    meta = json.loads((finished_run / "results/vgg16/head/head.json").read_text())
+    assert meta["classes"] == ["circles", "squares", "triangles"]
+    backbone = meta["backbone"]
+    assert backbone["application"] == "vgg16" and backbone["weights"] == "none"
+    assert backbone["image_size"] == [32, 32]
+    assert backbone["preprocessing"] == "vgg16"
+    assert backbone["precision"] in ("bfloat16", "float32")
+
+
+def test_history_has_one_row_per_epoch(finished_run):
+    history = pd.read_csv(finished_run / "results/vgg16/head/history.csv")
+    assert list(history.columns) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+    assert history["epoch"].tolist() == list(range(1, TINY_CONFIG["head"]["epochs"] + 1))
+    assert history.notna().all().all()
+
+
+@pytest.mark.parametrize("name", ["loss", "accuracy"])
+def test_plots_are_png_images(finished_run, name):
+    from PIL import Image
+
+    path = finished_run / f"results/vgg16/plots/{name}.png"
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    with Image.open(path) as image:
+        assert image.size[0] >= 400 and image.size[1] >= 300
+
+
+def test_every_job_leaves_a_log_and_a_benchmark(finished_run):
+    logs = sorted(p.with_suffix("") for p in (finished_run / "logs").rglob("*.log"))
+    benchmarks = sorted(
+        p.with_name(p.name.removesuffix(".benchmark.tsv"))
+        for p in (finished_run / "logs").rglob("*.benchmark.tsv")
+    )
+    assert logs == benchmarks
+    rules = {p.relative_to(finished_run / "logs/vgg16").parts[0] for p in logs}
+    assert {"extract_shard", "join_split", "train_head", "plot_curves"} <= rules
+
+
+# --- bad input: each fails before any job runs, naming the file or key and the fix
+
+
+def _fails_with(workdir, *fragments):
+    result = snakemake(workdir, "--dry-run", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    for fragment in fragments:
+        assert fragment in output, output
+    return output
+
+
+def test_missing_data_dir(workdir):
+    shutil.rmtree(workdir / "data")
+    _fails_with(workdir, "data_dir 'data' does not exist", "Set 'data_dir'")
+
+
+def test_missing_split(workdir):
+    shutil.rmtree(workdir / "data/validation")
+    _fails_with(workdir, "data/validation", "not found")
+
+
+def test_class_folder_without_images(workdir):
+    for image in (workdir / "data/train/squares").iterdir():
+        image.unlink()
+    _fails_with(workdir, "'data/train/squares' has no images")
+
+
+def test_class_sets_differ_between_splits(workdir):
+    (workdir / "data/test/squares").rename(workdir / "data/test/rectangles")
+    _fails_with(workdir, "class folders differ", "missing: ['squares']", "extra: ['rectangles']")
+
+
+def test_unknown_backbone_lists_valid_names(workdir):
+    write_config(workdir, {**TINY_CONFIG, "backbones": [{"name": "vgg17"}]})
+    _fails_with(workdir, "unknown backbone 'vgg17'", "vgg16", "resnet50", "efficientnetb0")
+
+
+def test_missing_weights_file(workdir):
+    config = {**TINY_CONFIG, "backbones": [{"name": "vgg16", "weights": "nope.h5"}]}
+    write_config(workdir, config)
+    _fails_with(workdir, "weights file 'nope.h5'", "not found")
+
+
+def test_wrong_config_type(workdir):
+    write_config(workdir, {**TINY_CONFIG, "head": {"epochs": "many"}})
+    _fails_with(workdir, "'many' is not of type 'integer'", "epochs")
+
+
+def test_split_list_without_validation(workdir):
+    write_config(workdir, {**TINY_CONFIG, "splits": ["train", "test"]})
+    _fails_with(workdir, "must include 'validation'")
+
+
+def test_non_image_files_are_ignored_and_listed(workdir):
+    (workdir / "data/train/circles/.DS_Store").write_bytes(b"\0\1")
+    (workdir / "data/train/circles/Thumbs.db").write_bytes(b"\0\1")
+    (workdir / "data/train/circles/notes.txt").write_text("shot on a phone")
+    result = snakemake(workdir, "--dry-run")
+    output = result.stdout + result.stderr
+    assert "Ignoring 3 file(s) that are not images" in output
+    for name in (".DS_Store", "Thumbs.db", "notes.txt"):
+        assert f"train/circles/{name}" in output
+
+
+def test_undecodable_images_fail_with_the_list_or_are_skipped(workdir):
+    bad = ["data/train/circles/broken.jpg", "data/train/squares/empty.png"]
+    (workdir / bad[0]).write_bytes(b"\xff\xd8 not really a jpeg")
+    (workdir / bad[1]).write_bytes(b"")
+    target = "results/vgg16/features/train.npy"
+    result = snakemake(workdir, target, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "could not be decoded" in output and "on_bad_image: skip" in output
+    # both shards ran (keep-going), so between them every bad file is named
+    for path in bad:
+        assert path in output
+
+    write_config(workdir, {**TINY_CONFIG, "on_bad_image": "skip"})
+    snakemake(workdir, target)
+    skipped = pd.read_csv(workdir / "results/vgg16/features/train_skipped.csv")
+    assert sorted(skipped["file"]) == sorted(p.removeprefix("data/") for p in bad)
+    rows = len(np.load(workdir / target))
+    assert rows == sum(COUNTS["train"] + i for i in range(3))  # all good images kept
