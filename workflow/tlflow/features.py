@@ -110,7 +110,7 @@ def _load_cache(cache_dir: Path, spec_digest: str):
     if not stamp.exists() or stamp.read_text() != spec_digest:
         return {}
     cached = {}
-    for manifest in sorted(cache_dir.glob("shard-*.csv")):
+    for manifest in sorted(cache_dir.glob("*.csv")):
         features = manifest.with_suffix(".npy")
         if features.exists():
             rows = np.load(features, mmap_mode="r")
@@ -125,8 +125,8 @@ def _store_cache(cache_dir: Path, name: str, spec_digest: str, features: Path, m
     cache_dir.mkdir(parents=True, exist_ok=True)
     stamp = cache_dir / "spec"
     if not stamp.exists() or stamp.read_text() != spec_digest:
-        for old in cache_dir.glob("shard-*"):  # made with another spec: useless now
-            old.unlink()
+        for old in [*cache_dir.glob("*.npy"), *cache_dir.glob("*.csv")]:
+            old.unlink()  # made with another spec: useless now
         stamp.write_text(spec_digest)
     for source, suffix in ((features, ".npy"), (manifest, ".csv")):
         with atomic_path(cache_dir / f"{name}{suffix}") as tmp:

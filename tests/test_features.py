@@ -1,0 +1,96 @@
+"""Shard extraction keeps every image in order, reports bad files, reuses its cache."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tlflow.backbones import resolve
+from tlflow.features import BadImagesError, extract_shard, join_shards
+from tlflow.images import scan
+from tlflow.manifest import HashCache, manifest_text, shard_rows
+from tlflow.synthetic import make_dataset
+
+SPEC = resolve({"name": "vgg16", "weights": "none"}, [32, 32], "float32")
+
+
+def _shard(tmp_path, counts=None, shards=1, k=0, split="train"):
+    data = tmp_path / "data"
+    if not data.exists():
+        make_dataset(data, counts or {"train": 4, "validation": 2}, classes=2)
+    dataset = scan(data, ["train", "validation"])
+    rows = shard_rows(dataset, split, shards, k, HashCache(tmp_path / "hashes.json"))
+    manifest = tmp_path / f"{split}-{k}.csv"
+    manifest.write_text(manifest_text(rows))
+    return data, manifest, rows
+
+
+def _extract(tmp_path, manifest, data, name="out", **options):
+    outputs = [tmp_path / f"{name}.npy", tmp_path / f"{name}.csv", tmp_path / f"{name}.skipped.csv"]
+    counts = extract_shard(manifest, data, SPEC, *outputs, tmp_path / "cache", **options)
+    return counts, outputs
+
+
+def test_every_image_is_kept_when_the_last_batch_is_partial(tmp_path):
+    data, manifest, rows = _shard(tmp_path)  # 4 + 5 = 9 images
+    counts, (features, out_manifest, _) = _extract(tmp_path, manifest, data, batch_size=4)
+    assert counts == {"images": 9, "computed": 9, "skipped": 0}
+    array = np.load(features)
+    assert array.shape == (9, 1, 1, 512)
+    assert pd.read_csv(out_manifest)["file"].tolist() == [row["file"] for row in rows]
+    # the padded last batch gives the same rows as batches of one
+    _, (single, _, _) = _extract(tmp_path, manifest, data, name="one", batch_size=1)
+    np.testing.assert_allclose(np.load(single), array, rtol=1e-4, atol=1e-5)
+
+
+def test_cached_rows_are_reused_and_only_new_images_computed(tmp_path):
+    data, manifest, _ = _shard(tmp_path)
+    _, (first, _, _) = _extract(tmp_path, manifest, data)
+    (data / "train/circles/circle_00000.jpg").rename(data / "train/circles/renamed.jpg")
+    make_dataset(tmp_path / "more", {"train": 1}, classes=1, seed=7)
+    (tmp_path / "more/train/circles/circle_00000.jpg").rename(data / "train/circles/added.jpg")
+    data, manifest, rows = _shard(tmp_path)
+    counts, (second, out_manifest, _) = _extract(tmp_path, manifest, data, name="again")
+    assert counts == {"images": 10, "computed": 1, "skipped": 0}  # the renamed one is reused
+    old = pd.read_csv(tmp_path / "out.csv").set_index("sha256")
+    new = pd.read_csv(out_manifest)
+    first_rows, second_rows = np.load(first), np.load(second)
+    for i, digest in enumerate(new["sha256"]):
+        if digest in old.index:
+            np.testing.assert_array_equal(
+                second_rows[i], first_rows[old.index.get_loc(digest)]
+            )
+
+
+def test_bad_images_fail_listing_every_one_or_are_skipped(tmp_path):
+    data = tmp_path / "data"
+    make_dataset(data, {"train": 4, "validation": 2}, classes=2)
+    for name in ("circles/zz_bad.jpg", "squares/zz_empty.jpg"):
+        (data / "train" / name).write_bytes(b"")
+    data, manifest, _ = _shard(tmp_path)
+    with pytest.raises(BadImagesError, match=r"(?s)2 image\(s\).*zz_bad.jpg.*zz_empty.jpg.*skip"):
+        _extract(tmp_path, manifest, data)
+    assert not (tmp_path / "out.npy").exists()  # nothing that looks complete
+    counts, (features, out_manifest, skipped) = _extract(tmp_path, manifest, data, on_bad_image="skip")
+    assert counts["skipped"] == 2 and len(np.load(features)) == 9
+    assert pd.read_csv(skipped)["file"].tolist() == ["train/circles/zz_bad.jpg", "train/squares/zz_empty.jpg"]
+    assert "zz_bad.jpg" not in pd.read_csv(out_manifest)["file"].str.cat()
+
+
+def test_join_orders_rows_by_class_then_file_whatever_the_shards(tmp_path):
+    data = tmp_path / "data"
+    make_dataset(data, {"train": 5, "validation": 2}, classes=2)
+    shard_outputs = []
+    for k in range(3):
+        data, manifest, _ = _shard(tmp_path, shards=3, k=k)
+        _, outputs = _extract(tmp_path, manifest, data, name=f"shard-{k}")
+        shard_outputs.append(tuple(outputs))
+    joined = [tmp_path / n for n in ("train.npy", "labels.npy", "manifest.csv", "skipped.csv")]
+    assert join_shards(shard_outputs, *joined) == 11
+    manifest = pd.read_csv(joined[2])
+    assert manifest["file"].tolist() == sorted(manifest["file"], key=lambda f: (f.split("/")[1], f))
+    assert np.load(joined[1]).tolist() == manifest["label"].tolist() == [0] * 5 + [1] * 6
+    by_file = {}
+    for features, shard_manifest, _ in shard_outputs:
+        for row, vector in zip(pd.read_csv(shard_manifest)["file"], np.load(features)):
+            by_file[row] = vector
+    np.testing.assert_array_equal(np.load(joined[0]), np.stack([by_file[f] for f in manifest["file"]]))
