@@ -96,6 +96,16 @@ def head_meta(wildcards):
     return {"classes": CLASSES, "backbone": SPECS[wildcards.backbone]}
 
 
+def gpu_request(section):
+    """``{"gpu": n}`` when config[section]["gpus"] asks for GPUs, else nothing.
+
+    Spread into a rule's resources (``**gpu_request("head")``), so a CPU-only
+    config submits no GPU request at all (no --gpus for SLURM, no gpu for --resources).
+    """
+    gpus = config[section]["gpus"]
+    return {"gpu": gpus} if gpus else {}
+
+
 def final_targets():
     return [
         f"results/{backbone}/{path}"

@@ -1,6 +1,12 @@
 # Image folders -> bottleneck features, one job per shard, joined per split.
 
 
+# Joining only copies rows (seconds, memory-mapped): done on the submit host
+# rather than as a cluster job of its own.
+localrules:
+    join_split,
+
+
 rule extract_shard:
     input:
         manifest=f"{MANIFESTS}/{{split}}/shard-{{k}}.csv",
@@ -19,8 +25,11 @@ rule extract_shard:
         "logs/{backbone}/extract_shard/{split}/shard-{k}.log",
     benchmark:
         "logs/{backbone}/extract_shard/{split}/shard-{k}.benchmark.tsv"
+    conda:
+        "../../envs/keras.yaml"
     threads: config["extraction"]["threads"]
     resources:
+        **gpu_request("extraction"),
         mem_mb=config["extraction"]["mem_mb"],
         # Minutes: start-up plus a slow CPU's 5 images/s, so big shards ask for more.
         runtime=lambda wildcards: 10 + shard_image_count(wildcards) // 300,
@@ -40,6 +49,8 @@ rule join_split:
         "logs/{backbone}/join_split/{split}.log",
     benchmark:
         "logs/{backbone}/join_split/{split}.benchmark.tsv"
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=1000,

@@ -18,8 +18,11 @@ rule train_head:
         "logs/{backbone}/train_head.log",
     benchmark:
         "logs/{backbone}/train_head.benchmark.tsv"
+    conda:
+        "../../envs/keras.yaml"
     threads: config["head"]["threads"]
     resources:
+        **gpu_request("head"),
         # The features are loaded whole: their size plus room for TensorFlow.
         mem_mb=lambda wildcards, input: 2000 + 2 * input.size_mb,
         runtime=lambda wildcards, input: 10 + input.size_mb // 100,

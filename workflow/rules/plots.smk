@@ -21,3 +21,5 @@ rule plot_curves:
         runtime=5,
     script:
         "../scripts/plot_curves.py"
+    conda:
+        "../../envs/plots.yaml"

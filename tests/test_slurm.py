@@ -1,0 +1,277 @@
+"""The workflow on a real SLURM, through profiles/slurm and the SLURM executor plugin.
+
+Needs root and a running SLURM (``.ci/slurm-local.sh start``; ``.ci/run`` does it);
+skipped otherwise. One module-scoped fixture makes three runs on the same tiny
+generated images, and the tests below read them:
+
+1. a local run (profiles/default), the reference;
+2. a SLURM run with one image of the validation split broken, which must fail
+   that shard's cluster job, show its log and still finish the other shards;
+3. a SLURM rerun after the image is repaired, which must resume: only the failed
+   shard and what depends on it are submitted, and the results equal the local run.
+
+Each cluster job's SLURM record (``scontrol show job``) is read right after its
+run: the cluster keeps finished jobs for MinJobAge (600 s with the CI script).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from conftest import REPO, SNAKEMAKE, TINY_CONFIG, make_workdir, snakemake
+
+from tlflow import manifest
+
+pytestmark = pytest.mark.slurm
+
+COUNTS = {"train": 13, "validation": 7}
+# One thread per job, so two shards run side by side on a 2-CPU CI node; the local
+# reference run uses the same thread counts, so TensorFlow computes the same way.
+CONFIG = copy.deepcopy(TINY_CONFIG)
+CONFIG["splits"] = list(COUNTS)
+CONFIG["extraction"].update(threads=1, mem_mb=1500)
+CONFIG["head"].update(threads=1)
+SLURM_ARGS = [
+    "--workflow-profile", str(REPO / "profiles/slurm"),
+    # No accounting database in CI: sacct fails, squeue sees jobs for MinJobAge.
+    "--slurm-status-command", "squeue",
+    "--slurm-init-seconds-before-status-checks", "2",
+    "--slurm-keep-successful-logs",
+    "--jobs", "4",
+]  # fmt: skip
+RESULTS = "results/vgg16"
+
+
+def slurm_missing() -> str | None:
+    """Why SLURM cannot be used here, or None when it can."""
+    if os.geteuid() != 0:
+        return "needs root (the CI starts SLURM daemons as root: .ci/run)"
+    if not shutil.which("sbatch") or not shutil.which("scontrol"):
+        return "SLURM is not installed; start it with `.ci/slurm-local.sh start`"
+    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True)
+    if ping.returncode != 0 or "UP" not in ping.stdout:
+        return "slurmctld is not running; start it with `.ci/slurm-local.sh start`"
+    nodes = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+    if not re.search(r"^(idle|mix|alloc)", nodes.stdout, re.M):
+        return f"no SLURM node is up (sinfo: {nodes.stdout.strip() or nodes.stderr.strip()})"
+    return None
+
+
+@dataclass
+class Job:
+    """One job as Snakemake's log tells it, with its SLURM record when it was submitted."""
+
+    rule: str
+    local: bool
+    wildcards: str = ""
+    threads: int = 1
+    resources: dict = field(default_factory=dict)
+    slurm_id: str | None = None
+    slurm_log: str | None = None
+    record: dict = field(default_factory=dict)
+
+
+@dataclass
+class Run:
+    returncode: int
+    output: str
+    run_id: str
+    jobs: dict[str, Job]  # by Snakemake job id
+
+    def cluster_jobs(self, rule=None):
+        return [j for j in self.jobs.values() if not j.local and rule in (None, j.rule)]
+
+
+def parse_log(text: str) -> tuple[str, dict[str, Job]]:
+    """Snakemake's job blocks and 'submitted with SLURM jobid' lines, by job id."""
+    run_id = re.search(r"SLURM run ID: (\S+)", text)
+    jobs, current = {}, None
+    for line in text.splitlines():
+        header = re.match(r"^(localrule|rule) (\w+):$", line)
+        if header:
+            current = Job(rule=header.group(2), local=header.group(1) == "localrule")
+            continue
+        item = re.match(r"^    (\w+): (.*)$", line)
+        if current and item:
+            key, value = item.groups()
+            if key == "jobid":
+                jobs[value] = current
+            elif key == "wildcards":
+                current.wildcards = value
+            elif key == "threads":
+                current.threads = int(value)
+            elif key == "resources":
+                current.resources = dict(re.findall(r"(\w+)=([^,]+)", value))
+            continue
+        current = None
+        submitted = re.match(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (.*)\)\.", line)  # fmt: skip
+        if submitted:
+            job = jobs[submitted.group(1)]
+            job.slurm_id, job.slurm_log = submitted.group(2), submitted.group(3)
+    return run_id.group(1) if run_id else "", jobs
+
+
+def slurm_record(job_id: str) -> dict:
+    """``scontrol show job`` as a dict (one line, key=value)."""
+    text = subprocess.run(
+        ["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, check=True
+    ).stdout
+    return dict(re.findall(r"(\S+?)=(\S*)", text))
+
+
+def run_on_slurm(workdir: Path) -> Run:
+    result = subprocess.run(
+        [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+         "--configfile", str(workdir / "config.yaml"), *SLURM_ARGS],
+        capture_output=True, text=True, cwd=workdir,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    (workdir / f"snakemake-{len(list(workdir.glob('snakemake-*')))}.txt").write_text(output)
+    run_id, jobs = parse_log(output)
+    for job in jobs.values():
+        if job.slurm_id:
+            job.record = slurm_record(job.slurm_id)
+    return Run(result.returncode, output, run_id, jobs)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    reason = slurm_missing()
+    if reason:
+        pytest.skip(reason)
+    root = tmp_path_factory.mktemp("slurm")
+    local = make_workdir(root / "local", CONFIG, COUNTS)
+    cluster = root / "cluster"
+    shutil.copytree(local, cluster)  # the very same images and config
+    snakemake(local)
+
+    # Break one validation image: its shard's cluster job must fail.
+    images = sorted((cluster / "data/validation").rglob("*.jpg"))
+    broken = images[0]
+    relpath = broken.relative_to(cluster / "data").as_posix()
+    shard = manifest.shard_of(relpath, CONFIG["extraction"]["shards"])
+    original = broken.read_bytes()
+    broken.write_bytes(b"not a JPEG")
+    failed = run_on_slurm(cluster)
+
+    broken.write_bytes(original)  # repaired: the same bytes as before
+    resumed = run_on_slurm(cluster)
+    return {
+        "local": local, "cluster": cluster, "failed": failed, "resumed": resumed,
+        "broken": relpath, "shard": shard,
+    }  # fmt: skip
+
+
+def minutes(limit: str) -> int:
+    """SLURM's [D-]HH:MM:SS as minutes."""
+    days, _, clock = limit.rpartition("-")
+    hours, mins, secs = (int(part) for part in clock.split(":"))
+    return (int(days or 0) * 24 + hours) * 60 + mins + (secs > 0)
+
+
+def test_every_cluster_job_went_through_sbatch_with_its_rules_resources(runs):
+    seen_rules = set()
+    for run in (runs["failed"], runs["resumed"]):
+        assert run.run_id, run.output[-3000:]
+        for job in run.cluster_jobs():
+            assert job.slurm_id, f"{job.rule} {job.wildcards} was not submitted:\n{run.output[-3000:]}"
+            record = job.record
+            assert record["JobId"] == job.slurm_id
+            # The plugin names jobs by run and comments them with rule and wildcards.
+            assert record["JobName"] == run.run_id
+            assert record["Comment"].startswith(f"rule_{job.rule}")
+            assert record["WorkDir"] == str(runs["cluster"])
+            # What the rule declared is what SLURM granted.
+            assert int(record["CPUs/Task"]) == job.threads
+            assert record["MinMemoryNode"] == f"{job.resources['mem_mb']}M"
+            assert minutes(record["TimeLimit"]) == int(job.resources["runtime"])
+            assert "gres/gpu" not in record["TRES"]  # the config asks for no GPU
+            # Its SLURM log is where the plugin said (kept with --slurm-keep-successful-logs).
+            assert Path(job.slurm_log).name == f"{job.slurm_id}.log"
+            assert Path(job.slurm_log).exists()
+            seen_rules.add(job.rule)
+        # Bookkeeping rules ran on the submit host, never through sbatch.
+        for job in run.jobs.values():
+            if job.local:
+                assert job.slurm_id is None
+    assert {"extract_shard", "train_head"} <= seen_rules
+    local_rules = {j.rule for r in ("failed", "resumed") for j in runs[r].jobs.values() if j.local}
+    assert {"join_split", "plot_curves"} <= local_rules
+
+    # The rules' own declarations, from the config: one thread, extraction.mem_mb,
+    # 10 minutes for a shard of fewer than 300 images; the head's memory grows with
+    # its input from 2000 MB.
+    for job in runs["failed"].cluster_jobs("extract_shard"):
+        assert job.threads == 1
+        assert job.resources["mem_mb"] == str(CONFIG["extraction"]["mem_mb"])
+        assert job.resources["runtime"] == "10"
+    (head,) = runs["resumed"].cluster_jobs("train_head")
+    assert int(head.resources["mem_mb"]) >= 2000 and head.resources["runtime"] == "10"
+
+
+def test_shards_run_as_parallel_cluster_jobs(runs):
+    shards = runs["failed"].cluster_jobs("extract_shard")
+    assert len(shards) == 4  # 2 splits x 2 shards, one sbatch job each
+    assert len({job.slurm_id for job in shards}) == 4
+    spans = [
+        (datetime.fromisoformat(j.record["StartTime"]), datetime.fromisoformat(j.record["EndTime"]))
+        for j in shards
+    ]
+    overlapping = [
+        (a, b) for i, a in enumerate(spans) for b in spans[i + 1 :] if a[0] < b[1] and b[0] < a[1]
+    ]
+    assert overlapping, f"no two shard jobs ran at the same time: {spans}"
+
+
+def test_failed_cluster_job_fails_the_run_and_shows_the_rules_log(runs):
+    run = runs["failed"]
+    assert run.returncode != 0
+    failed_log = f"logs/vgg16/extract_shard/validation/shard-{runs['shard']}.log"
+    (job,) = [j for j in run.cluster_jobs("extract_shard") if j.record["JobState"] == "FAILED"]
+    assert f"k={runs['shard']}" in job.wildcards and "split=validation" in job.wildcards
+    assert "Error in rule extract_shard" in run.output
+    assert f"SLURM jobid {job.slurm_id}" in run.output
+    # show-failed-logs (profiles/slurm) prints the rule's log: the broken file and the fix.
+    assert f"Logfile {failed_log}:" in run.output
+    assert runs["broken"] in run.output and "could not be decoded" in run.output
+    # keep-going: the other three shards finished anyway.
+    done = [j for j in run.cluster_jobs("extract_shard") if j.record["JobState"] == "COMPLETED"]
+    assert len(done) == 3
+
+
+def test_rerun_resumes_with_the_failed_shard_only(runs):
+    run = runs["resumed"]
+    assert run.returncode == 0, run.output[-5000:]
+    (shard,) = run.cluster_jobs("extract_shard")
+    assert f"split=validation, k={runs['shard']}" in shard.wildcards
+    assert {j.rule for j in run.cluster_jobs()} >= {"extract_shard", "train_head"}
+    assert (runs["cluster"] / RESULTS / "head/head.h5").exists()
+
+
+def test_results_equal_a_local_run(runs):
+    """Every feature array, label array and manifest is byte-identical to the local run's."""
+    local, cluster = runs["local"], runs["cluster"]
+    compared = []
+    for pattern in (
+        "results/manifests/*/shard-*.csv",
+        f"{RESULTS}/features/shards/*/*",
+        f"{RESULTS}/features/*.npy",
+        f"{RESULTS}/features/*.csv",
+        f"{RESULTS}/head/history.csv",
+        f"{RESULTS}/head/head.json",
+    ):
+        mine = sorted(p.relative_to(local) for p in local.glob(pattern))
+        theirs = sorted(p.relative_to(cluster) for p in cluster.glob(pattern))
+        assert mine and mine == theirs, pattern
+        for path in mine:
+            assert (local / path).read_bytes() == (cluster / path).read_bytes(), path
+            compared.append(path)
+    assert len(compared) >= 20
