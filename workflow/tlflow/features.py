@@ -100,15 +100,12 @@ def compute(paths, spec, batch_size: int, threads: int):
                 yield [], None, failed
 
 
-def _load_cache(cache_dir: Path, spec_digest: str):
+def _load_cache(cache_dir: Path):
     """Rows cached by any shard of the split, as {sha256: row} (memory-mapped).
 
     Looking across the split's shards means a file that moved shard (or a new shard
-    count) still finds its features. Only caches made with the same spec are read.
+    count) still finds its features.
     """
-    stamp = cache_dir / "spec"
-    if not stamp.exists() or stamp.read_text() != spec_digest:
-        return {}
     cached = {}
     for manifest in sorted(cache_dir.glob("*.csv")):
         features = manifest.with_suffix(".npy")
@@ -120,14 +117,15 @@ def _load_cache(cache_dir: Path, spec_digest: str):
     return cached
 
 
-def _store_cache(cache_dir: Path, name: str, spec_digest: str, features: Path, manifest: Path):
-    """Keep this shard's rows for later runs: a hard link costs no disk."""
+def _store_cache(cache_dir: Path, name: str, features: Path, manifest: Path):
+    """Keep this shard's rows for later runs: a hard link costs no disk.
+
+    ``cache_dir`` is named by the spec digest; caches of other specs are useless now.
+    """
+    for other in cache_dir.parent.glob("*"):
+        if other != cache_dir:
+            shutil.rmtree(other, ignore_errors=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    stamp = cache_dir / "spec"
-    if not stamp.exists() or stamp.read_text() != spec_digest:
-        for old in [*cache_dir.glob("*.npy"), *cache_dir.glob("*.csv")]:
-            old.unlink()  # made with another spec: useless now
-        stamp.write_text(spec_digest)
     for source, suffix in ((features, ".npy"), (manifest, ".csv")):
         with atomic_path(cache_dir / f"{name}{suffix}") as tmp:
             try:
@@ -151,8 +149,9 @@ def extract_shard(
     """Features of one shard's images, in manifest order; returns counts for the log."""
     rows = read_manifest(manifest_path)
     data_dir = Path(data_dir)
-    digest = backbones.spec_digest(spec)
-    cache = _load_cache(Path(cache_dir), digest)
+    # Keyed by everything that shapes the features: another spec never reuses rows.
+    cache_dir = Path(cache_dir, backbones.spec_digest(spec))
+    cache = _load_cache(cache_dir)
     todo = [i for i, row in enumerate(rows) if row["sha256"] not in cache]
     log.info(
         "%d images in shard, %d reused from cache, %d to compute",
@@ -200,9 +199,7 @@ def extract_shard(
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["file", "error"])
         writer.writerows((rows[i]["file"], m) for i, m in sorted(failures.items()))
-    _store_cache(
-        Path(cache_dir), Path(out_features).stem, digest, Path(out_features), Path(out_manifest)
-    )
+    _store_cache(cache_dir, Path(out_features).stem, Path(out_features), Path(out_manifest))
     return {"images": len(rows), "computed": len(computed), "skipped": len(failures)}
 
 
