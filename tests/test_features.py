@@ -76,6 +76,22 @@ def test_bad_images_fail_listing_every_one_or_are_skipped(tmp_path):
     assert "zz_bad.jpg" not in pd.read_csv(out_manifest)["file"].str.cat()
 
 
+def test_rows_computed_before_a_failure_are_kept_for_the_next_run(tmp_path):
+    data = tmp_path / "data"
+    make_dataset(data, {"train": 4, "validation": 2}, classes=2)
+    (data / "train/circles/zz_bad.jpg").write_bytes(b"")
+    data, manifest, _ = _shard(tmp_path)
+    with pytest.raises(BadImagesError):
+        _extract(tmp_path, manifest, data, batch_size=4)
+    (data / "train/circles/zz_bad.jpg").unlink()  # the user fixes the data
+    data, manifest, _ = _shard(tmp_path)
+    counts, (features, _, _) = _extract(tmp_path, manifest, data)
+    assert counts == {"images": 9, "computed": 0, "skipped": 0}
+    assert np.load(features).shape == (9, 1, 1, 512)
+    leftovers = [p.name for p in (tmp_path / "cache").rglob("*.part*")]
+    assert leftovers == []  # parts are folded into the shard's cache entry
+
+
 def test_join_orders_rows_by_class_then_file_whatever_the_shards(tmp_path):
     data = tmp_path / "data"
     make_dataset(data, {"train": 5, "validation": 2}, classes=2)

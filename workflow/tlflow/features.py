@@ -132,6 +132,46 @@ def _store_cache(cache_dir: Path, name: str, features: Path, manifest: Path):
                 os.link(source, tmp)
             except OSError:  # another file system, or links not allowed
                 shutil.copyfile(source, tmp)
+    for part in cache_dir.glob(f"{name}.part*"):  # the whole shard is stored now
+        part.unlink()
+
+
+class _PartWriter:
+    """Streams computed rows into the cache in parts of ``rows_per_part``.
+
+    Memory stays at one part whatever the shard's size, and a run killed midway
+    leaves its finished parts for the next run to reuse.
+    """
+
+    def __init__(self, cache_dir: Path, name: str, rows_per_part: int = 256):
+        self.cache_dir, self.name, self.rows_per_part = cache_dir, name, rows_per_part
+        self.meta: list[dict] = []
+        self.vectors: list[np.ndarray] = []
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        self.number = len(list(cache_dir.glob(f"{name}.part*.csv")))
+
+    def add(self, row: dict, vector: np.ndarray) -> None:
+        self.meta.append(row)
+        self.vectors.append(vector)
+        if len(self.meta) >= self.rows_per_part:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.meta:
+            return
+        stem = f"{self.name}.part{self.number:05d}"
+        with atomic_path(self.cache_dir / f"{stem}.npy") as tmp:
+            np.save(tmp, np.stack(self.vectors))
+        with atomic_path(self.cache_dir / f"{stem}.csv") as tmp:  # last: marks the part whole
+            tmp.write_text(manifest_text(self.meta))
+        self.number += 1
+        self.meta, self.vectors = [], []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.flush()  # also on failure: what was computed is kept
 
 
 def extract_shard(
@@ -157,16 +197,18 @@ def extract_shard(
         "%d images in shard, %d reused from cache, %d to compute",
         len(rows), len(rows) - len(todo), len(todo),
     )  # fmt: skip
-    computed: dict[int, np.ndarray] = {}
     failures: dict[int, str] = {}
     progress = Progress(len(todo), log)
+    name = Path(out_features).stem
     if todo:
         paths = [data_dir / rows[i]["file"] for i in todo]
-        for good, features, failed in compute(paths, spec, batch_size, threads):
-            for j, row in zip(good, features if features is not None else []):
-                computed[todo[j]] = row
-            failures.update({todo[j]: message for j, message in failed})
-            progress.update(len(good) + len(failed))
+        with _PartWriter(cache_dir, name) as parts:
+            for good, features, failed in compute(paths, spec, batch_size, threads):
+                for j, vector in zip(good, features if features is not None else []):
+                    parts.add(rows[todo[j]], vector)
+                failures.update({todo[j]: message for j, message in failed})
+                progress.update(len(good) + len(failed))
+        cache = _load_cache(cache_dir)  # now holds every computed row, on disk
     if failures and on_bad_image == "fail":
         listing = "\n".join(
             f"  {data_dir / rows[i]['file']}: {message}"
@@ -178,19 +220,17 @@ def extract_shard(
             "leave them out (they are then listed in the split's skipped file)."
         )
     kept = [i for i in range(len(rows)) if i not in failures]
-    sample = next(iter(computed.values()), None)
-    if sample is None:
-        sample = next(iter(cache.values()), None)
-    if sample is None:
+    if not kept:
         raise BadImagesError(
             f"no image of shard {manifest_path} could be decoded; see the list above."
         )
+    shape = cache[rows[kept[0]]["sha256"]].shape
     with atomic_path(out_features) as tmp:
         out = np.lib.format.open_memmap(
-            tmp, mode="w+", dtype=np.float32, shape=(len(kept), *sample.shape)
+            tmp, mode="w+", dtype=np.float32, shape=(len(kept), *shape)
         )
         for position, i in enumerate(kept):
-            out[position] = computed[i] if i in computed else cache[rows[i]["sha256"]]
+            out[position] = cache[rows[i]["sha256"]]
         out.flush()
         del out
     with atomic_path(out_manifest) as tmp:
@@ -199,8 +239,9 @@ def extract_shard(
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["file", "error"])
         writer.writerows((rows[i]["file"], m) for i, m in sorted(failures.items()))
-    _store_cache(cache_dir, Path(out_features).stem, Path(out_features), Path(out_manifest))
-    return {"images": len(rows), "computed": len(computed), "skipped": len(failures)}
+    _store_cache(cache_dir, name, Path(out_features), Path(out_manifest))
+    computed = len(todo) - len(failures)
+    return {"images": len(rows), "computed": computed, "skipped": len(failures)}
 
 
 def join_shards(shards, out_features, out_labels, out_manifest, out_skipped) -> int:
