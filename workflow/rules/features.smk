@@ -15,12 +15,6 @@ rule extract_shard:
         features="results/{backbone}/features/shards/{split}/shard-{k}.npy",
         manifest="results/{backbone}/features/shards/{split}/shard-{k}.csv",
         skipped="results/{backbone}/features/shards/{split}/shard-{k}.skipped.csv",
-    params:
-        spec=backbone_spec,
-        data_dir=config["data_dir"],
-        cache="results/{backbone}/.cache/{split}",
-        batch_size=config["extraction"]["batch_size"],
-        on_bad_image=config["on_bad_image"],
     log:
         "logs/{backbone}/extract_shard/{split}/shard-{k}.log",
     benchmark:
@@ -33,6 +27,12 @@ rule extract_shard:
         mem_mb=config["extraction"]["mem_mb"],
         # Minutes: start-up plus a slow CPU's 5 images/s, so big shards ask for more.
         runtime=lambda wildcards: 10 + shard_image_count(wildcards) // 300,
+    params:
+        spec=backbone_spec,
+        data_dir=config["data_dir"],
+        cache="results/{backbone}/.cache/{split}",
+        batch_size=config["extraction"]["batch_size"],
+        on_bad_image=config["on_bad_image"],
     script:
         "../scripts/extract_shard.py"
 

@@ -11,9 +11,6 @@ rule train_head:
         model="results/{backbone}/head/head.h5",
         history="results/{backbone}/head/history.csv",
         meta="results/{backbone}/head/head.json",
-    params:
-        settings=config["head"],
-        meta=head_meta,
     log:
         "logs/{backbone}/train_head.log",
     benchmark:
@@ -26,5 +23,8 @@ rule train_head:
         # The features are loaded whole: their size plus room for TensorFlow.
         mem_mb=lambda wildcards, input: 2000 + 2 * input.size_mb,
         runtime=lambda wildcards, input: 10 + input.size_mb // 100,
+    params:
+        settings=config["head"],
+        meta=head_meta,
     script:
         "../scripts/train_head.py"
