@@ -15,11 +15,11 @@ rule plot_curves:
         "logs/{backbone}/plot_curves.log",
     benchmark:
         "logs/{backbone}/plot_curves.benchmark.tsv"
+    conda:
+        "../../envs/plots.yaml"
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
     script:
         "../scripts/plot_curves.py"
-    conda:
-        "../../envs/plots.yaml"
