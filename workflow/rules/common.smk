@@ -10,7 +10,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir, "workflow")))
 
-from tlflow import backbones, images, manifest  # noqa: E402
+from tlflow import backbones, images, manifest, predict  # noqa: E402
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -106,6 +106,24 @@ def gpu_request(section):
     return {"gpu": gpus} if gpus else {}
 
 
+# New images to classify (config 'predict: images:'), listed now so that a wrong
+# folder fails before any job starts.
+PREDICT_DIR = config["predict"]["images"]
+try:
+    PREDICT_IMAGES = predict.list_images(PREDICT_DIR) if PREDICT_DIR else []
+except predict.PredictError as _error:
+    raise WorkflowError(str(_error)) from None
+
+
+def predict_images(wildcards):
+    if not PREDICT_DIR:
+        raise WorkflowError(
+            "predictions were asked for, but the config names no images: set "
+            "'predict: images: <folder>' in the config."
+        )
+    return [str(Path(PREDICT_DIR, name)) for name in PREDICT_IMAGES]
+
+
 def final_targets():
     return [
         f"results/{backbone}/{path}"
@@ -115,5 +133,10 @@ def final_targets():
             "head/history.csv",
             "plots/loss.png",
             "plots/accuracy.png",
+            "evaluation/summary.html",
+            "evaluation/confusion_matrix.png",
+            "evaluation/mistakes.png",
+            "model.keras",
+            *(["predictions/predictions.csv"] if PREDICT_DIR else []),
         )
     ]

@@ -9,8 +9,18 @@ rule plot_curves:
     input:
         "results/{backbone}/head/history.csv",
     output:
-        loss="results/{backbone}/plots/loss.png",
-        accuracy="results/{backbone}/plots/accuracy.png",
+        loss=report(
+            "results/{backbone}/plots/loss.png",
+            caption="../report/loss.rst",
+            category="2. Training",
+            subcategory="{backbone}",
+        ),
+        accuracy=report(
+            "results/{backbone}/plots/accuracy.png",
+            caption="../report/accuracy.rst",
+            category="2. Training",
+            subcategory="{backbone}",
+        ),
     log:
         "logs/{backbone}/plot_curves.log",
     benchmark:

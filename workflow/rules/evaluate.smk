@@ -1,0 +1,111 @@
+# Trained head -> predictions on the evaluation split (test if configured, else
+# validation) -> metrics, confusion matrix, mistakes grid and a run summary.
+
+
+localrules:
+    plot_evaluation,
+    summarise_run,
+
+
+rule evaluate:
+    input:
+        features=f"results/{{backbone}}/features/{EVAL_SPLIT}.npy",
+        labels=f"results/{{backbone}}/features/{EVAL_SPLIT}_labels.npy",
+        manifest=f"results/{{backbone}}/features/{EVAL_SPLIT}_manifest.csv",
+        head="results/{backbone}/head/head.h5",
+        meta="results/{backbone}/head/head.json",
+    output:
+        predictions=report(
+            "results/{backbone}/evaluation/predictions.csv",
+            caption="../report/predictions.rst",
+            category="3. Evaluation",
+            subcategory="{backbone}",
+        ),
+        metrics=report(
+            "results/{backbone}/evaluation/metrics.json",
+            caption="../report/metrics.rst",
+            category="3. Evaluation",
+            subcategory="{backbone}",
+        ),
+        confusion="results/{backbone}/evaluation/confusion_matrix.csv",
+    log:
+        "logs/{backbone}/evaluate.log",
+    benchmark:
+        "logs/{backbone}/evaluate.benchmark.tsv"
+    conda:
+        "../../envs/keras.yaml"
+    threads: config["head"]["threads"]
+    resources:
+        mem_mb=lambda wildcards, input: 2000 + 2 * input.size_mb,
+        runtime=lambda wildcards, input: 10 + input.size_mb // 100,
+    params:
+        split=EVAL_SPLIT,
+    script:
+        "../scripts/evaluate.py"
+
+
+rule plot_evaluation:
+    input:
+        predictions="results/{backbone}/evaluation/predictions.csv",
+        confusion="results/{backbone}/evaluation/confusion_matrix.csv",
+    output:
+        confusion=report(
+            "results/{backbone}/evaluation/confusion_matrix.png",
+            caption="../report/confusion_matrix.rst",
+            category="3. Evaluation",
+            subcategory="{backbone}",
+        ),
+        mistakes=report(
+            "results/{backbone}/evaluation/mistakes.png",
+            caption="../report/mistakes.rst",
+            category="3. Evaluation",
+            subcategory="{backbone}",
+        ),
+    log:
+        "logs/{backbone}/plot_evaluation.log",
+    benchmark:
+        "logs/{backbone}/plot_evaluation.benchmark.tsv"
+    conda:
+        "../../envs/plots.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        data_dir=config["data_dir"],
+        split=EVAL_SPLIT,
+    script:
+        "../scripts/plot_evaluation.py"
+
+
+rule summarise_run:
+    input:
+        meta="results/{backbone}/head/head.json",
+        metrics="results/{backbone}/evaluation/metrics.json",
+        manifests=expand(
+            "results/{{backbone}}/features/{split}_manifest.csv", split=SPLITS
+        ),
+        skipped=expand(
+            "results/{{backbone}}/features/{split}_skipped.csv", split=SPLITS
+        ),
+    output:
+        report(
+            "results/{backbone}/evaluation/summary.html",
+            caption="../report/summary.rst",
+            category="1. Run",
+            subcategory="{backbone}",
+        ),
+    log:
+        "logs/{backbone}/summarise_run.log",
+    benchmark:
+        "logs/{backbone}/summarise_run.benchmark.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        splits=SPLITS,
+    script:
+        "../scripts/summarise_run.py"

@@ -1,0 +1,50 @@
+# Head + backbone -> one deployable model.keras -> predictions for a folder of new
+# images (config 'predict: images:').
+
+
+rule deploy_model:
+    input:
+        head="results/{backbone}/head/head.h5",
+        meta="results/{backbone}/head/head.json",
+    output:
+        model="results/{backbone}/model.keras",
+        meta="results/{backbone}/model.json",
+    log:
+        "logs/{backbone}/deploy_model.log",
+    benchmark:
+        "logs/{backbone}/deploy_model.benchmark.tsv"
+    conda:
+        "../../envs/keras.yaml"
+    threads: 1
+    resources:
+        mem_mb=config["extraction"]["mem_mb"],
+        runtime=10,
+    script:
+        "../scripts/deploy_model.py"
+
+
+rule predict:
+    input:
+        model="results/{backbone}/model.keras",
+        meta="results/{backbone}/model.json",
+        images=predict_images,
+    output:
+        "results/{backbone}/predictions/predictions.csv",
+    log:
+        "logs/{backbone}/predict.log",
+    benchmark:
+        "logs/{backbone}/predict.benchmark.tsv"
+    conda:
+        "../../envs/keras.yaml"
+    threads: config["extraction"]["threads"]
+    resources:
+        # The backbone runs over every image, as in extraction: same settings.
+        **gpu_request("extraction"),
+        mem_mb=config["extraction"]["mem_mb"],
+        # Minutes: start-up plus a slow CPU's 5 images/s, as for extraction.
+        runtime=10 + len(PREDICT_IMAGES) // 300,
+    params:
+        folder=PREDICT_DIR,
+        batch_size=config["extraction"]["batch_size"],
+    script:
+        "../scripts/predict.py"

@@ -1,0 +1,12 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/..")
+from tlflow import deploy, logs  # noqa: E402
+
+logs.to_file(snakemake.log[0])
+deploy.deploy(
+    head_model=snakemake.input.head,
+    head_meta=snakemake.input.meta,
+    out_model=snakemake.output.model,
+    out_meta=snakemake.output.meta,
+)

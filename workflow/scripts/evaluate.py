@@ -1,0 +1,18 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/..")
+from tlflow import evaluate, logs  # noqa: E402
+
+logs.to_file(snakemake.log[0])
+evaluate.evaluate(
+    features_npy=snakemake.input.features,
+    labels_npy=snakemake.input.labels,
+    manifest_csv=snakemake.input.manifest,
+    head_model=snakemake.input.head,
+    head_meta=snakemake.input.meta,
+    split=snakemake.params.split,
+    out_predictions=snakemake.output.predictions,
+    out_metrics=snakemake.output.metrics,
+    out_confusion=snakemake.output.confusion,
+    threads=snakemake.threads,
+)

@@ -1,0 +1,19 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/..")
+from tlflow import evaluate, logs  # noqa: E402
+
+logs.to_file(snakemake.log[0])
+backbone, split = snakemake.wildcards.backbone, snakemake.params.split
+evaluate.plot_confusion(
+    snakemake.input.confusion,
+    snakemake.output.confusion,
+    title=f"{backbone}: confusion matrix on {split}",
+)
+shown = evaluate.plot_mistakes(
+    snakemake.input.predictions,
+    snakemake.params.data_dir,
+    snakemake.output.mistakes,
+    title=f"{backbone}: most confident mistakes on {split}",
+)
+print(f"mistakes shown: {shown}")

@@ -1,0 +1,85 @@
+"""The deployable model: raw RGB images of any size in, one probability per class out.
+
+Backbone and trained head are joined behind a resize and the backbone's own
+preprocessing, all built from standard Keras layers, so ``model.keras`` loads with
+plain ``keras.models.load_model`` (no custom objects, safe mode on). The class
+names and the backbone spec go beside it in ``model.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import backbones
+from .atomic import atomic_path
+
+
+def affine_preprocessing(preprocessing: str):
+    """``(kernel, bias)`` with ``preprocess_input(x) == x @ kernel + bias`` per pixel, or None.
+
+    Every keras.applications preprocess_input is such a map on the RGB values (a
+    scale, mean/std, or a channel flip with mean subtraction). Measuring it from the
+    function itself, instead of copying its constants, keeps the two from drifting;
+    None means it is the identity. Raises BackboneError if it is not affine.
+    """
+    function = backbones.preprocess_function(preprocessing)
+
+    def apply(pixels):  # copies: some preprocess_input functions work in place
+        return np.asarray(function(np.array(pixels, dtype=np.float64)), dtype=np.float64)
+
+    bias = apply(np.zeros((1, 1, 1, 3)))[0, 0, 0]
+    kernel = apply(np.eye(3)[None, None])[0, 0] - bias  # row k: response to channel k
+    probe = np.random.default_rng(0).uniform(0, 255, (1, 8, 8, 3))
+    if not np.allclose(apply(probe), probe @ kernel + bias, rtol=1e-6, atol=1e-4):
+        raise backbones.BackboneError(
+            f"preprocessing '{preprocessing}' is not a per-pixel affine map, so it "
+            "cannot be built into the deployable model with standard layers."
+        )
+    if np.allclose(kernel, np.eye(3), atol=1e-9) and np.allclose(bias, 0, atol=1e-9):
+        return None
+    return kernel.astype(np.float32), bias.astype(np.float32)
+
+
+def build(head_model, meta: dict):
+    """Resize -> preprocess -> frozen backbone -> head -> probabilities (keras.Model)."""
+    import keras
+
+    spec = meta["backbone"]
+    backbone = backbones.build(spec)  # sets the global dtype policy to the spec's
+    # Resize, preprocessing and head in float32, as during extraction and training.
+    keras.config.set_dtype_policy("float32")
+    head = keras.models.load_model(head_model, compile=False)
+    height, width = spec["image_size"]
+    inputs = keras.Input(shape=(None, None, 3), name="image")
+    # Antialiased bilinear is what PIL's bilinear does when shrinking, as in training.
+    x = keras.layers.Resizing(height, width, antialias=True, name="resize")(inputs)
+    affine = affine_preprocessing(spec["preprocessing"])
+    if affine is not None:
+        preprocess = keras.layers.Dense(3, trainable=False, name="preprocess")
+        preprocess.build((None, 3))
+        preprocess.set_weights(list(affine))
+        x = preprocess(x)
+    x = head(backbone(x, training=False))
+    if len(meta["classes"]) == 2:  # a sigmoid head gives p(second class) alone
+        x = keras.layers.Concatenate(name="probabilities")(
+            [keras.layers.Rescaling(-1.0, offset=1.0, name="complement")(x), x]
+        )
+    return keras.Model(inputs, x, name=f"{spec['id']}_classifier")
+
+
+def deploy(head_model, head_meta, out_model, out_meta) -> None:
+    """Write ``model.keras`` and ``model.json`` (the head's metadata: classes, spec)."""
+    meta = json.loads(Path(head_meta).read_text())
+    model = build(head_model, meta)
+    with atomic_path(out_model) as tmp:
+        model.save(tmp)
+    with atomic_path(out_meta) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def meta_path(model_path) -> Path:
+    """Where the metadata of a deployed model lives: beside it, ending in .json."""
+    return Path(model_path).with_suffix(".json")

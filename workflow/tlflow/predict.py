@@ -1,0 +1,121 @@
+"""Class probabilities for a folder of new images, from a deployed ``model.keras``.
+
+    PYTHONPATH=workflow python -m tlflow.predict results/vgg16/model.keras photos/ out.csv
+
+Reads the class names from ``model.json`` beside the model. Every image file below
+the folder gets a row; one that cannot be decoded gets its error instead of
+probabilities, and the others are still predicted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_path
+from .deploy import meta_path
+from .images import _files_below, is_image, load_rgb
+from .progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+class PredictError(ValueError):
+    """The model or the folder cannot be used; the message says how to fix it."""
+
+
+def list_images(folder) -> list[str]:
+    """Image files below ``folder``, relative to it, sorted; raise PredictError if none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PredictError(
+            f"image folder '{folder}' does not exist. Give the folder of the images to "
+            "predict (config 'predict: images:', or the command line)."
+        )
+    found = [f for f in _files_below(folder) if is_image(Path(f).name)]
+    if not found:
+        raise PredictError(
+            f"no image files below '{folder}'. Add images there, or point to another folder."
+        )
+    return found
+
+
+def read_meta(model_path) -> dict:
+    path = meta_path(model_path)
+    if not path.is_file():
+        raise PredictError(
+            f"'{path}' not found: the class names of {model_path} are kept there. The "
+            "workflow writes it beside model.keras; copy both files together."
+        )
+    return json.loads(path.read_text())
+
+
+def predict_folder(model_path, folder, out_csv, batch_size: int = 32, threads: int = 1) -> dict:
+    """Write one row per image below ``folder``: file, predicted class, probabilities, error."""
+    meta = read_meta(model_path)  # a bad path fails here, before TensorFlow starts
+    classes = meta["classes"]
+    files = list_images(folder)
+    import keras
+
+    from .evaluate import probability_columns
+    from .features import configure_threads
+
+    configure_threads(threads)
+    model = keras.models.load_model(model_path, compile=False)
+    # Decode and resize exactly as the features were made (PIL bilinear); the model's
+    # own resize then leaves the images unchanged, so predictions match training.
+    size = tuple(meta["backbone"]["image_size"])
+    progress = Progress(len(files), log)
+    rows = []
+    for start in range(0, len(files), batch_size):
+        chunk = files[start : start + batch_size]
+        arrays, good, errors = [], [], {}
+        for name in chunk:
+            try:
+                arrays.append(load_rgb(Path(folder, name), size))
+                good.append(name)
+            except Exception as error:  # Pillow raises many types for broken files
+                errors[name] = f"{type(error).__name__}: {error}"
+        proba = np.asarray(model.predict_on_batch(np.stack(arrays)), np.float64) if arrays else []
+        by_file = dict(zip(good, proba))
+        for name in chunk:
+            if name in by_file:
+                p = by_file[name]
+                rows.append([name, classes[int(np.argmax(p))], *p, ""])
+            else:
+                rows.append([name, "", *[""] * len(classes), errors[name]])
+        progress.update(len(chunk))
+    with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["file", "predicted_class", *probability_columns(classes), "error"])
+        writer.writerows(rows)
+    failed = sum(1 for row in rows if row[-1])
+    if failed:
+        log.warning("%d of %d images could not be decoded; see the error column", failed, len(rows))
+    return {"images": len(rows), "predicted": len(rows) - failed, "unreadable": failed}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="model.keras written by the workflow (model.json beside it)")
+    parser.add_argument("folder", help="folder of images; sub-folders are included")
+    parser.add_argument("out_csv", help="predictions table to write")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        counts = predict_folder(args.model, args.folder, args.out_csv, args.batch_size, args.threads)
+    except PredictError as error:
+        parser.exit(2, f"error: {error}\n")
+    print(f"wrote {args.out_csv}: {counts}")
+
+
+if __name__ == "__main__":
+    main()
