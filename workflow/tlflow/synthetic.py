@@ -1,8 +1,9 @@
 """Generated image folders for the demo, the tests and the benchmarks.
 
-Each class is a shape (circle, square, triangle, ...) in a random colour, size and
-place on a noisy background, so that even a randomly initialised backbone gives
-features a head can learn from. Class sizes differ on purpose: uneven counts that
+Each class is a shape (circle, square, triangle, ...) in its own colour family, at a
+random size and place on a noisy grey background. Colour is what even a randomly
+initialised backbone passes on, so the demo's head can learn from random features;
+the shape is there for real backbones. Class sizes differ on purpose: uneven counts that
 are not multiples of a batch size catch dropped or misaligned rows.
 
     python -m tlflow.synthetic OUT_DIR [--size 64] [--train 40] [--classes 3]
@@ -17,15 +18,17 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 SHAPES = ("circle", "square", "triangle", "cross", "ring")
+COLOURS = ((200, 60, 50), (60, 170, 60), (60, 90, 210), (210, 180, 40), (160, 60, 190))
 
 
 def draw(shape: str, size: int, rng: np.random.Generator) -> Image.Image:
-    background = rng.integers(0, 256, 3)
+    background = rng.integers(60, 200)
     noise = rng.normal(0, 20, (size, size, 3))
     pixels = np.clip(background + noise, 0, 255).astype(np.uint8)
     image = Image.fromarray(pixels)
     pen = ImageDraw.Draw(image)
-    colour = tuple(int(c) for c in (255 - background + rng.integers(-40, 40, 3)) % 256)
+    base = np.array(COLOURS[SHAPES.index(shape)])
+    colour = tuple(int(c) for c in np.clip(base + rng.integers(-40, 40, 3), 0, 255))
     radius = rng.uniform(0.2, 0.35) * size
     cx, cy = rng.uniform(radius, size - radius, 2)
     box = (cx - radius, cy - radius, cx + radius, cy + radius)
