@@ -10,8 +10,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir, "workflow")))
 
-from tlflow import backbones, images, manifest, predict  # noqa: E402
-
+from tlflow import backbones, images, locks, manifest, predict  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -44,6 +43,10 @@ except (images.DatasetError, backbones.BackboneError) as _error:
 CLASSES = DATASET.classes
 
 if workflow.is_main_process:
+    # A run killed without clean-up (kill -9, power cut) must not block the next one.
+    _cleared = locks.clear_stale_locks()
+    if _cleared:
+        logger.warning(f"Removed the locks of a killed run: {_cleared}")
     if DATASET.ignored:
         logger.warning(
             f"Ignoring {len(DATASET.ignored)} file(s) that are not images: "
@@ -63,7 +66,11 @@ wildcard_constraints:
 def shard_numbers(split):
     """Shards of a split that hold at least one image."""
     return sorted(
-        {manifest.shard_of(f, SHARDS) for files in DATASET.images[split].values() for f in files}
+        {
+            manifest.shard_of(f, SHARDS)
+            for files in DATASET.images[split].values()
+            for f in files
+        }
     )
 
 
