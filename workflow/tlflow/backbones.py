@@ -136,10 +136,24 @@ def preprocess_function(preprocessing: str):
 
 
 def build(spec: dict):
-    """The frozen extractor of ``spec`` (a keras.Model); raises BackboneError with the fix."""
+    """The frozen extractor of ``spec`` (a keras.Model); raises BackboneError with the fix.
+
+    It computes in ``spec["precision"]``; the global dtype policy is restored after,
+    so a head trained later in the same process stays float32.
+    """
     import keras
 
+    previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(PRECISIONS[spec["precision"]])
+    try:
+        return _build(spec)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _build(spec: dict):
+    import keras
+
     height, width = spec["image_size"]
     if "model" in spec:
         model = keras.models.load_model(spec["model"], compile=False)

@@ -45,14 +45,28 @@ def _decode_batch(paths, size, preprocess):
 
 
 def configure_threads(threads: int) -> None:
-    """Give TensorFlow the threads Snakemake granted the job (before it starts up)."""
+    """Give the backend the threads Snakemake granted the job.
+
+    TensorFlow fixes its thread pools when it starts, so call this first; called
+    again once it has started, it keeps its pools and logs a warning. PyTorch's pool
+    is set here. JAX sizes its CPU pool from the machine when it starts (on a GPU
+    the threads only decode), so nothing is set for it.
+    """
     import keras
 
-    if keras.backend.backend() == "tensorflow":
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
         import tensorflow as tf
 
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+        except RuntimeError as error:  # already started: its pools cannot change
+            log.warning("TensorFlow threads stay as they are (%s)", error)
+    elif backend == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def compute(paths, spec, batch_size: int, threads: int):
