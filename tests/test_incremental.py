@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -122,9 +123,10 @@ def test_backbone_change_reruns_all_its_features_and_no_other_backbones(two_back
 
 
 def test_precision_change_reruns_features(finished_copy):
+    meta = json.loads((finished_copy / "results/vgg16/head/head.json").read_text())
+    used = meta["backbone"]["precision"]
     config = _config(finished_copy)
-    precision = config.get("extraction", {}).get("precision", "bfloat16")
-    config["extraction"]["precision"] = "float32" if precision == "bfloat16" else "bfloat16"
+    config["extraction"]["precision"] = "float32" if used == "bfloat16" else "bfloat16"
     write_config(finished_copy, config)
     assert planned_jobs(finished_copy)["extract_shard"] > 0
 
