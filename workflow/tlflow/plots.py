@@ -6,6 +6,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display on servers and cluster nodes
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
@@ -19,6 +20,7 @@ def curve(history_csv, metric: str, out_png, title: str) -> None:
     axes.plot(history["epoch"], history[f"val_{metric}"], marker="o", label=f"validation {metric}")
     axes.set_title(title)
     axes.set_xlabel("epoch")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     axes.set_ylabel(metric)
     axes.grid(alpha=0.3)
     axes.legend()
