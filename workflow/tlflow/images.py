@@ -48,7 +48,7 @@ def _class_folders(split_dir: Path) -> list[str]:
     )
 
 
-def _files_below(folder: Path) -> list[str]:
+def files_below(folder: Path) -> list[str]:
     """Every file below ``folder`` (sub-folders included), relative to it, sorted."""
     found = []
     for root, dirs, files in os.walk(folder):
@@ -95,7 +95,7 @@ def scan(data_dir: str | os.PathLike, splits: list[str]) -> Dataset:
         images[split] = {}
         for cls in classes:
             rel = f"{split}/{cls}"
-            files = _files_below(data_dir / rel)
+            files = files_below(data_dir / rel)
             kept = [f"{rel}/{f}" for f in files if is_image(Path(f).name)]
             ignored.extend(f"{rel}/{f}" for f in files if not is_image(Path(f).name))
             if not kept:

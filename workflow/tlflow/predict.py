@@ -20,7 +20,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .deploy import meta_path
-from .images import _files_below, is_image, load_rgb
+from .images import files_below, is_image, load_rgb
 from .progress import Progress
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def list_images(folder) -> list[str]:
             f"image folder '{folder}' does not exist. Give the folder of the images to "
             "predict (config 'predict: images:', or the command line)."
         )
-    found = [f for f in _files_below(folder) if is_image(Path(f).name)]
+    found = [f for f in files_below(folder) if is_image(Path(f).name)]
     if not found:
         raise PredictError(
             f"no image files below '{folder}'. Add images there, or point to another folder."
