@@ -110,3 +110,21 @@ def test_join_orders_rows_by_class_then_file_whatever_the_shards(tmp_path):
         for row, vector in zip(pd.read_csv(shard_manifest)["file"], np.load(features)):
             by_file[row] = vector
     np.testing.assert_array_equal(np.load(joined[0]), np.stack([by_file[f] for f in manifest["file"]]))
+
+
+def test_a_bad_image_does_not_change_the_other_rows_by_a_bit(tmp_path):
+    """A shard resumed after a broken image was fixed reuses rows from the failed
+    attempt: they must equal a clean run's, so every image keeps its batch slot."""
+    runs = {}
+    for name in ("clean", "broken"):
+        make_dataset(tmp_path / name / "data", {"train": 20, "validation": 2}, classes=2)
+        if name == "broken":
+            (tmp_path / name / "data/train/circles/circle_00000.jpg").write_bytes(b"")
+        data, manifest, _ = _shard(tmp_path / name)
+        _, (features, out_manifest, _) = _extract(
+            tmp_path / name, manifest, data, batch_size=32, on_bad_image="skip"
+        )
+        runs[name] = pd.read_csv(out_manifest)["file"].tolist(), np.load(features)
+    (clean_files, clean_rows), (files, rows) = runs["clean"], runs["broken"]
+    assert clean_files[1:] == files  # only the broken image is missing
+    np.testing.assert_array_equal(clean_rows[1:], rows)

@@ -96,20 +96,21 @@ def compute(paths, spec, batch_size: int, threads: int):
             parts = [(offset, future.result()) for offset, future in pending]
             if position + 1 < len(starts):
                 pending = submit(starts[position + 1])
-            good, failed, arrays = [], [], []
+            # Each image keeps its slot in the batch (a failed one leaves zeros):
+            # oneDNN's results depend on the slot in the last bits, so a resumed
+            # or partly failed shard gives the same bytes as a clean run.
+            slots, failed, batch = [], [], None
             for offset, (array, indices, errors) in parts:
-                good += [start + offset + i for i in indices]
                 failed += [(start + offset + i, msg) for i, msg in errors]
                 if array is not None:
-                    arrays.append(array)
-            if arrays:
-                batch = np.concatenate(arrays)
-                count = len(batch)
-                if count < batch_size:  # pad: one traced shape for every batch
-                    pad = np.zeros((batch_size - count, *batch.shape[1:]), batch.dtype)
-                    batch = np.concatenate([batch, pad])
-                out = model.predict_on_batch(batch)[:count]
-                yield good, np.asarray(out, dtype=np.float32), failed
+                    if batch is None:
+                        batch = np.zeros((batch_size, *array.shape[1:]), array.dtype)
+                    batch[[offset + i for i in indices]] = array
+                    slots += [offset + i for i in indices]
+            if slots:
+                out = model.predict_on_batch(batch)
+                rows = np.asarray(out, dtype=np.float32)[slots]
+                yield [start + slot for slot in slots], rows, failed
             else:
                 yield [], None, failed
 
