@@ -1,8 +1,9 @@
 """Bottleneck features: extract one shard, reuse cached rows, join shards per split.
 
 Images are decoded and preprocessed in a thread pool one batch ahead of the model,
-every image is kept (the last partial batch is padded, never dropped), and rows are
-streamed into a memory-mapped ``.npy`` so memory does not grow with the shard.
+every image is kept (the last partial batch is padded, never dropped), and computed
+rows are streamed to the cache in parts and then copied into a memory-mapped
+``.npy``, so memory does not grow with the shard.
 """
 
 from __future__ import annotations
