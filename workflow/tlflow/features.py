@@ -19,7 +19,7 @@ import numpy as np
 
 from . import backbones
 from .atomic import atomic_path
-from .images import load_rgb
+from .images import decode_all
 from .manifest import manifest_text, read_manifest
 from .progress import Progress
 
@@ -31,18 +31,11 @@ class BadImagesError(ValueError):
 
 
 def _decode_batch(paths, size, preprocess):
-    """Decode a batch; return (float32 array of the good ones, their indices, errors)."""
-    arrays, good, errors = [], [], []
-    for index, path in enumerate(paths):
-        try:
-            arrays.append(load_rgb(path, size))
-            good.append(index)
-        except Exception as error:  # Pillow raises many types for broken files
-            errors.append((index, f"{type(error).__name__}: {error}"))
-    if not arrays:
+    """Decode and preprocess a batch; return (float32 array of the good ones, their indices, errors)."""
+    array, good, errors = decode_all(paths, size)
+    if array is None:
         return None, good, errors
-    batch = preprocess(np.stack(arrays).astype(np.float32))
-    return np.asarray(batch, dtype=np.float32), good, errors
+    return np.asarray(preprocess(array.astype(np.float32)), dtype=np.float32), good, errors
 
 
 def configure_threads(threads: int) -> None:

@@ -127,3 +127,19 @@ def load_rgb(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
         if image.size != (width, height):
             image = image.resize((width, height), Image.Resampling.BILINEAR)
         return np.asarray(image, dtype=np.uint8)
+
+
+def decode_all(paths, size: tuple[int, int]):
+    """Decode ``paths`` with load_rgb; a broken file is listed, never fatal.
+
+    Returns (uint8 array of the decoded images or None, their indices in ``paths``,
+    [(index, "ErrorType: message")] of the rest).
+    """
+    arrays, good, errors = [], [], []
+    for index, path in enumerate(paths):
+        try:
+            arrays.append(load_rgb(path, size))
+            good.append(index)
+        except Exception as error:  # Pillow raises many types for broken files
+            errors.append((index, f"{type(error).__name__}: {error}"))
+    return (np.stack(arrays) if arrays else None), good, errors

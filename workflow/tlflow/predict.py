@@ -20,7 +20,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .deploy import meta_path
-from .images import files_below, is_image, load_rgb
+from .images import decode_all, files_below, is_image
 from .progress import Progress
 
 log = logging.getLogger(__name__)
@@ -75,15 +75,10 @@ def predict_folder(model_path, folder, out_csv, batch_size: int = 32, threads: i
     rows = []
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
-        arrays, good, errors = [], [], {}
-        for name in chunk:
-            try:
-                arrays.append(load_rgb(Path(folder, name), size))
-                good.append(name)
-            except Exception as error:  # Pillow raises many types for broken files
-                errors[name] = f"{type(error).__name__}: {error}"
-        proba = np.asarray(model.predict_on_batch(np.stack(arrays)), np.float64) if arrays else []
-        by_file = dict(zip(good, proba))
+        array, good, failed = decode_all([Path(folder, name) for name in chunk], size)
+        errors = {chunk[i]: message for i, message in failed}
+        proba = np.asarray(model.predict_on_batch(array), np.float64) if good else []
+        by_file = dict(zip((chunk[i] for i in good), proba))
         for name in chunk:
             if name in by_file:
                 p = by_file[name]
