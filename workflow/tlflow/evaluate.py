@@ -143,10 +143,7 @@ def evaluate(
 
 def plot_confusion(confusion_csv, out_png, title: str) -> None:
     """The confusion matrix as a heat map, each cell labelled with its count."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plots import plt, save
 
     counts = pd.read_csv(confusion_csv, index_col=0)
     n = len(counts)
@@ -164,9 +161,7 @@ def plot_confusion(confusion_csv, out_png, title: str) -> None:
         colour = "white" if value > threshold else "black"
         axes.text(col, row, str(value), ha="center", va="center", color=colour)
     figure.tight_layout()
-    with atomic_path(out_png) as tmp:
-        figure.savefig(tmp)
-    plt.close(figure)
+    save(figure, out_png)
 
 
 def confident_mistakes(table: pd.DataFrame, classes, most: int) -> pd.DataFrame:
@@ -179,11 +174,9 @@ def confident_mistakes(table: pd.DataFrame, classes, most: int) -> pd.DataFrame:
 
 def plot_mistakes(predictions_csv, data_dir, out_png, title: str, most: int = 16) -> int:
     """Grid of the most confident mistakes, each captioned; returns how many are shown."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from PIL import Image
+
+    from .plots import plt, save
 
     table = pd.read_csv(predictions_csv, dtype={"file": str})
     classes = [c.removeprefix("prob_") for c in table.columns if c.startswith("prob_")]
@@ -210,9 +203,7 @@ def plot_mistakes(predictions_csv, data_dir, out_png, title: str, most: int = 16
             fontsize=8,
         )
     figure.suptitle(title)
-    with atomic_path(out_png) as tmp:
-        figure.savefig(tmp)
-    plt.close(figure)
+    save(figure, out_png)
     return len(shown)
 
 

@@ -1,4 +1,4 @@
-"""Training curves as PNGs a person can read."""
+"""Figures as PNGs a person can read; pyplot set up once, for servers without a display."""
 
 from __future__ import annotations
 
@@ -25,6 +25,11 @@ def curve(history_csv, metric: str, out_png, title: str) -> None:
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
+    save(figure, out_png)
+
+
+def save(figure, out_png) -> None:
+    """Write a figure atomically and free it (pyplot keeps every open figure)."""
     with atomic_path(out_png) as tmp:
         figure.savefig(tmp)
     plt.close(figure)
