@@ -98,6 +98,11 @@ def backbone_spec(wildcards):
     return SPECS[wildcards.backbone]
 
 
+def head_settings():
+    """The head's settings without its resources: a thread count changes no result."""
+    return {k: v for k, v in config["head"].items() if k not in ("threads", "gpus")}
+
+
 def head_meta(wildcards):
     """Recorded beside the head: what prediction needs to rebuild the features."""
     return {"classes": CLASSES, "backbone": SPECS[wildcards.backbone]}

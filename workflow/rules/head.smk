@@ -24,7 +24,7 @@ rule train_head:
         mem_mb=lambda wildcards, input: 2000 + 2 * input.size_mb,
         runtime=lambda wildcards, input: 10 + input.size_mb // 100,
     params:
-        settings=config["head"],
+        settings=head_settings(),
         meta=head_meta,
     script:
         "../scripts/train_head.py"
