@@ -230,11 +230,11 @@ def train_heads(feats, seeds: int):
 
 def accuracy(models, feats) -> float:
     """Mean validation accuracy of ``models`` on ``feats``."""
-    from tlflow import head
+    from tlflow import probabilities
 
     val_x, val_y = feats["validation"]
     return float(np.mean([
-        np.mean(head.predict_proba(m, val_x).argmax(1) == val_y) for m in models
+        np.mean(probabilities.predict_proba(m, val_x).argmax(1) == val_y) for m in models
     ]))  # fmt: skip
 
 
@@ -386,7 +386,7 @@ def main() -> None:
         b, t, n = args.threads_child
         return threads_child(b, int(t), int(n))
 
-    from tlflow import backbones, features
+    from tlflow import backbones, runtime
 
     started = time.perf_counter()
     header(args)
@@ -404,7 +404,7 @@ def main() -> None:
                 rate = next(x for x in out.splitlines() if x.startswith("THREADS")).split()[2]
                 print(f"{backbone}: compute() with {t} thread(s): {rate} images/s "
                       f"({n} images after the first batch)")  # fmt: skip
-        features.configure_threads(threads)
+        runtime.configure_threads(threads)
         for dtype in ("float32", "bfloat16"):
             print(f"matmul 2048x2048 {dtype}: {matmul_peak(dtype):.1f} GFLOP/s")
         for backbone in names:
@@ -413,7 +413,7 @@ def main() -> None:
 
     print(f"B = schema defaults: precision {d['precision']}, batch_size {d['batch_size']}, "
           f"threads {d['threads']} -> {threads} (Snakemake caps threads at the cores)")  # fmt: skip
-    features.configure_threads(threads)  # A and B share the process, so the threads
+    runtime.configure_threads(threads)  # A and B share the process, so the threads
     splits = ["train", "validation"]
     for backbone in names:
         # Others' load changes by the minute: the peak is measured before A and again

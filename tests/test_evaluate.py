@@ -18,7 +18,7 @@ import pytest
 from conftest import REPO, TINY_CONFIG, snakemake, write_config
 from PIL import Image
 
-from tlflow import evaluate
+from tlflow import metrics, plots
 from tlflow.synthetic import make_dataset
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -100,13 +100,13 @@ def test_deployed_model_gives_the_probabilities_of_features_then_head(binary_run
     float32 arithmetic; observed difference 0, asserted to 1e-5."""
     import keras
 
-    from tlflow import head, images
+    from tlflow import images, probabilities
 
     model = keras.models.load_model(results(binary_run, "model.keras"))  # safe mode on
     manifest = pd.read_csv(results(binary_run, "features/validation_manifest.csv"))
     raw = np.stack([images.load_rgb(binary_run / "data" / f, (32, 32)) for f in manifest.file])
     deployed = model.predict(raw, verbose=0)
-    trained = head.predict_proba(
+    trained = probabilities.predict_proba(
         keras.models.load_model(results(binary_run, "head/head.h5"), compile=False),
         np.load(results(binary_run, "features/validation.npy")),
     )
@@ -177,13 +177,13 @@ def test_missing_predict_folder_fails_before_any_job(binary_run):
 
 def test_metrics_of_a_known_table():
     classes = ["a", "b"]
-    table = evaluate.predictions_table(
+    table = metrics.predictions_table(
         ["1", "2", "3", "4"],
         [0, 0, 1, 1],
         np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.3, 0.7]]),
         classes,
     )
-    found = evaluate.metrics(table, classes)
+    found = metrics.metrics(table, classes)
     assert found["accuracy"] == 0.75
     assert found["per_class"]["a"] == {
         "precision": 1.0,
@@ -195,17 +195,17 @@ def test_metrics_of_a_known_table():
     assert found["roc_auc"] == 1.0  # every b scores above every a
     expected_loss = -np.mean(np.log([0.9, 0.4, 0.8, 0.7]))
     assert found["log_loss"] == pytest.approx(expected_loss)
-    one_class = evaluate.metrics(table[table.true_class == "a"], classes)
+    one_class = metrics.metrics(table[table.true_class == "a"], classes)
     assert one_class["roc_auc"] is None  # undefined, not a crash
 
 
 def test_mistakes_are_ranked_by_confidence_and_an_empty_grid_still_draws(tmp_path):
     classes = ["a", "b", "c"]
     proba = np.array([[0.2, 0.7, 0.1], [0.1, 0.1, 0.8], [0.9, 0.05, 0.05], [0.3, 0.6, 0.1]])
-    table = evaluate.predictions_table(["w1", "w2", "right", "w3"], [0, 1, 0, 2], proba, classes)
-    ranked = evaluate.confident_mistakes(table, classes, most=2)
+    table = metrics.predictions_table(["w1", "w2", "right", "w3"], [0, 1, 0, 2], proba, classes)
+    ranked = metrics.confident_mistakes(table, classes, most=2)
     assert list(ranked.file) == ["w2", "w1"]
     right = table[table.file == "right"]
     right.to_csv(tmp_path / "p.csv", index=False)
-    shown = evaluate.plot_mistakes(tmp_path / "p.csv", tmp_path, tmp_path / "m.png", "t")
+    shown = plots.mistakes(tmp_path / "p.csv", tmp_path, tmp_path / "m.png", "t")
     assert shown == 0 and (tmp_path / "m.png").read_bytes()[:8] == PNG_SIGNATURE

@@ -74,7 +74,7 @@ def test_bfloat16_features_are_float32_rows_close_to_float32_ones(tmp_path):
 def test_configure_threads_after_tensorflow_started_warns_instead_of_failing():
     code = (
         "import logging, tensorflow as tf; logging.basicConfig();"
-        "from tlflow.features import configure_threads;"
+        "from tlflow.runtime import configure_threads;"
         "configure_threads(2); tf.constant(1.0) + 1;"
         "configure_threads(2); configure_threads(3);"
         "print(tf.config.threading.get_intra_op_parallelism_threads())"

@@ -3,7 +3,8 @@
 import numpy as np
 import yaml
 
-from tlflow.head import build, predict_proba, train
+from tlflow.head import build, train
+from tlflow.probabilities import predict_proba
 
 SCHEMA = yaml.safe_load(open("workflow/schemas/config.schema.yaml"))
 DEFAULTS = {k: v["default"] for k, v in SCHEMA["properties"]["head"]["properties"].items()}

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tlflow import backbones, deploy, predict
+from tlflow.metadata import BackboneSpec, Meta
 
 
 @pytest.mark.parametrize("preprocessing", backbones.PREPROCESSING)
@@ -45,8 +46,15 @@ def test_folder_and_model_errors_say_what_to_do(tmp_path):
         predict.predict_folder(tmp_path / "model.keras", tmp_path, tmp_path / "out.csv")
 
 
-def test_command_line_reports_a_missing_folder(tmp_path, capsys):
+def test_metadata_that_is_not_the_workflows_is_named_with_the_fix(tmp_path):
     (tmp_path / "model.json").write_text('{"classes": ["a", "b"]}')
+    with pytest.raises(predict.PredictError, match=r"model\.json' is not the metadata.*backbone"):
+        predict.read_meta(tmp_path / "model.keras")
+
+
+def test_command_line_reports_a_missing_folder(tmp_path, capsys):
+    spec = {"id": "m", "image_size": [8, 8], "precision": "float32", "preprocessing": "none"}
+    Meta(["a", "b"], BackboneSpec(**spec)).write(tmp_path / "model.json")
     with pytest.raises(SystemExit) as stop:
         predict.main(
             [str(tmp_path / "model.keras"), str(tmp_path / "nope"), str(tmp_path / "o.csv")]

@@ -34,7 +34,7 @@ rule evaluate:
         "logs/{backbone}/evaluate.benchmark.tsv"
     conda:
         "../../envs/keras.yaml"
-    threads: config["head"]["threads"]
+    threads: config["evaluation"]["threads"]
     resources:
         mem_mb=lambda wildcards, input: 2000 + 2 * input.size_mb,
         runtime=lambda wildcards, input: 10 + input.size_mb // 100,

@@ -17,7 +17,8 @@ rule deploy_model:
         "../../envs/keras.yaml"
     threads: 1
     resources:
-        mem_mb=config["extraction"]["mem_mb"],
+        # Builds the backbone once; a very large one may need more (profile: set-resources).
+        mem_mb=4000,
         runtime=10,
     script:
         "../scripts/deploy_model.py"
@@ -36,11 +37,10 @@ rule predict:
         "logs/{backbone}/predict.benchmark.tsv"
     conda:
         "../../envs/keras.yaml"
-    threads: config["extraction"]["threads"]
+    threads: config["predict"]["threads"]
     resources:
-        # The backbone runs over every image, as in extraction: same settings.
-        **gpu_request("extraction"),
-        mem_mb=config["extraction"]["mem_mb"],
+        **gpu_request("predict"),
+        mem_mb=config["predict"]["mem_mb"],
         # Minutes: start-up plus a slow CPU's 5 images/s, as for extraction.
         runtime=10 + len(PREDICT_IMAGES) // 300,
     params:

@@ -1,16 +1,16 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")
-from tlflow import evaluate, logs  # noqa: E402
+from tlflow import logs, plots  # noqa: E402
 
 logs.to_file(snakemake.log[0])
 backbone, split = snakemake.wildcards.backbone, snakemake.params.split
-evaluate.plot_confusion(
+plots.confusion(
     snakemake.input.confusion,
     snakemake.output.confusion,
     title=f"{backbone}: confusion matrix on {split}",
 )
-shown = evaluate.plot_mistakes(
+shown = plots.mistakes(
     snakemake.input.predictions,
     snakemake.params.data_dir,
     snakemake.output.mistakes,

@@ -1,11 +1,11 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")
-from tlflow import evaluate, logs  # noqa: E402
+from tlflow import logs, summary  # noqa: E402
 
 logs.to_file(snakemake.log[0])
 splits = snakemake.params.splits
-evaluate.summary_html(
+summary.summary_html(
     head_meta=snakemake.input.meta,
     manifests=dict(zip(splits, snakemake.input.manifests)),
     skipped=dict(zip(splits, snakemake.input.skipped)),

@@ -8,13 +8,11 @@ names and the backbone spec go beside it in ``model.json``.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 
 from . import backbones
 from .atomic import atomic_path
+from .metadata import Meta
 
 
 def affine_preprocessing(preprocessing: str):
@@ -43,43 +41,37 @@ def affine_preprocessing(preprocessing: str):
     return kernel.astype(np.float32), bias.astype(np.float32)
 
 
-def build(head_model, meta: dict):
+def build(head_model, meta: Meta):
     """Resize -> preprocess -> frozen backbone -> head -> probabilities (keras.Model)."""
     import keras
 
-    spec = meta["backbone"]
-    backbone = backbones.build(spec)  # sets the global dtype policy to the spec's
+    spec = meta.backbone
+    backbone = backbones.build(spec.to_dict())  # sets the global dtype policy to the spec's
     # Resize, preprocessing and head in float32, as during extraction and training.
     keras.config.set_dtype_policy("float32")
     head = keras.models.load_model(head_model, compile=False)
-    height, width = spec["image_size"]
+    height, width = spec.image_size
     inputs = keras.Input(shape=(None, None, 3), name="image")
     # Antialiased bilinear is what PIL's bilinear does when shrinking, as in training.
     x = keras.layers.Resizing(height, width, antialias=True, name="resize")(inputs)
-    affine = affine_preprocessing(spec["preprocessing"])
+    affine = affine_preprocessing(spec.preprocessing)
     if affine is not None:
         preprocess = keras.layers.Dense(3, trainable=False, name="preprocess")
         preprocess.build((None, 3))
         preprocess.set_weights(list(affine))
         x = preprocess(x)
     x = head(backbone(x, training=False))
-    if len(meta["classes"]) == 2:  # a sigmoid head gives p(second class) alone
+    if len(meta.classes) == 2:  # a sigmoid head gives p(second class) alone
         x = keras.layers.Concatenate(name="probabilities")(
             [keras.layers.Rescaling(-1.0, offset=1.0, name="complement")(x), x]
         )
-    return keras.Model(inputs, x, name=f"{spec['id']}_classifier")
+    return keras.Model(inputs, x, name=f"{spec.id}_classifier")
 
 
 def deploy(head_model, head_meta, out_model, out_meta) -> None:
     """Write ``model.keras`` and ``model.json`` (the head's metadata: classes, spec)."""
-    meta = json.loads(Path(head_meta).read_text())
+    meta = Meta.read(head_meta)
     model = build(head_model, meta)
     with atomic_path(out_model) as tmp:
         model.save(tmp)
-    with atomic_path(out_meta) as tmp:
-        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-
-
-def meta_path(model_path) -> Path:
-    """Where the metadata of a deployed model lives: beside it, ending in .json."""
-    return Path(model_path).with_suffix(".json")
+    meta.write(out_meta)

@@ -22,6 +22,7 @@ from .atomic import atomic_path
 from .images import decode_all
 from .manifest import manifest_text, read_manifest
 from .progress import Progress
+from .runtime import configure_threads
 
 log = logging.getLogger(__name__)
 
@@ -36,31 +37,6 @@ def _decode_batch(paths, size, preprocess):
     if array is None:
         return None, good, errors
     return np.asarray(preprocess(array.astype(np.float32)), dtype=np.float32), good, errors
-
-
-def configure_threads(threads: int) -> None:
-    """Give the backend the threads Snakemake granted the job.
-
-    TensorFlow fixes its thread pools when it starts, so call this first; called
-    again once it has started, it keeps its pools and logs a warning. PyTorch's pool
-    is set here. JAX sizes its CPU pool from the machine when it starts (on a GPU
-    the threads only decode), so nothing is set for it.
-    """
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
-        except RuntimeError as error:  # already started: its pools cannot change
-            log.warning("TensorFlow threads stay as they are (%s)", error)
-    elif backend == "torch":
-        import torch
-
-        torch.set_num_threads(threads)
 
 
 def compute(paths, spec, batch_size: int, threads: int):

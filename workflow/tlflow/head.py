@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 import numpy as np
 
 from .atomic import atomic_path
+from .metadata import Meta
+from .runtime import configure_threads
 
 log = logging.getLogger(__name__)
 
@@ -71,20 +72,11 @@ def save(model, rows, meta: dict, out_model, out_history, out_meta) -> None:
         model.save(tmp)
     with atomic_path(out_history) as tmp:
         pd.DataFrame(rows, columns=HISTORY_COLUMNS).to_csv(tmp, index=False)
-    with atomic_path(out_meta) as tmp:
-        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-
-
-def predict_proba(model, features) -> np.ndarray:
-    """Class probabilities, one column per class (two columns for a sigmoid head)."""
-    out = np.asarray(model.predict(np.asarray(features), verbose=0), dtype=np.float64)
-    return np.hstack([1 - out, out]) if out.shape[1] == 1 else out
+    Meta.from_dict(meta).write(out_meta)
 
 
 def train_and_save(features: dict, settings: dict, meta: dict, threads: int, outputs) -> None:
     """Train on ``features`` = {split: (features.npy, labels.npy)} and write the outputs."""
-    from .features import configure_threads
-
     configure_threads(threads)
     (train_x, train_y), (val_x, val_y) = (
         (np.load(x, mmap_mode="r"), np.load(y)) for x, y in features.values()

@@ -1,15 +1,21 @@
-"""Figures as PNGs a person can read; pyplot set up once, for servers without a display."""
+"""Every figure of the workflow, as PNGs a person can read; pyplot set up once, for
+servers without a display. Figures are drawn from the tables the stages write."""
 
 from __future__ import annotations
+
+import math
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display on servers and cluster nodes
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
+from .metrics import confident_mistakes  # noqa: E402
 
 
 def curve(history_csv, metric: str, out_png, title: str) -> None:
@@ -26,6 +32,60 @@ def curve(history_csv, metric: str, out_png, title: str) -> None:
     axes.legend()
     figure.tight_layout()
     save(figure, out_png)
+
+
+def confusion(confusion_csv, out_png, title: str) -> None:
+    """The confusion matrix as a heat map, each cell labelled with its count."""
+    counts = pd.read_csv(confusion_csv, index_col=0)
+    n = len(counts)
+    side = max(4.0, 1.0 + 0.6 * n)
+    figure, axes = plt.subplots(figsize=(side + 1, side), dpi=100)
+    image = axes.imshow(counts.to_numpy(), cmap="Blues")
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+    axes.set_xticks(range(n), counts.columns, rotation=45, ha="right")
+    axes.set_yticks(range(n), counts.index)
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("true class")
+    axes.set_title(title)
+    threshold = counts.to_numpy().max() / 2
+    for (row, col), value in np.ndenumerate(counts.to_numpy()):
+        colour = "white" if value > threshold else "black"
+        axes.text(col, row, str(value), ha="center", va="center", color=colour)
+    figure.tight_layout()
+    save(figure, out_png)
+
+
+def mistakes(predictions_csv, data_dir, out_png, title: str, most: int = 16) -> int:
+    """Grid of the most confident mistakes, each captioned; returns how many are shown."""
+    from PIL import Image
+
+    table = pd.read_csv(predictions_csv, dtype={"file": str})
+    classes = [c.removeprefix("prob_") for c in table.columns if c.startswith("prob_")]
+    shown = confident_mistakes(table, classes, most)
+    columns = min(4, max(1, len(shown)))
+    rows = max(1, math.ceil(len(shown) / columns))
+    figure, grid = plt.subplots(
+        rows, columns, figsize=(3 * columns, 3.6 * rows), dpi=100, squeeze=False,
+        layout="constrained",  # room for the three-line titles, unlike tight_layout
+    )  # fmt: skip
+    for axes in grid.flat:
+        axes.axis("off")
+    if shown.empty:
+        grid[0, 0].text(0.5, 0.5, f"no mistakes\n({len(table)} images)", ha="center", va="center")
+    for axes, row in zip(grid.flat, shown.itertuples()):
+        try:
+            with Image.open(Path(data_dir, row.file)) as image:
+                axes.imshow(image.convert("RGB"))
+        except OSError as error:  # moved or broken since the features were made
+            axes.text(0.5, 0.5, f"cannot open:\n{error}", ha="center", va="center", wrap=True)
+        axes.set_title(
+            f"{Path(row.file).name}\ntrue: {row.true_class}\n"
+            f"predicted: {row.predicted_class} ({row.confidence:.3f})",
+            fontsize=8,
+        )
+    figure.suptitle(title)
+    save(figure, out_png)
+    return len(shown)
 
 
 def save(figure, out_png) -> None:

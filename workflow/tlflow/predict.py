@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 import os
 from pathlib import Path
@@ -19,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
-from .deploy import meta_path
 from .images import decode_all, files_below, is_image
+from .metadata import Meta, model_meta_path
+from .probabilities import probability_columns
 from .progress import Progress
 
 log = logging.getLogger(__name__)
@@ -46,31 +46,33 @@ def list_images(folder) -> list[str]:
     return found
 
 
-def read_meta(model_path) -> dict:
-    path = meta_path(model_path)
+def read_meta(model_path) -> Meta:
+    path = model_meta_path(model_path)
     if not path.is_file():
         raise PredictError(
             f"'{path}' not found: the class names of {model_path} are kept there. The "
             "workflow writes it beside model.keras; copy both files together."
         )
-    return json.loads(path.read_text())
+    try:
+        return Meta.read(path)
+    except ValueError as error:
+        raise PredictError(str(error)) from None
 
 
 def predict_folder(model_path, folder, out_csv, batch_size: int = 32, threads: int = 1) -> dict:
     """Write one row per image below ``folder``: file, predicted class, probabilities, error."""
     meta = read_meta(model_path)  # a bad path fails here, before TensorFlow starts
-    classes = meta["classes"]
+    classes = meta.classes
     files = list_images(folder)
     import keras
 
-    from .evaluate import probability_columns
-    from .features import configure_threads
+    from .runtime import configure_threads
 
     configure_threads(threads)
     model = keras.models.load_model(model_path, compile=False)
     # Decode and resize exactly as the features were made (PIL bilinear); the model's
     # own resize then leaves the images unchanged, so predictions match training.
-    size = tuple(meta["backbone"]["image_size"])
+    size = tuple(meta.backbone.image_size)
     progress = Progress(len(files), log)
     rows = []
     for start in range(0, len(files), batch_size):

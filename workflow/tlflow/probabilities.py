@@ -1,0 +1,16 @@
+"""Class probabilities: how a head's output becomes one column per class."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def probability_columns(classes) -> list[str]:
+    """Column names of the probabilities in every table the workflow writes."""
+    return [f"prob_{cls}" for cls in classes]
+
+
+def predict_proba(model, features) -> np.ndarray:
+    """Class probabilities, one column per class (two columns for a sigmoid head)."""
+    out = np.asarray(model.predict(np.asarray(features), verbose=0), dtype=np.float64)
+    return np.hstack([1 - out, out]) if out.shape[1] == 1 else out

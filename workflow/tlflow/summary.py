@@ -1,0 +1,72 @@
+"""``summary.html``: what was run on which images, and the metrics it reached.
+
+The page is the template ``templates/summary.html``; this module only gathers the
+values and the tables it shows.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .atomic import atomic_path
+from .metadata import Meta
+
+TEMPLATE = Path(__file__).with_name("templates") / "summary.html"
+
+
+def split_sizes(manifests: dict, skipped: dict, classes) -> pd.DataFrame:
+    """Images per class, used and skipped, per split (rows)."""
+    sizes = pd.DataFrame(
+        {
+            split: {
+                **pd.read_csv(manifests[split], dtype=str)["class"].value_counts().to_dict(),
+                "skipped (unreadable)": len(pd.read_csv(skipped[split], dtype=str)),
+            }
+            for split in manifests
+        }
+    ).T
+    sizes = sizes.reindex(columns=[*classes, "skipped (unreadable)"]).fillna(0).astype(int)
+    sizes.insert(len(classes), "images used", sizes[list(classes)].sum(axis=1))
+    return sizes
+
+
+def summary_html(head_meta, manifests: dict, skipped: dict, metrics_json, out_html) -> None:
+    """Write the page; ``manifests`` and ``skipped`` map each split to its joined files."""
+    import jinja2
+
+    meta = Meta.read(head_meta)
+    result = json.loads(Path(metrics_json).read_text())
+    spec = meta.backbone
+    source, weights = spec.describe()
+    setup = {
+        "backbone": f"{spec.id} ({source})",
+        "weights": weights,
+        "preprocessing": spec.preprocessing,
+        "image size (height x width)": " x ".join(map(str, spec.image_size)),
+        "precision": spec.precision,
+        "feature shape": " x ".join(map(str, meta.feature_shape)),
+        "classes": ", ".join(meta.classes),
+    }
+    per_class = pd.DataFrame(result["per_class"]).T
+    per_class.loc["macro average"] = {**result["macro"], "support": result["images"]}
+    per_class["support"] = per_class["support"].astype(int)
+    overall = {
+        "accuracy": result["accuracy"],
+        "log loss": result["log_loss"],
+        **({"ROC AUC": result["roc_auc"]} if "roc_auc" in result else {}),
+    }
+    environment = jinja2.Environment(autoescape=True, keep_trailing_newline=True)
+    page = environment.from_string(TEMPLATE.read_text()).render(
+        backbone=spec.id,
+        setup=setup,
+        sizes=split_sizes(manifests, skipped, meta.classes).to_html(),
+        split=result["split"],
+        images=result["images"],
+        overall={k: "n/a" if v is None else f"{v:.4f}" for k, v in overall.items()},
+        per_class=per_class.to_html(float_format="{:.4f}".format),
+    )
+    with atomic_path(out_html) as tmp:
+        tmp.write_text(page)
