@@ -1,54 +1,237 @@
-"""The head: tutorial defaults, binary vs multi-class, repeatable with a seed."""
+"""Heads: each kind and pooling, selection on validation, early stopping, calibration."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
+import pytest
 import yaml
 
-from tlflow.head import build, train
-from tlflow.probabilities import predict_proba
+from tlflow import calibration, comparison, head, pooling, selection
+from tlflow.metadata import Meta
+from tlflow.probabilities import logits, predict_proba
 
 SCHEMA = yaml.safe_load(open("workflow/schemas/config.schema.yaml"))
-DEFAULTS = {k: v["default"] for k, v in SCHEMA["properties"]["head"]["properties"].items()}
+DEFAULTS = {
+    k: v["default"] for k, v in SCHEMA["properties"]["head"]["properties"].items()
+    if k not in ("threads", "gpus")
+}  # fmt: skip
+TUTORIAL = {**DEFAULTS, **yaml.safe_load(open("config/tutorial.yaml"))["head"]}
 
 
-def _data(n_classes, rows=37, seed=0):
+def _data(n_classes, rows=40, seed=0, shape=(2, 2, 8)):
     rng = np.random.default_rng(seed)
     labels = np.arange(rows) % n_classes
-    features = rng.normal(size=(rows, 2, 2, 8)).astype(np.float32) + labels[:, None, None, None]
+    features = rng.normal(size=(rows, *shape)).astype(np.float32)
+    features[:, 0, 0, :n_classes] += 2.0 * np.eye(n_classes)[labels]  # one corner carries the class
     return features, labels
 
 
-def test_defaults_are_the_tutorials_head():
-    model = build((4, 4, 512), 2, DEFAULTS)
+def _fit(tmp_path, settings, n_classes=2, rows=40):
+    train, validation = _data(n_classes, rows), _data(n_classes, rows // 2, seed=1)
+    paths = {}
+    for split, (x, y) in (("train", train), ("validation", validation)):
+        paths[split] = (tmp_path / f"{split}.npy", tmp_path / f"{split}_labels.npy")
+        np.save(paths[split][0], x)
+        np.save(paths[split][1], y)
+    outputs = SimpleNamespace(**{
+        name: tmp_path / name for name in ("head.h5", "history.csv", "candidates.csv", "head.json")
+    })  # fmt: skip
+    outputs.model, outputs.history = outputs.__dict__.pop("head.h5"), outputs.__dict__.pop("history.csv")
+    outputs.candidates, outputs.meta = outputs.__dict__.pop("candidates.csv"), outputs.__dict__.pop("head.json")
+    spec = {"id": "b", "image_size": [8, 8], "precision": "float32", "preprocessing": "none"}
+    meta = {"classes": [f"c{i}" for i in range(n_classes)], "backbone": spec}
+    head.train_and_save(paths, settings, meta, threads=1, outputs=outputs)
+    return outputs, train, validation
+
+
+@pytest.mark.parametrize("how", pooling.POOLINGS)
+def test_numpy_pooling_equals_the_keras_layer(how):
+    import keras
+
+    x, _ = _data(2, shape=(3, 2, 5))
+    model = keras.Sequential([keras.Input((3, 2, 5)), pooling.layer(how, (3, 2, 5))])
+    np.testing.assert_allclose(pooling.pool(x, how), model.predict(x, verbose=0), rtol=1e-6)
+    assert pooling.pool(x, how).shape == (40, 30 if how == "flatten" else 5)
+
+
+def test_a_one_by_one_map_is_pooled_one_way_only():
+    assert pooling.distinct_poolings([1, 1, 512], ["avg", "flatten", "max"]) == ["avg"]
+    assert pooling.distinct_poolings([4, 4, 512], ["avg", "flatten", "avg"]) == ["avg", "flatten"]
+    assert pooling.distinct_poolings([512], ["max", "avg"]) == ["max"]
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp"])
+@pytest.mark.parametrize("how", pooling.POOLINGS)
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_saved_head_gives_the_fitted_probabilities(tmp_path, kind, how, n_classes):
+    import keras
+
+    settings = {**DEFAULTS, "search": False, "kind": kind, "pooling": how, "epochs": 3,
+                "hidden_units": [8], "batch_size": 8}  # fmt: skip
+    outputs, _, (val_x, val_y) = _fit(tmp_path, settings, n_classes)
+    meta = Meta.read(outputs.meta).head
+    saved = keras.models.load_model(outputs.model)
+    assert meta["selected"]["kind"] == kind and meta["selected"]["pooling"] == how
+    assert saved.layers[0].__class__.__name__ == {
+        "flatten": "Flatten", "avg": "GlobalAveragePooling2D", "max": "GlobalMaxPooling2D"
+    }[how]  # fmt: skip
+    proba = predict_proba(saved, val_x)
+    assert proba.shape == (len(val_x), n_classes)
+    # The head's own probabilities are its logits through the recorded temperature.
+    expected = calibration.probabilities(logits(saved, val_x), meta["temperature"])
+    np.testing.assert_allclose(proba, expected, atol=1e-5)
+    assert meta["validation"]["log_loss"] == pytest.approx(
+        calibration.log_loss(logits(saved, val_x), val_y, meta["temperature"]), abs=1e-5
+    )
+
+
+def test_linear_head_equals_scikit_learns_probe(tmp_path):
+    """The Keras head of the linear kind gives scikit-learn's own probabilities."""
+    from sklearn.linear_model import LogisticRegression
+    import keras
+
+    settings = {**DEFAULTS, "search": False, "kind": "linear", "pooling": "avg", "l2": 0.01,
+                "calibrate": False}  # fmt: skip
+    outputs, (x, y), (val_x, _) = _fit(tmp_path, settings, n_classes=3)
+    pooled, val_pooled = pooling.pool(x, "avg"), pooling.pool(val_x, "avg")
+    mean, std = pooled.mean(0), pooled.std(0)
+    probe = LogisticRegression(C=1 / (0.01 * len(x)), max_iter=5000, tol=1e-8)
+    probe.fit((pooled - mean) / std, y)
+    saved = keras.models.load_model(outputs.model)
+    np.testing.assert_allclose(
+        predict_proba(saved, val_x), probe.predict_proba((val_pooled - mean) / std), atol=1e-4
+    )
+
+
+def test_the_winner_has_the_best_validation_score_and_ties_go_to_the_earlier():
+    scores = [
+        {"val_log_loss": 0.30, "val_accuracy": 0.90},
+        {"val_log_loss": 0.20, "val_accuracy": 0.85},
+        {"val_log_loss": 0.20, "val_accuracy": 0.85},
+        {"val_log_loss": 0.25, "val_accuracy": 0.90},
+    ]
+    assert selection.best(scores, "log_loss") == 1
+    assert selection.best(scores, "accuracy") == 3  # 0.90 twice: the lower log loss
+    assert selection.best(scores[:1] * 3, "accuracy") == 0
+
+
+def test_grid_spans_each_kinds_own_hyper_parameters_and_search_off_pins_the_first():
+    settings = {**DEFAULTS, "kind": ["linear", "mlp"], "l2": [0.1, 1.0], "dropout": [0.5],
+                "learning_rate": [0.001, 0.01]}  # fmt: skip
+    found = selection.candidates(settings, ["avg", "flatten"])
+    assert len(found) == 2 * 2 + 2 * 1 * 2
+    assert found[0] == {"kind": "linear", "pooling": "avg", "l2": 0.1}
+    assert {"kind": "mlp", "pooling": "flatten", "dropout": 0.5, "learning_rate": 0.01} in found
+    pinned = selection.candidates({**settings, "search": False}, ["avg", "flatten"])
+    assert pinned == [{"kind": "linear", "pooling": "avg", "l2": 0.1}]
+
+
+def test_search_writes_every_candidate_and_keeps_the_best(tmp_path):
+    settings = {**DEFAULTS, "epochs": 4, "hidden_units": [8], "batch_size": 8}
+    outputs, _, _ = _fit(tmp_path, settings)
+    table = pd.read_csv(outputs.candidates)
+    assert len(table) == 2 * 4 + 2 * 2  # 2 poolings x (4 L2 strengths + 2 learning rates)
+    assert table["selected"].sum() == 1
+    winner = table[table["selected"]].iloc[0]
+    most_right = table[table["val_accuracy"] == table["val_accuracy"].max()]
+    assert winner["val_log_loss"] == most_right["val_log_loss"].min()  # criterion: accuracy
+    by_loss, _, _ = _fit(tmp_path, {**settings, "criterion": "log_loss"})
+    table = pd.read_csv(by_loss.candidates)
+    assert table[table["selected"]].iloc[0]["val_log_loss"] == table["val_log_loss"].min()
+    assert Meta.read(outputs.meta).head["selected"]["candidate"] == winner["candidate"]
+    assert (table["fit_seconds"] > 0).all()
+
+
+def test_early_stopping_keeps_the_best_epoch(tmp_path):
+    """Validation labels are noise, so validation loss rises soon: training stops and
+    the head of the lowest validation loss is kept, not the last epoch's."""
+    import keras
+
+    settings = {**DEFAULTS, "search": False, "kind": "mlp", "pooling": "flatten",
+                "learning_rate": 0.01, "epochs": 60, "patience": 3, "hidden_units": [32],
+                "dropout": 0.0, "batch_size": 8, "calibrate": False}  # fmt: skip
+    train = _data(2, rows=40)
+    rng = np.random.default_rng(5)
+    noise = (rng.normal(size=(20, 2, 2, 8)).astype(np.float32), rng.integers(0, 2, 20))
+    model, rows, best = head.fit_mlp(train, noise, 2, head.selection.candidates(settings, ["flatten"])[0], settings)
+    losses = [r["val_loss"] for r in rows]
+    assert len(rows) < 60, "training did not stop early"
+    assert best == int(np.argmin(losses)) + 1 and best <= len(rows) - 3
+    kept = keras.losses.binary_crossentropy(noise[1][:, None].astype(np.float32), model.predict(noise[0], verbose=0))
+    assert float(np.mean(kept)) == pytest.approx(losses[best - 1], rel=1e-3)
+
+
+def test_temperature_scaling_repairs_an_over_confident_head():
+    rng = np.random.default_rng(0)
+    honest = rng.normal(scale=2.0, size=(4000, 3))  # labels drawn from these very odds
+    cumulative = calibration.probabilities(honest).cumsum(axis=1)
+    labels = (rng.uniform(size=(4000, 1)) > cumulative).sum(axis=1)
+    over_sure = 8.0 * honest  # same predictions, far too sure
+    before = calibration.expected_calibration_error(calibration.probabilities(over_sure), labels)
+    t = calibration.fit_temperature(over_sure, labels)
+    after = calibration.expected_calibration_error(calibration.probabilities(over_sure, t), labels)
+    assert t == pytest.approx(8.0, rel=0.15)
+    assert after < before / 3 and after < 0.03
+    assert calibration.log_loss(over_sure, labels, t) < calibration.log_loss(over_sure, labels)
+    np.testing.assert_array_equal(
+        calibration.probabilities(over_sure, t).argmax(1), over_sure.argmax(1)
+    )
+
+
+def test_expected_calibration_error_of_a_known_case():
+    proba = np.array([[0.9, 0.1]] * 10 + [[0.4, 0.6]] * 10)
+    labels = np.array([0] * 9 + [1] + [1] * 3 + [0] * 7)
+    # bin of 0.9: accuracy 0.9, gap 0; bin of 0.6: accuracy 0.3, gap 0.3; half the images each
+    assert calibration.expected_calibration_error(proba, labels) == pytest.approx(0.15)
+    bins = [b for b in calibration.reliability(proba, labels) if b["images"]]
+    assert [(b["images"], b["accuracy"]) for b in bins] == [(10, 0.3), (10, 0.9)]
+
+
+def test_binary_logit_log_loss_matches_scikit_learn():
+    from sklearn.metrics import log_loss
+
+    z = np.array([[2.0], [-1.0], [0.5], [3.0]])
+    y = np.array([1, 0, 0, 0])
+    assert calibration.log_loss(z, y) == pytest.approx(log_loss(y, calibration.probabilities(z)))
+    # Sure and wrong: the exact loss (the logit itself), where log(probability) gives inf.
+    assert calibration.log_loss(np.array([[800.0]]), np.array([0])) == pytest.approx(800.0)
+
+
+def test_tutorial_preset_builds_the_tutorials_head():
+    model = head.assemble((4, 4, 512), 2, TUTORIAL["pooling"], TUTORIAL["hidden_units"],
+                          TUTORIAL["activation"], TUTORIAL["dropout"])  # fmt: skip
     kinds = [layer.__class__.__name__ for layer in model.layers]
-    assert kinds == ["Flatten", "Dense", "Dropout", "Dense"]
+    assert kinds == ["Flatten", "Dense", "Dropout", "Dense", "Rescaling", "Activation"]
     assert model.layers[1].units == 256 and model.layers[2].rate == 0.5
-    assert model.layers[-1].units == 1 and model.layers[-1].activation.__name__ == "sigmoid"
-    assert model.optimizer.__class__.__name__ == "RMSprop"
-    assert (DEFAULTS["epochs"], DEFAULTS["batch_size"]) == (20, 32)
+    assert model.layers[3].units == 1 and model.layers[4].scale == 1.0
+    assert (TUTORIAL["search"], TUTORIAL["kind"], TUTORIAL["patience"], TUTORIAL["calibrate"]) == (False, "mlp", 0, False)  # fmt: skip
+    assert (TUTORIAL["optimizer"], TUTORIAL["learning_rate"], TUTORIAL["epochs"], TUTORIAL["batch_size"]) == ("rmsprop", 0.001, 20, 32)  # fmt: skip
 
 
-def test_more_than_two_classes_get_softmax_and_probabilities_per_class():
-    x, y = _data(3)
-    model, rows = train(x, y, x, y, 3, {**DEFAULTS, "epochs": 2, "hidden_units": [8]})
-    assert model.layers[-1].units == 3 and len(rows) == 2
-    probabilities = predict_proba(model, x)
-    assert probabilities.shape == (len(x), 3)
-    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
-
-
-def test_binary_probabilities_have_two_columns():
+def test_same_seed_same_head_other_seed_other_head():
     x, y = _data(2)
-    model, _ = train(x, y, x, y, 2, {**DEFAULTS, "epochs": 1, "hidden_units": [8]})
-    probabilities = predict_proba(model, x)
-    assert probabilities.shape == (len(x), 2)
-    np.testing.assert_allclose(probabilities.sum(axis=1), 1)
+    settings = {**TUTORIAL, "epochs": 3, "hidden_units": [8], "batch_size": 5}
+    candidate = selection.candidates(settings, ["flatten"])[0]
+    first = head.fit_mlp((x, y), (x, y), 2, candidate, settings)[1]
+    again = head.fit_mlp((x, y), (x, y), 2, candidate, settings)[1]
+    other = head.fit_mlp((x, y), (x, y), 2, candidate, {**settings, "seed": 7})[1]
+    assert first == again and first != other
 
 
-def test_same_seed_same_history_other_seed_other_history():
-    x, y = _data(2)
-    settings = {**DEFAULTS, "epochs": 3, "hidden_units": [8], "batch_size": 5}
-    first = train(x, y, x, y, 2, settings)[1]
-    again = train(x, y, x, y, 2, settings)[1]
-    other = train(x, y, x, y, 2, {**settings, "seed": 7})[1]
-    assert first == again
-    assert first != other
+def test_comparison_ranks_by_the_validation_criterion(tmp_path):
+    rows = [
+        {"backbone": "b", "head": "linear (avg)", "validation_accuracy": 0.9, "validation_log_loss": 0.2,
+         "validation_ece": 0.02, "evaluation_split": "test", "evaluation_accuracy": 0.88,
+         "evaluation_log_loss": 0.3, "evaluation_ece": 0.03, "extraction_seconds": 10.0, "head_seconds": 1.0},
+        {"backbone": "a", "head": "mlp (flatten)", "validation_accuracy": 0.95, "validation_log_loss": 0.25,
+         "validation_ece": 0.04, "evaluation_split": "test", "evaluation_accuracy": 0.9,
+         "evaluation_log_loss": 0.28, "evaluation_ece": 0.05, "extraction_seconds": None, "head_seconds": 2.0},
+    ]  # fmt: skip
+    by_loss = comparison.compare(rows, "log_loss", tmp_path / "c.csv")
+    assert list(by_loss["backbone"]) == ["b", "a"] and list(by_loss["rank"]) == [1, 2]
+    written = pd.read_csv(tmp_path / "c.csv")
+    assert list(written.columns) == comparison.COLUMNS and written["extraction_seconds"].isna()[1]
+    assert list(comparison.compare(rows, "accuracy", tmp_path / "c.csv")["backbone"]) == ["a", "b"]

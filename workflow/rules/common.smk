@@ -137,17 +137,20 @@ def predict_images(wildcards):
 
 
 def final_targets():
-    return [
+    comparison = ["results/comparison.csv", "results/comparison.png"]
+    return (comparison if len(SPECS) > 1 else []) + [
         f"results/{backbone}/{path}"
         for backbone in SPECS
         for path in (
             "head/head.h5",
             "head/history.csv",
+            "head/candidates.csv",
             "plots/loss.png",
             "plots/accuracy.png",
             "evaluation/summary.html",
             "evaluation/confusion_matrix.png",
             "evaluation/mistakes.png",
+            "evaluation/reliability.png",
             "model.keras",
             *(["predictions/predictions.csv"] if PREDICT_DIR else []),
         )

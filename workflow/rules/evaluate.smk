@@ -1,10 +1,12 @@
 # Trained head -> predictions on the evaluation split (test if configured, else
-# validation) -> metrics, confusion matrix, mistakes grid and a run summary.
+# validation) -> metrics, confusion matrix, mistakes grid, reliability diagram and
+# a run summary; with several backbones, a table ranking them.
 
 
 localrules:
     plot_evaluation,
     summarise_run,
+    compare_backbones,
 
 
 rule evaluate:
@@ -28,6 +30,7 @@ rule evaluate:
             subcategory="{backbone}",
         ),
         confusion="results/{backbone}/evaluation/confusion_matrix.csv",
+        reliability="results/{backbone}/evaluation/reliability.csv",
     log:
         "logs/{backbone}/evaluate.log",
     benchmark:
@@ -48,6 +51,7 @@ rule plot_evaluation:
     input:
         predictions="results/{backbone}/evaluation/predictions.csv",
         confusion="results/{backbone}/evaluation/confusion_matrix.csv",
+        reliability="results/{backbone}/evaluation/reliability.csv",
     output:
         confusion=report(
             "results/{backbone}/evaluation/confusion_matrix.png",
@@ -58,6 +62,12 @@ rule plot_evaluation:
         mistakes=report(
             "results/{backbone}/evaluation/mistakes.png",
             caption="../report/mistakes.rst",
+            category="3. Evaluation",
+            subcategory="{backbone}",
+        ),
+        reliability=report(
+            "results/{backbone}/evaluation/reliability.png",
+            caption="../report/reliability.rst",
             category="3. Evaluation",
             subcategory="{backbone}",
         ),
@@ -109,3 +119,37 @@ rule summarise_run:
         splits=SPLITS,
     script:
         "../scripts/summarise_run.py"
+
+
+# With several backbones in the config: one table and one figure ranking them.
+rule compare_backbones:
+    input:
+        meta=expand("results/{backbone}/head/head.json", backbone=SPECS),
+        metrics=expand("results/{backbone}/evaluation/metrics.json", backbone=SPECS),
+    output:
+        table=report(
+            "results/comparison.csv",
+            caption="../report/comparison.rst",
+            category="4. Comparison",
+        ),
+        figure=report(
+            "results/comparison.png",
+            caption="../report/comparison.rst",
+            category="4. Comparison",
+        ),
+    log:
+        "logs/compare_backbones.log",
+    benchmark:
+        "logs/compare_backbones.benchmark.tsv"
+    conda:
+        "../../envs/plots.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        backbones=list(SPECS),
+        criterion=config["head"]["criterion"],
+        extraction_logs=[f"logs/{backbone}/extract_shard" for backbone in SPECS],
+    script:
+        "../scripts/compare_backbones.py"

@@ -1,4 +1,5 @@
-# Cached features -> trained head, its training history and its metadata.
+# Cached features -> candidate heads scored on validation -> the chosen head, its
+# training history, the table of candidates and the metadata.
 
 
 rule train_head:
@@ -10,6 +11,12 @@ rule train_head:
     output:
         model="results/{backbone}/head/head.h5",
         history="results/{backbone}/head/history.csv",
+        candidates=report(
+            "results/{backbone}/head/candidates.csv",
+            caption="../report/candidates.rst",
+            category="2. Training",
+            subcategory="{backbone}",
+        ),
         meta="results/{backbone}/head/head.json",
     log:
         "logs/{backbone}/train_head.log",

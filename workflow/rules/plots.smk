@@ -7,7 +7,8 @@ localrules:
 
 rule plot_curves:
     input:
-        "results/{backbone}/head/history.csv",
+        history="results/{backbone}/head/history.csv",
+        meta="results/{backbone}/head/head.json",
     output:
         loss=report(
             "results/{backbone}/plots/loss.png",

@@ -14,5 +14,6 @@ evaluate.evaluate(
     out_predictions=snakemake.output.predictions,
     out_metrics=snakemake.output.metrics,
     out_confusion=snakemake.output.confusion,
+    out_reliability=snakemake.output.reliability,
     threads=snakemake.threads,
 )

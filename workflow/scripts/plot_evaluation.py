@@ -16,4 +16,9 @@ shown = plots.mistakes(
     snakemake.output.mistakes,
     title=f"{backbone}: most confident mistakes on {split}",
 )
+plots.reliability(
+    snakemake.input.reliability,
+    snakemake.output.reliability,
+    title=f"{backbone}: reliability on {split}",
+)
 print(f"mistakes shown: {shown}")

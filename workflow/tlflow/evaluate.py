@@ -13,17 +13,21 @@ import logging
 import numpy as np
 import pandas as pd
 
+from . import calibration
 from .atomic import atomic_path
 from .metadata import Meta
 from .metrics import confusion_table, metrics, predictions_table
-from .probabilities import predict_proba
+from .probabilities import logits, predict_proba, probability_columns
 from .runtime import configure_threads
 
 log = logging.getLogger(__name__)
 
 
-def predict_split(features_npy, labels_npy, manifest_csv, head_model, classes) -> pd.DataFrame:
-    """Run the head on a split's cached features; rows stay in the manifest's order."""
+def predict_split(features_npy, labels_npy, manifest_csv, head_model, classes):
+    """Run the head on a split's cached features: (predictions table, logits).
+
+    Rows stay in the manifest's order; the logits are those before calibration.
+    """
     import keras
 
     features = np.load(features_npy, mmap_mode="r")
@@ -47,23 +51,45 @@ def predict_split(features_npy, labels_npy, manifest_csv, head_model, classes) -
             f"head {head_model} gives {proba.shape[1]} probabilities but the classes are "
             f"{classes}; the head is out of date: delete it and rerun the workflow."
         )
-    return predictions_table(manifest["file"], labels, proba, classes)
+    return predictions_table(manifest["file"], labels, proba, classes), logits(model, features)
 
 
 def evaluate(
     features_npy, labels_npy, manifest_csv, head_model, head_meta,
-    split: str, out_predictions, out_metrics, out_confusion, threads: int = 1,
+    split: str, out_predictions, out_metrics, out_confusion, out_reliability, threads: int = 1,
 ) -> dict:  # fmt: skip
-    """Predict a split with the head and write predictions, metrics and the confusion matrix."""
+    """Predict a split with the head; write predictions, metrics, confusion and reliability."""
     configure_threads(threads)
-    classes = Meta.read(head_meta).classes
-    table = predict_split(features_npy, labels_npy, manifest_csv, head_model, classes)
-    result = {"split": split, "classes": classes, **metrics(table, classes)}
+    meta = Meta.read(head_meta)
+    classes = meta.classes
+    table, raw = predict_split(features_npy, labels_npy, manifest_csv, head_model, classes)
+    labels = np.load(labels_npy)
+    calibrated = table[probability_columns(classes)].to_numpy(dtype=np.float64)
+    uncalibrated = calibration.probabilities(raw)
+    result = {
+        "split": split,
+        "classes": classes,
+        **metrics(table, classes),
+        "ece": calibration.expected_calibration_error(calibrated, labels),
+        "calibration": {
+            "temperature": meta.head["temperature"],
+            "log_loss_before": calibration.log_loss(raw, labels),
+            "log_loss_after": calibration.log_loss(raw, labels, meta.head["temperature"]),
+            "ece_before": calibration.expected_calibration_error(uncalibrated, labels),
+            "ece_after": calibration.expected_calibration_error(calibrated, labels),
+        },
+    }
+    bins = pd.concat(
+        pd.DataFrame(calibration.reliability(proba, labels)).assign(probabilities=name)
+        for name, proba in (("before calibration", uncalibrated), ("after calibration", calibrated))
+    )
     with atomic_path(out_predictions) as tmp:
         table.to_csv(tmp, index=False)
     with atomic_path(out_metrics) as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
     with atomic_path(out_confusion) as tmp:
         confusion_table(table, classes).to_csv(tmp)
+    with atomic_path(out_reliability) as tmp:
+        bins[["probabilities", *bins.columns[:-1]]].to_csv(tmp, index=False)
     log.info("%s: accuracy %.4f on %d images", split, result["accuracy"], len(table))
     return result

@@ -18,12 +18,14 @@ from .atomic import atomic_path  # noqa: E402
 from .metrics import confident_mistakes  # noqa: E402
 
 
-def curve(history_csv, metric: str, out_png, title: str) -> None:
-    """Train vs validation ``metric`` per epoch."""
+def curve(history_csv, metric: str, out_png, title: str, best_epoch: int | None = None) -> None:
+    """Train vs validation ``metric`` per epoch; the kept epoch marked."""
     history = pd.read_csv(history_csv)
     figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
     axes.plot(history["epoch"], history[metric], marker="o", label=f"train {metric}")
     axes.plot(history["epoch"], history[f"val_{metric}"], marker="o", label=f"validation {metric}")
+    if best_epoch is not None:
+        axes.axvline(best_epoch, color="grey", linestyle="--", label=f"kept: epoch {best_epoch}")
     axes.set_title(title)
     axes.set_xlabel("epoch")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
@@ -86,6 +88,44 @@ def mistakes(predictions_csv, data_dir, out_png, title: str, most: int = 16) -> 
     figure.suptitle(title)
     save(figure, out_png)
     return len(shown)
+
+
+def reliability(reliability_csv, out_png, title: str) -> None:
+    """Reliability diagram: accuracy against confidence per bin, before and after calibration."""
+    table = pd.read_csv(reliability_csv)
+    figure, axes = plt.subplots(figsize=(5, 5), dpi=100)
+    axes.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
+    for name, group in table.groupby("probabilities", sort=False):
+        used = group[group["images"] > 0]
+        axes.plot(used["mean_confidence"], used["accuracy"], marker="o", label=name)
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1.02)
+    axes.set_xlabel("confidence (probability of the predicted class)")
+    axes.set_ylabel("accuracy")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    save(figure, out_png)
+
+
+def comparison(comparison_csv, out_png, title: str) -> None:
+    """Backbones side by side: accuracy, log loss and ECE on validation and evaluation."""
+    table = pd.read_csv(comparison_csv)
+    metrics = [("accuracy", "accuracy"), ("log_loss", "log loss"), ("ece", "ECE")]
+    figure, grid = plt.subplots(1, 3, figsize=(12, 0.5 * len(table) + 2.5), dpi=100, squeeze=False)
+    positions = np.arange(len(table))
+    for axes, (column, label) in zip(grid[0], metrics):
+        axes.barh(positions - 0.2, table[f"validation_{column}"], height=0.4, label="validation")
+        axes.barh(positions + 0.2, table[f"evaluation_{column}"], height=0.4, label="evaluation split")
+        axes.set_yticks(positions, table["backbone"])
+        axes.invert_yaxis()  # the best ranked first, at the top
+        axes.set_xlabel(label)
+        axes.grid(alpha=0.3, axis="x")
+    grid[0, 0].legend()
+    figure.suptitle(title)
+    figure.tight_layout()
+    save(figure, out_png)
 
 
 def save(figure, out_png) -> None:

@@ -14,3 +14,11 @@ def predict_proba(model, features) -> np.ndarray:
     """Class probabilities, one column per class (two columns for a sigmoid head)."""
     out = np.asarray(model.predict(np.asarray(features), verbose=0), dtype=np.float64)
     return np.hstack([1 - out, out]) if out.shape[1] == 1 else out
+
+
+def logits(model, features) -> np.ndarray:
+    """A head's logits before its temperature (its layer named 'logits')."""
+    import keras
+
+    upto = keras.Model(model.inputs, model.get_layer("logits").output)
+    return np.asarray(upto.predict(np.asarray(features), verbose=0), dtype=np.float64)

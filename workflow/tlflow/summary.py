@@ -33,6 +33,17 @@ def split_sizes(manifests: dict, skipped: dict, classes) -> pd.DataFrame:
     return sizes
 
 
+def _head_words(head: dict) -> str:
+    """The chosen head in one line, e.g. 'linear, avg pooling, l2 0.01 (best of 14 on validation)'."""
+    selected = head["selected"]
+    extra = ", ".join(f"{k} {v}" for k, v in selected.items() if k not in ("candidate", "kind", "pooling"))
+    return (
+        f"{selected['kind']}, {selected['pooling']} pooling, {extra}; best of "
+        f"{head['candidates']} on validation ({head['settings']['criterion']}); "
+        f"temperature {head['temperature']:.3f}"
+    )
+
+
 def summary_html(head_meta, manifests: dict, skipped: dict, metrics_json, out_html) -> None:
     """Write the page; ``manifests`` and ``skipped`` map each split to its joined files."""
     import jinja2
@@ -49,6 +60,7 @@ def summary_html(head_meta, manifests: dict, skipped: dict, metrics_json, out_ht
         "precision": spec.precision,
         "feature shape": " x ".join(map(str, meta.feature_shape)),
         "classes": ", ".join(meta.classes),
+        "head": _head_words(meta.head),
     }
     per_class = pd.DataFrame(result["per_class"]).T
     per_class.loc["macro average"] = {**result["macro"], "support": result["images"]}
@@ -56,6 +68,9 @@ def summary_html(head_meta, manifests: dict, skipped: dict, metrics_json, out_ht
     overall = {
         "accuracy": result["accuracy"],
         "log loss": result["log_loss"],
+        "log loss before calibration": result["calibration"]["log_loss_before"],
+        "expected calibration error (ECE)": result["ece"],
+        "ECE before calibration": result["calibration"]["ece_before"],
         **({"ROC AUC": result["roc_auc"]} if "roc_auc" in result else {}),
     }
     environment = jinja2.Environment(autoescape=True, keep_trailing_newline=True)

@@ -1,0 +1,100 @@
+"""End to end: the head chosen on validation, calibrated, pinned, the tutorial preset,
+backbones compared; the test split never read to choose; resources rerun nothing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO, planned_jobs, snakemake, write_config
+
+RESULTS = "results/vgg16"
+
+
+def _config(workdir):
+    return yaml.safe_load((workdir / "config.yaml").read_text())
+
+
+def _weights(path) -> list[np.ndarray]:
+    import keras
+
+    return keras.models.load_model(path, compile=False).get_weights()
+
+
+def test_default_run_keeps_the_best_validated_head_calibrated(finished_run):
+    table = pd.read_csv(finished_run / RESULTS / "head/candidates.csv")
+    meta = json.loads((finished_run / RESULTS / "head/head.json").read_text())["head"]
+    assert set(table["kind"]) == {"linear", "mlp"} and table["selected"].sum() == 1
+    winner = table[table["selected"]].iloc[0]
+    most_right = table[table["val_accuracy"] == table["val_accuracy"].max()]
+    assert winner["val_log_loss"] == most_right["val_log_loss"].min()  # criterion: accuracy
+    assert meta["selected"]["candidate"] == winner["candidate"] and meta["candidates"] == len(table)
+    assert meta["temperature"] > 0 and meta["validation"]["log_loss"] <= meta["validation"]["log_loss_before_calibration"] + 1e-9  # fmt: skip
+    metrics = json.loads((finished_run / RESULTS / "evaluation/metrics.json").read_text())
+    assert metrics["calibration"]["temperature"] == meta["temperature"]
+    assert {"ece_before", "ece_after", "log_loss_before", "log_loss_after"} <= set(metrics["calibration"])
+    assert metrics["log_loss"] == pytest.approx(metrics["calibration"]["log_loss_after"], abs=1e-6)
+    bins = pd.read_csv(finished_run / RESULTS / "evaluation/reliability.csv")
+    assert set(bins["probabilities"]) == {"before calibration", "after calibration"}
+    assert bins.groupby("probabilities")["images"].sum().tolist() == [metrics["images"]] * 2
+    assert (finished_run / RESULTS / "evaluation/reliability.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_test_split_is_never_read_to_fit_choose_or_calibrate(finished_copy):
+    before = _weights(finished_copy / RESULTS / "head/head.h5")
+    chosen = pd.read_csv(finished_copy / RESULTS / "head/candidates.csv").drop(columns="fit_seconds")
+    test = finished_copy / RESULTS / "features/test.npy"
+    features = np.load(test)
+    np.save(test, np.random.default_rng(0).normal(size=features.shape).astype(np.float32) * 1e3)
+    snakemake(finished_copy, "--forcerun", "train_head", f"{RESULTS}/head/head.h5")
+    after = _weights(finished_copy / RESULTS / "head/head.h5")
+    assert len(before) == len(after) and all(np.array_equal(a, b) for a, b in zip(before, after))
+    again = pd.read_csv(finished_copy / RESULTS / "head/candidates.csv").drop(columns="fit_seconds")
+    pd.testing.assert_frame_equal(chosen, again)
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [("head", "threads", 1), ("evaluation", "threads", 1), ("extraction", "threads", 1),
+     ("extraction", "mem_mb", 999), ("head", "gpus", 1), ("predict", "threads", 1)],
+)  # fmt: skip
+def test_a_changed_resource_plans_no_job(finished_copy, resource):
+    section, key, value = resource
+    config = _config(finished_copy)
+    config.setdefault(section, {})[key] = value
+    write_config(finished_copy, config)
+    assert planned_jobs(finished_copy) == {}
+
+
+def test_search_off_and_the_tutorial_preset_fit_one_head(finished_copy):
+    preset = yaml.safe_load((REPO / "config/tutorial.yaml").read_text())
+    config = _config(finished_copy)
+    config["head"] = {**config["head"], **preset["head"], "epochs": 3}
+    write_config(finished_copy, config)
+    planned = planned_jobs(finished_copy)
+    assert planned["train_head"] == 1 and "extract_shard" not in planned  # features reused
+    snakemake(finished_copy)
+    table = pd.read_csv(finished_copy / RESULTS / "head/candidates.csv")
+    meta = json.loads((finished_copy / RESULTS / "head/head.json").read_text())["head"]
+    assert len(table) == 1 and table["kind"][0] == "mlp" and table["pooling"][0] == "flatten"
+    assert meta["temperature"] == 1.0 and meta["best_epoch"] == meta["epochs_run"] == 3
+    history = pd.read_csv(finished_copy / RESULTS / "head/history.csv")
+    assert len(history) == 3  # no early stopping: every epoch, the last one kept
+
+
+def test_two_backbones_are_ranked_in_one_table(finished_copy):
+    config = _config(finished_copy)
+    config["backbones"].append({"name": "vgg16", "weights": "none", "id": "second", "image_size": [48, 48]})
+    write_config(finished_copy, config)
+    snakemake(finished_copy)
+    table = pd.read_csv(finished_copy / "results/comparison.csv")
+    assert sorted(table["backbone"]) == ["second", "vgg16"] and list(table["rank"]) == [1, 2]
+    assert table["validation_log_loss"].is_monotonic_increasing
+    assert (table["evaluation_split"] == "test").all() and (table["extraction_seconds"] > 0).all()
+    for row in table.itertuples():
+        meta = json.loads((finished_copy / f"results/{row.backbone}/head/head.json").read_text())
+        assert row.validation_log_loss == pytest.approx(meta["head"]["validation"]["log_loss"])
+    assert (finished_copy / "results/comparison.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,25 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, f"{snakemake.scriptdir}/..")
+from tlflow import comparison, logs, plots  # noqa: E402
+
+logs.to_file(snakemake.log[0])
+rows = [
+    comparison.row(
+        backbone,
+        head_meta,
+        metrics_json,
+        # Measured times of the jobs that made the current features, where logged.
+        sorted(Path(logs).rglob("*.benchmark.tsv")),
+    )
+    for backbone, head_meta, metrics_json, logs in zip(
+        snakemake.params.backbones,
+        snakemake.input.meta,
+        snakemake.input.metrics,
+        snakemake.params.extraction_logs,
+    )
+]
+table = comparison.compare(rows, snakemake.params.criterion, snakemake.output.table)
+plots.comparison(snakemake.output.table, snakemake.output.figure, title="Backbones compared")
+print(table.to_string())

@@ -1,0 +1,74 @@
+"""Probabilities one can act on: temperature scaling and how to measure calibration.
+
+Temperature scaling (Guo et al., 2017) divides the head's logits by one scalar T
+fitted on the validation split; it changes no prediction, only how sure each is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import expit, log_softmax, softmax
+
+BINS = 15
+
+
+def probabilities(logits, temperature: float = 1.0) -> np.ndarray:
+    """One column per class from (n, 1) sigmoid or (n, k) softmax logits."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    if z.shape[1] == 1:
+        p = expit(z[:, 0])
+        return np.column_stack([1 - p, p])
+    return softmax(z, axis=1)
+
+
+def log_loss(logits, labels, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood, computed from logits so it never takes log(0)."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    labels = np.asarray(labels)
+    if z.shape[1] == 1:
+        z = np.column_stack([np.zeros(len(z)), z[:, 0]])
+    return float(-np.mean(log_softmax(z, axis=1)[np.arange(len(z)), labels]))
+
+
+def fit_temperature(logits, labels) -> float:
+    """The T > 0 that minimises the log loss of ``logits / T`` on ``labels``."""
+    result = minimize_scalar(
+        lambda log_t: log_loss(logits, labels, float(np.exp(log_t))),
+        bounds=(np.log(0.01), np.log(100.0)),
+        method="bounded",
+        options={"xatol": 1e-6},
+    )
+    return float(np.exp(result.x))
+
+
+def reliability(proba, labels, bins: int = BINS) -> list[dict]:
+    """Per confidence bin (top class, equal width): images, mean confidence, accuracy."""
+    proba = np.asarray(proba, dtype=np.float64)
+    confidence = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == np.asarray(labels)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    # Bins are (lower, upper]; the first also takes a confidence of exactly 0.
+    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        members = index == b
+        count = int(members.sum())
+        rows.append({
+            "bin_lower": float(edges[b]),
+            "bin_upper": float(edges[b + 1]),
+            "images": count,
+            "mean_confidence": float(confidence[members].mean()) if count else float("nan"),
+            "accuracy": float(correct[members].mean()) if count else float("nan"),
+        })  # fmt: skip
+    return rows
+
+
+def expected_calibration_error(proba, labels, bins: int = BINS) -> float:
+    """ECE: the image-weighted mean gap between confidence and accuracy over the bins."""
+    rows = reliability(proba, labels, bins)
+    total = sum(row["images"] for row in rows)
+    return float(
+        sum(row["images"] * abs(row["accuracy"] - row["mean_confidence"]) for row in rows if row["images"])
+        / total
+    )

@@ -1,0 +1,54 @@
+"""Which heads to try, and which one wins on the validation split.
+
+Settings that may list several values (kind, pooling, l2, dropout, learning_rate)
+span the grid; with ``search: false`` only the first value of each is used, so a
+pinned head is the grid's first candidate.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+GRID_KEYS = ("kind", "pooling", "l2", "dropout", "learning_rate")
+# The hyper-parameters each kind of head has; the others do not multiply its candidates.
+KIND_KEYS = {"linear": ("l2",), "mlp": ("dropout", "learning_rate")}
+
+
+def values(settings: dict, key: str) -> list:
+    value = settings[key]
+    return list(value) if isinstance(value, list) else [value]
+
+
+def candidates(settings: dict, poolings: list[str]) -> list[dict]:
+    """Every candidate as {kind, pooling, <its hyper-parameters>}, in a fixed order.
+
+    ``poolings`` is the configured pooling list with duplicates for this feature
+    shape removed (pooling.distinct_poolings).
+    """
+    grid = {key: values(settings, key) for key in GRID_KEYS}
+    grid["pooling"] = poolings
+    if not settings["search"]:
+        grid = {key: choices[:1] for key, choices in grid.items()}
+    found = []
+    for kind in grid["kind"]:
+        keys = KIND_KEYS[kind]
+        for pooling in grid["pooling"]:
+            for combo in itertools.product(*(grid[key] for key in keys)):
+                found.append({"kind": kind, "pooling": pooling, **dict(zip(keys, combo))})
+    return found
+
+
+def best(scores: list[dict], criterion: str) -> int:
+    """Index of the winner in ``scores`` (each with val_log_loss and val_accuracy).
+
+    ``log_loss``: lowest validation log loss; ``accuracy``: highest validation
+    accuracy, then lowest log loss. Remaining ties go to the earlier candidate, so
+    the choice never depends on anything but the scores and the grid's order.
+    """
+    if criterion == "log_loss":
+        key = lambda i: (scores[i]["val_log_loss"], i)  # noqa: E731
+    elif criterion == "accuracy":
+        key = lambda i: (-scores[i]["val_accuracy"], scores[i]["val_log_loss"], i)  # noqa: E731
+    else:
+        raise ValueError(f"unknown selection criterion '{criterion}'; use log_loss or accuracy")
+    return min(range(len(scores)), key=key)
