@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")  # no display on servers and cluster nodes
@@ -33,3 +36,30 @@ def save(figure, out_png) -> None:
     with atomic_path(out_png) as tmp:
         figure.savefig(tmp)
     plt.close(figure)
+
+
+def image_grid(cells, data_dir, out_png, title: str, columns: int = 4, empty: str = "") -> None:
+    """Images of ``data_dir`` in a grid, each under its caption; ``cells`` holds
+    (file relative to data_dir, caption) pairs. ``empty`` is shown when there are none.
+    """
+    from PIL import Image
+
+    columns = min(columns, max(1, len(cells)))
+    rows = max(1, math.ceil(len(cells) / columns))
+    figure, grid = plt.subplots(
+        rows, columns, figsize=(3 * columns, 3.6 * rows), dpi=100, squeeze=False,
+        layout="constrained",  # room for multi-line titles, unlike tight_layout
+    )  # fmt: skip
+    for axes in grid.flat:
+        axes.axis("off")
+    if not cells:
+        grid[0, 0].text(0.5, 0.5, empty, ha="center", va="center")
+    for axes, (file, caption) in zip(grid.flat, cells):
+        try:
+            with Image.open(Path(data_dir, file)) as image:
+                axes.imshow(image.convert("RGB"))
+        except OSError as error:  # moved or broken since the features were made
+            axes.text(0.5, 0.5, f"cannot open:\n{error}", ha="center", va="center", wrap=True)
+        axes.set_title(caption, fontsize=8)
+    figure.suptitle(title)
+    save(figure, out_png)
