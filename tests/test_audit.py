@@ -180,13 +180,14 @@ def test_figures_draw_with_a_missing_image_and_without_pairs(tmp_path):
         columns=audit.SUSPECT_COLUMNS,
     )  # fmt: skip
     suspects.to_csv(tmp_path / "s.csv", index=False)
-    shown = audit_plots.plot_suspects(tmp_path / "s.csv", tmp_path / "data", tmp_path / "s.png", "t", 16)
+    data = tmp_path / "data"
+    shown = audit_plots.plot_suspects(tmp_path / "s.csv", data, tmp_path / "s.png", "t", 16)
     within = pd.DataFrame(
         [["train/x.jpg", "train", "train/y.jpg", "train", 0.95, "near"]],
         columns=["file_a", "split_a", "file_b", "split_b", "similarity", "kind"],
     )
     within.to_csv(tmp_path / "d.csv", index=False)
-    pairs = audit_plots.plot_pairs(tmp_path / "d.csv", tmp_path / "data", tmp_path / "p.png", "t", 8)
+    pairs = audit_plots.plot_pairs(tmp_path / "d.csv", data, tmp_path / "p.png", "t", 8)
     assert (shown, pairs) == (2, 0)  # a within-split pair is not a leak
     for name in ("s.png", "p.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG_SIGNATURE
@@ -209,7 +210,9 @@ def test_the_default_run_writes_the_audit(finished_run):
     assert suspects.given_probability.between(0, 1).all()
     assert (suspects.given_class != suspects.likely_class).all()
     pairs = pd.read_csv(out / "duplicates.csv")
-    assert pairs.columns.tolist() == ["file_a", "split_a", "file_b", "split_b", "similarity", "kind"]
+    assert pairs.columns.tolist() == [
+        "file_a", "split_a", "file_b", "split_b", "similarity", "kind",
+    ]  # fmt: skip
     assert (pairs.similarity >= 0.9 - 1e-6).all() and set(pairs.kind) <= {"exact", "near"}
     assert summary["near_duplicate_pairs"] + summary["exact_duplicate_pairs"] == len(pairs)
     embedding = pd.read_csv(out / "embedding.csv")

@@ -60,19 +60,29 @@ def load_splits(splits: dict) -> tuple[pd.DataFrame, np.ndarray]:
 # --- suspected label errors
 
 
-def _probe(seed: int):
+# The probe's L2 penalty per training image: scikit-learn's C is 1 / (penalty x
+# images), so it suits any image count. Confident learning needs probabilities that
+# mean what they say, and a weakly regularised probe of 1,280 features is sure of its
+# own mistakes. 0.03 gave the lowest out-of-fold log loss of 0.3, 0.03 and 0.003
+# (C = 1 / (0.03 x images)) on both catsdogs-dev and catsdogs-2k (EfficientNet-Lite0).
+PROBE_PENALTY = 0.03
+
+
+def _fit_predict(x_fit, y_fit, x_score, n_classes: int, seed: int) -> np.ndarray:
+    """Fit the probe on (x_fit, y_fit); probabilities of ``x_score`` for every class
+    (0 for a class absent from y_fit)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
-
-
-def _fit_predict(x_fit, y_fit, x_score, n_classes: int, seed: int) -> np.ndarray:
-    """Probabilities of ``x_score`` for every class (0 for a class absent from y_fit)."""
-    model = _probe(seed).fit(x_fit, y_fit)
+    strength = 1 / (PROBE_PENALTY * len(y_fit))
+    probe = make_pipeline(
+        StandardScaler(), LogisticRegression(C=strength, max_iter=2000, random_state=seed)
+    )
+    # float64: float32 probabilities miss a sum of 1 by more than log_loss allows.
+    probe.fit(np.asarray(x_fit, np.float64), y_fit)
     proba = np.zeros((len(x_score), n_classes))
-    proba[:, model.classes_] = model.predict_proba(x_score)
+    proba[:, probe.classes_] = probe.predict_proba(np.asarray(x_score, np.float64))
     return proba
 
 
@@ -88,12 +98,14 @@ def probe_folds(labels, folds: int) -> int:
 
 def out_of_fold(features, labels, n_classes: int, folds: int, seed: int) -> np.ndarray:
     """Each image's probabilities from a probe fit on the other folds, never on itself."""
+    from sklearn.metrics import log_loss
     from sklearn.model_selection import StratifiedKFold
 
     proba = np.zeros((len(labels), n_classes))
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
     for fit, held in splitter.split(features, labels):
         proba[held] = _fit_predict(features[fit], labels[fit], features[held], n_classes, seed)
+    log.info("probe: out-of-fold log loss %.4f", log_loss(labels, proba, labels=range(n_classes)))
     return proba
 
 
@@ -118,7 +130,8 @@ def score_labels(table: pd.DataFrame, features, n_classes: int, folds: int, seed
     Training and validation images get out-of-fold probabilities (probe on train and
     validation pooled); other splits (test) get those of a probe fit on train and
     validation only, so their labels never shape what scores them. Returns
-    (proba, folds used): proba is None when a class is too small to cross-validate.
+    (proba, folds): proba is None and folds 0 when a class is too small to
+    cross-validate.
     """
     labels = table["label"].to_numpy()
     known = table["split"].isin(TRAINING_SPLITS).to_numpy()

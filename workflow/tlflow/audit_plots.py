@@ -30,10 +30,11 @@ def plot_pairs(duplicates_csv, data_dir, out_png, title: str, most: int) -> int:
     """The most alike pairs from different splits side by side; returns how many pairs."""
     pairs = pd.read_csv(duplicates_csv, dtype={"file_a": str, "file_b": str})
     shown = pairs[pairs.split_a != pairs.split_b].head(most)
+    # The whole relative path: it names the split and the class folder of each copy.
     cells = [
-        (file, f"{Path(file).name} ({split})\n{row.kind} copy, similarity {row.similarity:.3f}")
+        (file, f"{file}\n{row.kind} copy, similarity {row.similarity:.3f}")
         for row in shown.itertuples()
-        for file, split in ((row.file_a, row.split_a), (row.file_b, row.split_b))
+        for file in (row.file_a, row.file_b)
     ]
     image_grid(cells, data_dir, out_png, title, columns=2, empty="no copies across splits")
     return len(shown)
