@@ -17,6 +17,7 @@ include: "workflow/rules/head.smk"
 include: "workflow/rules/plots.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/predict.smk"
+include: "workflow/rules/audit.smk"
 
 
 rule all:

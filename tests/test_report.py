@@ -15,6 +15,8 @@ EMBEDDED = {
     "metrics.json": "evaluation/metrics.json",
     "predictions.csv": "evaluation/predictions.csv",
     "summary.html": "evaluation/summary.html",
+    "label_suspects.png": "audit/label_suspects.png",
+    "duplicates.csv": "audit/duplicates.csv",
 }
 
 
@@ -29,7 +31,7 @@ def test_report_embeds_curves_evaluation_and_run_summary(finished_run, tmp_path)
         assert embedded == (finished_run / "results/vgg16" / path).read_bytes()
     for text in (
         "Transfer learning on image folders",  # the workflow description
-        "1. Run", "2. Training", "3. Evaluation",  # categories
+        "1. Run", "2. Training", "3. Evaluation", "4. Data audit",  # categories
         "most confident mistakes on the test split",  # captions, rendered per job
         "Confusion matrix on the test split",
         "Loss of the head per epoch",

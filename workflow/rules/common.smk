@@ -153,5 +153,15 @@ def final_targets():
             "evaluation/reliability.png",
             "model.keras",
             *(["predictions/predictions.csv"] if PREDICT_DIR else []),
+            *(
+                [
+                    "audit/audit.json",
+                    "audit/label_suspects.png",
+                    "audit/cross_split_pairs.png",
+                    "audit/embedding.png",
+                ]
+                if config["audit"]["enabled"]
+                else []
+            ),
         )
     ]

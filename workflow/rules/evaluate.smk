@@ -98,6 +98,10 @@ rule summarise_run:
         skipped=expand(
             "results/{{backbone}}/features/{split}_skipped.csv", split=SPLITS
         ),
+        # The audit's counts, for its warning of copies across splits (if on).
+        audit=(
+            ["results/{backbone}/audit/audit.json"] if config["audit"]["enabled"] else []
+        ),
     output:
         report(
             "results/{backbone}/evaluation/summary.html",
@@ -130,12 +134,12 @@ rule compare_backbones:
         table=report(
             "results/comparison.csv",
             caption="../report/comparison.rst",
-            category="4. Comparison",
+            category="5. Comparison",
         ),
         figure=report(
             "results/comparison.png",
             caption="../report/comparison.rst",
-            category="4. Comparison",
+            category="5. Comparison",
         ),
     log:
         "logs/compare_backbones.log",

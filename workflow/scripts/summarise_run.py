@@ -10,5 +10,6 @@ summary.summary_html(
     manifests=dict(zip(splits, snakemake.input.manifests)),
     skipped=dict(zip(splits, snakemake.input.skipped)),
     metrics_json=snakemake.input.metrics,
+    audit_json=snakemake.input.audit[0] if snakemake.input.audit else None,
     out_html=snakemake.output[0],
 )

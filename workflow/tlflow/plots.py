@@ -59,34 +59,18 @@ def confusion(confusion_csv, out_png, title: str) -> None:
 
 def mistakes(predictions_csv, data_dir, out_png, title: str, most: int = 16) -> int:
     """Grid of the most confident mistakes, each captioned; returns how many are shown."""
-    from PIL import Image
-
     table = pd.read_csv(predictions_csv, dtype={"file": str})
     classes = [c.removeprefix("prob_") for c in table.columns if c.startswith("prob_")]
     shown = confident_mistakes(table, classes, most)
-    columns = min(4, max(1, len(shown)))
-    rows = max(1, math.ceil(len(shown) / columns))
-    figure, grid = plt.subplots(
-        rows, columns, figsize=(3 * columns, 3.6 * rows), dpi=100, squeeze=False,
-        layout="constrained",  # room for the three-line titles, unlike tight_layout
-    )  # fmt: skip
-    for axes in grid.flat:
-        axes.axis("off")
-    if shown.empty:
-        grid[0, 0].text(0.5, 0.5, f"no mistakes\n({len(table)} images)", ha="center", va="center")
-    for axes, row in zip(grid.flat, shown.itertuples()):
-        try:
-            with Image.open(Path(data_dir, row.file)) as image:
-                axes.imshow(image.convert("RGB"))
-        except OSError as error:  # moved or broken since the features were made
-            axes.text(0.5, 0.5, f"cannot open:\n{error}", ha="center", va="center", wrap=True)
-        axes.set_title(
+    cells = [
+        (
+            row.file,
             f"{Path(row.file).name}\ntrue: {row.true_class}\n"
             f"predicted: {row.predicted_class} ({row.confidence:.3f})",
-            fontsize=8,
         )
-    figure.suptitle(title)
-    save(figure, out_png)
+        for row in shown.itertuples()
+    ]
+    image_grid(cells, data_dir, out_png, title, empty=f"no mistakes\n({len(table)} images)")
     return len(shown)
 
 
@@ -133,3 +117,30 @@ def save(figure, out_png) -> None:
     with atomic_path(out_png) as tmp:
         figure.savefig(tmp)
     plt.close(figure)
+
+
+def image_grid(cells, data_dir, out_png, title: str, columns: int = 4, empty: str = "") -> None:
+    """Images of ``data_dir`` in a grid, each under its caption; ``cells`` holds
+    (file relative to data_dir, caption) pairs. ``empty`` is shown when there are none.
+    """
+    from PIL import Image
+
+    columns = min(columns, max(1, len(cells)))
+    rows = max(1, math.ceil(len(cells) / columns))
+    figure, grid = plt.subplots(
+        rows, columns, figsize=(3 * columns, 3.6 * rows), dpi=100, squeeze=False,
+        layout="constrained",  # room for multi-line titles, unlike tight_layout
+    )  # fmt: skip
+    for axes in grid.flat:
+        axes.axis("off")
+    if not cells:
+        grid[0, 0].text(0.5, 0.5, empty, ha="center", va="center")
+    for axes, (file, caption) in zip(grid.flat, cells):
+        try:
+            with Image.open(Path(data_dir, file)) as image:
+                axes.imshow(image.convert("RGB"))
+        except OSError as error:  # moved or broken since the features were made
+            axes.text(0.5, 0.5, f"cannot open:\n{error}", ha="center", va="center", wrap=True)
+        axes.set_title(caption, fontsize=8)
+    figure.suptitle(title)
+    save(figure, out_png)

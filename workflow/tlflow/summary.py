@@ -44,7 +44,22 @@ def _head_words(head: dict) -> str:
     )
 
 
-def summary_html(head_meta, manifests: dict, skipped: dict, metrics_json, out_html) -> None:
+def leak_warnings(audit_json) -> list[str]:
+    """Sentences warning of validation or test images with a copy in train (from the audit)."""
+    if audit_json is None:
+        return []
+    copies = json.loads(Path(audit_json).read_text())["copies_in_train"]
+    return [
+        f"{count} {split} image(s) have an exact or near copy in train "
+        f"(results/<backbone>/audit/duplicates.csv): scores on {split} overstate how "
+        "the model does on new images. Remove the copies or move them to one split."
+        for split, count in copies.items()
+        if count
+    ]
+
+
+def summary_html(head_meta, manifests: dict, skipped: dict, metrics_json, out_html,
+                 audit_json=None) -> None:  # fmt: skip
     """Write the page; ``manifests`` and ``skipped`` map each split to its joined files."""
     import jinja2
 
@@ -76,6 +91,7 @@ def summary_html(head_meta, manifests: dict, skipped: dict, metrics_json, out_ht
     environment = jinja2.Environment(autoescape=True, keep_trailing_newline=True)
     page = environment.from_string(TEMPLATE.read_text()).render(
         backbone=spec.id,
+        warnings=leak_warnings(audit_json),
         setup=setup,
         sizes=split_sizes(manifests, skipped, meta.classes).to_html(),
         split=result["split"],

@@ -1,0 +1,253 @@
+"""The data audit: suspected label errors, duplicates and leaks, the 2-D map.
+
+Unit tests use synthetic feature arrays with planted errors and copies; the end-to-end
+tests check the files of the shared run and a small run with an image copied from
+train into test.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import COUNTS, TINY_CONFIG, planned_jobs, snakemake, write_config
+
+from tlflow import audit, audit_plots, pooling
+from tlflow.synthetic import make_dataset
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+CLASSES = ["a", "b", "c"]
+
+
+def clustered(counts: dict, seed: int = 0, dims: int = 16):
+    """Manifest-like table and pooled (n, 2, 2, dims) features, one tight cluster per class.
+
+    Tight, so the probe is about equally sure of every clean image: a planted error,
+    near 0 for its given class, then pulls that class's threshold below them all.
+    """
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 4, (len(CLASSES), dims))
+    rows, maps = [], []
+    for split, per_class in counts.items():
+        for label, cls in enumerate(CLASSES):
+            for n in range(per_class):
+                rows.append((f"{split}/{cls}/{n}.jpg", cls, label, f"{split}{cls}{n}", split))
+                maps.append(centres[label] + rng.normal(0, 0.1, (2, 2, dims)))
+    table = pd.DataFrame(rows, columns=["file", "class", "label", "sha256", "split"])
+    return table, pooling.pool(np.stack(maps), "avg")
+
+
+def relabel(table, index, label):
+    table.loc[index, "label"] = label
+    table.loc[index, "class"] = CLASSES[label]
+
+
+def test_planted_label_errors_are_ranked_first():
+    table, features = clustered({"train": 40, "validation": 15, "test": 10})
+    planted = {3: 1, 50: 2, 100: 0, 130: 2, 170: 1}  # rows of train, validation and test
+    for index, label in planted.items():
+        relabel(table, index, label)
+    proba, folds = audit.score_labels(table, features, len(CLASSES), folds=5)
+    suspects = audit.suspects_table(table, proba, CLASSES)
+    assert folds == 5
+    assert set(suspects.file[: len(planted)]) == set(table.file[list(planted)])
+    assert len(suspects) == len(planted)  # clean, well-separated images are not suspected
+    # Files keep their original class folder: the probe finds it again.
+    assert (suspects.likely_class == suspects.file.str.split("/").str[1]).all()
+    assert (suspects.given_probability < 0.5).all()
+    assert suspects.given_probability.is_monotonic_increasing
+    assert {"train", "validation", "test"} == set(suspects.split)
+
+
+def test_test_labels_and_features_never_shape_the_probe():
+    table, features = clustered({"train": 20, "validation": 10, "test": 10})
+    proba, _ = audit.score_labels(table, features, len(CLASSES), folds=5)
+    test = (table.split == "test").to_numpy()
+    changed_table, changed_features = table.copy(), features.copy()
+    changed_table.loc[test, "label"] = (changed_table.loc[test, "label"] + 1) % 3
+    changed_features[test] += 100.0
+    changed, _ = audit.score_labels(changed_table, features, len(CLASSES), folds=5)
+    np.testing.assert_array_equal(changed, proba)  # test labels: no effect at all
+    moved, _ = audit.score_labels(table, changed_features, len(CLASSES), folds=5)
+    np.testing.assert_array_equal(moved[~test], proba[~test])  # test rows: not in any fit
+    labels = table.label.to_numpy()
+    alone = audit._fit_predict(features[~test], labels[~test], features[test], 3, seed=0)
+    np.testing.assert_allclose(proba[test], alone)
+
+
+def test_tiny_classes_lower_the_folds_or_skip_the_label_audit(tmp_path):
+    assert audit.probe_folds(np.array([0, 0, 1, 1, 1, 1]), 5) == 2
+    assert audit.probe_folds(np.array([0, 1, 1, 1]), 5) == 0  # one image: cannot hold out
+    assert audit.probe_folds(np.array([1, 1, 1]), 5) == 0  # one class: nothing to learn
+    table, features = clustered({"train": 2, "validation": 1})
+    proba, folds = audit.score_labels(table, features, len(CLASSES), folds=5)
+    assert folds == 3 and proba.shape == (9, 3)
+    kept = table.drop(table.index[table["class"] == "c"][1:])  # class c: one image
+    splits = {}
+    for split in ("train", "validation"):
+        rows = kept[kept.split == split]
+        stem = tmp_path / split
+        np.save(f"{stem}.npy", features[rows.index])
+        np.save(f"{stem}_labels.npy", rows.label.to_numpy())
+        rows.drop(columns="split").to_csv(f"{stem}_manifest.csv", index=False)
+        splits[split] = (f"{stem}.npy", f"{stem}_labels.npy", f"{stem}_manifest.csv")
+    outputs = [tmp_path / name for name in ("s.csv", "d.csv", "e.csv", "a.json")]
+    summary = audit.audit(splits, CLASSES, *outputs, folds=5)
+    assert summary["folds_used"] == 0 and summary["label_audit"].startswith("skipped")
+    assert pd.read_csv(outputs[0]).columns.tolist() == audit.SUSPECT_COLUMNS
+    assert json.loads(outputs[3].read_text())["images"] == {"train": 5, "validation": 2}
+
+
+def test_mismatched_split_files_name_the_files_and_the_fix(tmp_path):
+    np.save(tmp_path / "f.npy", np.zeros((3, 4), np.float32))
+    np.save(tmp_path / "l.npy", np.zeros(2, np.int64))
+    pd.DataFrame({"file": ["x", "y"], "class": "a", "label": 0, "sha256": "h"}).to_csv(
+        tmp_path / "m.csv", index=False
+    )
+    paths = tuple(str(tmp_path / name) for name in ("f.npy", "l.npy", "m.csv"))
+    with pytest.raises(ValueError, match="f.npy.*l.npy.*m.csv.*Delete them and rerun"):
+        audit.load_splits({"train": paths})
+
+
+def test_exact_and_near_copies_across_splits_are_found_and_distinct_images_are_not():
+    rng = np.random.default_rng(1)
+    files = [f"train/a/{n}.jpg" for n in range(6)] + [f"test/a/{n}.jpg" for n in range(4)]
+    table = pd.DataFrame(
+        {
+            "file": files,
+            "split": ["train"] * 6 + ["test"] * 4,
+            "sha256": [f"h{n}" for n in range(10)],
+        }
+    )
+    features = rng.normal(0, 1, (10, 64)).astype(np.float32)  # 64-d: cosines near 0
+    table.loc[6, "sha256"] = table.sha256[3]  # test/a/0 is train/a/3, byte for byte
+    features[6] = features[3]
+    features[7] = features[5] + rng.normal(0, 1e-3, 64)  # test/a/1 is nearly train/a/5
+    pairs = audit.duplicates_table(table, features, cutoff=0.9, split_order=["train", "test"])
+    found = pairs[["file_a", "file_b", "kind"]].values.tolist()
+    assert sorted(found) == [
+        ["train/a/3.jpg", "test/a/0.jpg", "exact"],
+        ["train/a/5.jpg", "test/a/1.jpg", "near"],
+    ]
+    assert (pairs.split_a == "train").all() and (pairs.similarity > 0.99).all()
+    assert audit.copies_in_train(pairs, "test") == 2
+
+
+def test_same_hash_is_exact_even_when_features_differ():
+    table = pd.DataFrame({"file": ["x", "y"], "split": ["train", "test"], "sha256": ["h", "h"]})
+    pairs = audit.duplicates_table(table, np.eye(2), cutoff=0.9, split_order=["train", "test"])
+    assert pairs.kind.tolist() == ["exact"] and pairs.similarity[0] == 0
+
+
+@pytest.mark.parametrize("block", [1, 3, 4, 64])
+def test_blockwise_similarity_equals_brute_force(block):
+    rng = np.random.default_rng(2)
+    base = rng.normal(0, 1, (3, 8))
+    features = base[rng.integers(0, 3, 11)] + rng.normal(0, 0.4, (11, 8))  # some close pairs
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    brute = unit @ unit.T
+    i, j = np.triu_indices(11, 1)
+    keep = brute[i, j] >= 0.8
+    expected = dict(zip(zip(i[keep], j[keep]), brute[i, j][keep]))
+    found_i, found_j, found_s = audit.similar_pairs(features, 0.8, block=block)
+    found = dict(zip(zip(found_i, found_j), found_s))
+    assert 0 < len(expected) < len(i) and found.keys() == expected.keys()
+    np.testing.assert_allclose([found[k] for k in expected], list(expected.values()), rtol=1e-5)
+
+
+def test_projection_is_two_dimensional_and_deterministic():
+    _, features = clustered({"train": 10})
+    for method in ("pca", "tsne"):
+        xy = audit.project(features, method)
+        assert xy.shape == (30, 2)
+        np.testing.assert_array_equal(xy, audit.project(features, method))
+
+
+def test_figures_draw_with_a_missing_image_and_without_pairs(tmp_path):
+    make_dataset(tmp_path / "data", {"train": 1}, classes=2)
+    suspects = pd.DataFrame(
+        [["train/circles/circle_00000.jpg", "train", "circles", "squares", 0.1, 0.9],
+         ["train/gone.jpg", "train", "squares", "circles", 0.2, 0.8]],
+        columns=audit.SUSPECT_COLUMNS,
+    )  # fmt: skip
+    suspects.to_csv(tmp_path / "s.csv", index=False)
+    data = tmp_path / "data"
+    shown = audit_plots.plot_suspects(tmp_path / "s.csv", data, tmp_path / "s.png", "t", 16)
+    within = pd.DataFrame(
+        [["train/x.jpg", "train", "train/y.jpg", "train", 0.95, "near"]],
+        columns=["file_a", "split_a", "file_b", "split_b", "similarity", "kind"],
+    )
+    within.to_csv(tmp_path / "d.csv", index=False)
+    pairs = audit_plots.plot_pairs(tmp_path / "d.csv", data, tmp_path / "p.png", "t", 8)
+    assert (shown, pairs) == (2, 0)  # a within-split pair is not a leak
+    for name in ("s.png", "p.png"):
+        assert (tmp_path / name).read_bytes()[:8] == PNG_SIGNATURE
+
+
+# --- end to end
+
+
+def test_the_default_run_writes_the_audit(finished_run):
+    out = finished_run / "results/vgg16/audit"
+    summary = json.loads((out / "audit.json").read_text())
+    sizes = {split: sum(count + i for i in range(3)) for split, count in COUNTS.items()}
+    assert summary["images"] == sizes and summary["folds_used"] == 5
+    assert set(summary["suspects"]) == set(COUNTS) and set(summary["copies_in_train"]) == {
+        "validation",
+        "test",
+    }
+    suspects = pd.read_csv(out / "label_suspects.csv")
+    assert suspects.columns.tolist() == audit.SUSPECT_COLUMNS
+    assert suspects.given_probability.between(0, 1).all()
+    assert (suspects.given_class != suspects.likely_class).all()
+    pairs = pd.read_csv(out / "duplicates.csv")
+    assert pairs.columns.tolist() == [
+        "file_a", "split_a", "file_b", "split_b", "similarity", "kind",
+    ]  # fmt: skip
+    assert (pairs.similarity >= 0.9 - 1e-6).all() and set(pairs.kind) <= {"exact", "near"}
+    assert summary["near_duplicate_pairs"] + summary["exact_duplicate_pairs"] == len(pairs)
+    embedding = pd.read_csv(out / "embedding.csv")
+    assert len(embedding) == sum(sizes.values()) and np.isfinite(embedding[["x", "y"]]).all().all()
+    for name in ("label_suspects.png", "cross_split_pairs.png", "embedding.png"):
+        assert (out / name).read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_an_image_copied_from_train_into_test_is_an_exact_duplicate(tmp_path):
+    workdir = tmp_path / "run"
+    make_dataset(workdir / "data", {"train": 2, "validation": 1, "test": 1}, classes=2)
+    shutil.copy(
+        workdir / "data/train/squares/square_00001.jpg",
+        workdir / "data/test/squares/copied.jpg",
+    )
+    config = {**TINY_CONFIG, "extraction": {"shards": 1, "batch_size": 8, "threads": 2}}
+    write_config(workdir, config)
+    snakemake(workdir, "results/vgg16/audit/audit.json")  # features and audit, no head
+    pairs = pd.read_csv(workdir / "results/vgg16/audit/duplicates.csv")
+    exact = pairs[pairs.kind == "exact"][["file_a", "split_a", "file_b", "split_b"]]
+    assert exact.values.tolist() == [
+        ["train/squares/square_00001.jpg", "train", "test/squares/copied.jpg", "test"]
+    ]
+    summary = json.loads((workdir / "results/vgg16/audit/audit.json").read_text())
+    assert summary["copies_in_train"]["test"] >= 1 and summary["exact_duplicate_pairs"] == 1
+    assert summary["folds_used"] == 3  # the smallest class has 2 + 1 images
+    assert "3 folds, not 5" in (workdir / "logs/vgg16/audit.log").read_text()
+    assert "plot_audit" in planned_jobs(workdir)  # the default target draws the audit
+    snakemake(workdir, "results/vgg16/evaluation/summary.html")
+    page = (workdir / "results/vgg16/evaluation/summary.html").read_text()
+    copies = summary["copies_in_train"]["test"]
+    assert f"{copies} test image(s) have an exact or near copy in train" in page
+    write_config(workdir, {**config, "audit": {"enabled": False}})  # --config gives strings
+    off = planned_jobs(workdir)
+    assert "plot_audit" not in off and "deploy_model" in off
+
+
+def test_summary_warns_only_of_splits_with_copies_in_train(tmp_path):
+    from tlflow.summary import leak_warnings
+
+    (tmp_path / "audit.json").write_text(json.dumps({"copies_in_train": {"validation": 0, "test": 2}}))
+    (warning,) = leak_warnings(tmp_path / "audit.json")
+    assert warning.startswith("2 test image(s) have an exact or near copy in train")
+    assert leak_warnings(None) == []  # audit switched off: nothing to warn of

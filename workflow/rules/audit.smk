@@ -1,0 +1,99 @@
+# Cached features of every split -> suspected label errors, duplicates and leaks
+# across splits, a 2-D map of the images -> their figures. No extraction: seconds.
+
+
+localrules:
+    plot_audit,
+
+
+rule audit:
+    input:
+        features=expand("results/{{backbone}}/features/{split}.npy", split=SPLITS),
+        labels=expand("results/{{backbone}}/features/{split}_labels.npy", split=SPLITS),
+        manifests=expand(
+            "results/{{backbone}}/features/{split}_manifest.csv", split=SPLITS
+        ),
+    output:
+        suspects=report(
+            "results/{backbone}/audit/label_suspects.csv",
+            caption="../report/label_suspects.rst",
+            category="4. Data audit",
+            subcategory="{backbone}",
+        ),
+        duplicates=report(
+            "results/{backbone}/audit/duplicates.csv",
+            caption="../report/duplicates.rst",
+            category="4. Data audit",
+            subcategory="{backbone}",
+        ),
+        embedding="results/{backbone}/audit/embedding.csv",
+        summary=report(
+            "results/{backbone}/audit/audit.json",
+            caption="../report/audit_summary.rst",
+            category="4. Data audit",
+            subcategory="{backbone}",
+        ),
+    log:
+        "logs/{backbone}/audit.log",
+    benchmark:
+        "logs/{backbone}/audit.benchmark.tsv"
+    # scikit-learn (the probe, PCA, t-SNE) is pinned there; TensorFlow is not imported.
+    conda:
+        "../../envs/keras.yaml"
+    threads: 2
+    resources:
+        # Pooled features are small; the arrays are read memory-mapped.
+        mem_mb=lambda wildcards, input: 1000 + input.size_mb,
+        runtime=lambda wildcards, input: 10 + input.size_mb // 500,
+    params:
+        splits=SPLITS,
+        classes=CLASSES,
+        folds=config["audit"]["folds"],
+        similarity=config["audit"]["near_duplicate_similarity"],
+        projection=config["audit"]["projection"],
+    script:
+        "../scripts/audit.py"
+
+
+rule plot_audit:
+    input:
+        suspects="results/{backbone}/audit/label_suspects.csv",
+        duplicates="results/{backbone}/audit/duplicates.csv",
+        embedding="results/{backbone}/audit/embedding.csv",
+        predictions="results/{backbone}/evaluation/predictions.csv",
+    output:
+        suspects=report(
+            "results/{backbone}/audit/label_suspects.png",
+            caption="../report/label_suspects_grid.rst",
+            category="4. Data audit",
+            subcategory="{backbone}",
+        ),
+        pairs=report(
+            "results/{backbone}/audit/cross_split_pairs.png",
+            caption="../report/cross_split_pairs.rst",
+            category="4. Data audit",
+            subcategory="{backbone}",
+        ),
+        embedding=report(
+            "results/{backbone}/audit/embedding.png",
+            caption="../report/embedding.rst",
+            category="4. Data audit",
+            subcategory="{backbone}",
+        ),
+    log:
+        "logs/{backbone}/plot_audit.log",
+    benchmark:
+        "logs/{backbone}/plot_audit.benchmark.tsv"
+    conda:
+        "../../envs/plots.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        data_dir=config["data_dir"],
+        split=EVAL_SPLIT,
+        max_suspects=config["audit"]["max_suspects"],
+        max_pairs=config["audit"]["max_pairs"],
+    script:
+        "../scripts/plot_audit.py"

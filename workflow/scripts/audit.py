@@ -1,0 +1,19 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/..")
+from tlflow import audit, logs  # noqa: E402
+
+logs.to_file(snakemake.log[0])
+inputs = zip(snakemake.input.features, snakemake.input.labels, snakemake.input.manifests)
+audit.audit(
+    splits=dict(zip(snakemake.params.splits, inputs)),
+    classes=snakemake.params.classes,
+    out_suspects=snakemake.output.suspects,
+    out_duplicates=snakemake.output.duplicates,
+    out_embedding=snakemake.output.embedding,
+    out_summary=snakemake.output.summary,
+    folds=snakemake.params.folds,
+    similarity=snakemake.params.similarity,
+    projection=snakemake.params.projection,
+    threads=snakemake.threads,
+)
