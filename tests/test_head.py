@@ -134,7 +134,7 @@ def test_search_writes_every_candidate_and_keeps_the_best(tmp_path):
     settings = {**DEFAULTS, "epochs": 4, "hidden_units": [8], "batch_size": 8}
     outputs, _, _ = _fit(tmp_path, settings)
     table = pd.read_csv(outputs.candidates)
-    assert len(table) == 2 * 4 + 2 * 2  # 2 poolings x (4 L2 strengths + 2 learning rates)
+    assert len(table) == 2 * 4 + 2 * 1  # 2 poolings x (4 L2 strengths + 1 learning rate)
     assert table["selected"].sum() == 1
     winner = table[table["selected"]].iloc[0]
     most_right = table[table["val_accuracy"] == table["val_accuracy"].max()]
