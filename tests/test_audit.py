@@ -126,7 +126,7 @@ def test_exact_and_near_copies_across_splits_are_found_and_distinct_images_are_n
     table.loc[6, "sha256"] = table.sha256[3]  # test/a/0 is train/a/3, byte for byte
     features[6] = features[3]
     features[7] = features[5] + rng.normal(0, 1e-3, 64)  # test/a/1 is nearly train/a/5
-    pairs = audit.duplicates_table(table, features, cutoff=0.9, split_order=["train", "test"])
+    pairs = audit.duplicates_table(table, features, cutoff=0.9, split_order=["train", "test"], neighbours=5)
     found = pairs[["file_a", "file_b", "kind"]].values.tolist()
     assert sorted(found) == [
         ["train/a/3.jpg", "test/a/0.jpg", "exact"],
@@ -138,7 +138,7 @@ def test_exact_and_near_copies_across_splits_are_found_and_distinct_images_are_n
 
 def test_same_hash_is_exact_even_when_features_differ():
     table = pd.DataFrame({"file": ["x", "y"], "split": ["train", "test"], "sha256": ["h", "h"]})
-    pairs = audit.duplicates_table(table, np.eye(2), cutoff=0.9, split_order=["train", "test"])
+    pairs = audit.duplicates_table(table, np.eye(2), cutoff=0.9, split_order=["train", "test"], neighbours=5)
     assert pairs.kind.tolist() == ["exact"] and pairs.similarity[0] == 0
 
 
@@ -149,13 +149,21 @@ def test_blockwise_similarity_equals_brute_force(block):
     features = base[rng.integers(0, 3, 11)] + rng.normal(0, 0.4, (11, 8))  # some close pairs
     unit = features / np.linalg.norm(features, axis=1, keepdims=True)
     brute = unit @ unit.T
-    i, j = np.triu_indices(11, 1)
-    keep = brute[i, j] >= 0.8
-    expected = dict(zip(zip(i[keep], j[keep]), brute[i, j][keep]))
-    found_i, found_j, found_s = audit.similar_pairs(features, 0.8, block=block)
-    found = dict(zip(zip(found_i, found_j), found_s))
-    assert 0 < len(expected) < len(i) and found.keys() == expected.keys()
-    np.testing.assert_allclose([found[k] for k in expected], list(expected.values()), rtol=1e-5)
+    np.fill_diagonal(brute, -np.inf)
+    for neighbours in (2, 10):
+        # A pair is listed when one of the two is among the other's nearest above 0.8.
+        nearest = np.argsort(-brute, axis=1)[:, :neighbours]
+        expected = {
+            (min(a, b), max(a, b)): brute[a, b]
+            for a in range(11) for b in nearest[a] if brute[a, b] >= 0.8
+        }  # fmt: skip
+        found_i, found_j, found_s = audit.similar_pairs(features, 0.8, neighbours, block=block)
+        found = dict(zip(zip(found_i.tolist(), found_j.tolist()), found_s))
+        assert found.keys() == expected.keys()
+        np.testing.assert_allclose([found[k] for k in expected], list(expected.values()), rtol=1e-5)
+    all_close = np.triu(brute >= 0.8, 1).sum()
+    assert len(audit.similar_pairs(features, 0.8, 2, block=block)[0]) < all_close  # bounded
+    assert len(audit.similar_pairs(features, 0.8, 10, block=block)[0]) == all_close
 
 
 def test_projection_is_two_dimensional_and_deterministic():

@@ -50,6 +50,7 @@ rule audit:
         classes=CLASSES,
         folds=config["audit"]["folds"],
         similarity=config["audit"]["near_duplicate_similarity"],
+        neighbours=config["audit"]["near_duplicates_per_image"],
         projection=config["audit"]["projection"],
     script:
         "../scripts/audit.py"

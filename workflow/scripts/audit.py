@@ -14,6 +14,7 @@ audit.audit(
     out_summary=snakemake.output.summary,
     folds=snakemake.params.folds,
     similarity=snakemake.params.similarity,
+    neighbours=snakemake.params.neighbours,
     projection=snakemake.params.projection,
     threads=snakemake.threads,
 )

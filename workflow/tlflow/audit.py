@@ -165,25 +165,41 @@ def unit_rows(features) -> np.ndarray:
     return features / np.where(norms == 0, 1, norms)  # an all-zero row stays zero
 
 
-def similar_pairs(features, cutoff: float, block: int = 2048):
-    """(i, j, cosine similarity) of every pair i < j at or above ``cutoff``.
+def similar_pairs(features, cutoff: float, neighbours: int, block: int = 2048):
+    """(i, j, cosine similarity), i < j, of each image's ``neighbours`` most similar
+    other images at or above ``cutoff``.
 
-    Blocks of rows are multiplied against the blocks at or after them, so memory is
-    one block x block matrix however many images there are.
+    Bounding the pairs per image keeps the list linear in the image count even where
+    the features cannot tell most images apart (a low cut-off, an untrained
+    backbone). Blocks of rows meet blocks of columns with a running top-k per row, so
+    memory is one block x block matrix however many images there are.
     """
     unit = unit_rows(np.asarray(features, dtype=np.float32))
+    n, k = len(unit), min(neighbours, len(unit) - 1)
     found_i, found_j, found_s = [], [], []
-    for a in range(0, len(unit), block):
-        for b in range(a, len(unit), block):
-            similarity = unit[a : a + block] @ unit[b : b + block].T
-            i, j = np.nonzero(similarity >= cutoff)
-            keep = a + i < b + j
-            found_i.append(a + i[keep])
-            found_j.append(b + j[keep])
-            found_s.append(similarity[i[keep], j[keep]])
+    for a in range(0, n if k > 0 else 0, block):
+        rows = unit[a : a + block]
+        best_s = np.full((len(rows), k), -np.inf, np.float32)
+        best_j = np.full((len(rows), k), -1)
+        for b in range(0, n, block):
+            similarity = rows @ unit[b : b + block].T
+            if a == b:
+                np.fill_diagonal(similarity, -np.inf)  # an image is not its own copy
+            columns = np.broadcast_to(np.arange(b, b + similarity.shape[1]), similarity.shape)
+            all_s = np.concatenate([best_s, similarity], axis=1)
+            all_j = np.concatenate([best_j, columns], axis=1)
+            top = np.argpartition(-all_s, k - 1, axis=1)[:, :k]
+            best_s, best_j = np.take_along_axis(all_s, top, 1), np.take_along_axis(all_j, top, 1)
+        keep = best_s >= cutoff
+        i = np.broadcast_to(np.arange(a, a + len(rows))[:, None], keep.shape)[keep]
+        found_i.append(np.minimum(i, best_j[keep]))
+        found_j.append(np.maximum(i, best_j[keep]))
+        found_s.append(best_s[keep])
     if not found_i:
         return np.array([], int), np.array([], int), np.array([], np.float32)
-    return np.concatenate(found_i), np.concatenate(found_j), np.concatenate(found_s)
+    i, j, similarity = (np.concatenate(found) for found in (found_i, found_j, found_s))
+    _, first = np.unique(i * n + j, return_index=True)  # a pair found from both sides
+    return i[first], j[first], similarity[first]
 
 
 def exact_pairs(hashes) -> set[tuple[int, int]]:
@@ -194,13 +210,15 @@ def exact_pairs(hashes) -> set[tuple[int, int]]:
     return {(a, b) for rows in groups.values() for n, a in enumerate(rows) for b in rows[n + 1 :]}
 
 
-def duplicates_table(table: pd.DataFrame, features, cutoff: float, split_order) -> pd.DataFrame:
-    """Pairs of images that are the same file content (exact) or whose features are
-    at least ``cutoff`` alike (near), within and across splits; most alike first.
+def duplicates_table(table: pd.DataFrame, features, cutoff: float, split_order,
+                     neighbours: int) -> pd.DataFrame:  # fmt: skip
+    """Pairs of images that are the same file content (exact: all of them) or whose
+    features are at least ``cutoff`` alike (near: each image's ``neighbours`` most
+    similar), within and across splits; most alike first.
 
     Each pair names the earlier split of ``split_order`` first (train before test).
     """
-    i, j, similarity = similar_pairs(features, cutoff)
+    i, j, similarity = similar_pairs(features, cutoff, neighbours)
     pairs = dict(zip(zip(i.tolist(), j.tolist()), similarity.tolist()))
     unit = unit_rows(np.asarray(features, dtype=np.float32))
     for pair in exact_pairs(table["sha256"]) - pairs.keys():  # e.g. all-zero features
@@ -248,8 +266,8 @@ def project(features, method: str, seed: int = 0) -> np.ndarray:
 
 def audit(
     splits: dict, classes, out_suspects, out_duplicates, out_embedding, out_summary,
-    folds: int = 5, similarity: float = 0.9, projection: str = "pca", seed: int = 0,
-    threads: int = 1,
+    folds: int = 5, similarity: float = 0.9, neighbours: int = 5, projection: str = "pca",
+    seed: int = 0, threads: int = 1,
 ) -> dict:  # fmt: skip
     """Audit the cached features of ``splits`` (see load_splits); write the suspects,
     the duplicates, the 2-D map and a JSON of counts. Returns the counts."""
@@ -267,7 +285,7 @@ def audit(
             suspects = suspects_table(table, proba, classes)
             if used < folds:
                 log.warning("the smallest class has %d images: %d folds, not %d", used, used, folds)
-        duplicates = duplicates_table(table, features, similarity, list(splits))
+        duplicates = duplicates_table(table, features, similarity, list(splits), neighbours)
         xy = project(features, projection, seed)
     embedding = table[["file", "split", "class"]].assign(x=xy[:, 0], y=xy[:, 1])
     cross = duplicates[duplicates.split_a != duplicates.split_b]
@@ -278,6 +296,7 @@ def audit(
         "label_audit": label_audit,
         "suspects": suspects["split"].value_counts().reindex(list(splits), fill_value=0).to_dict(),
         "similarity_cutoff": similarity,
+        "near_neighbours_listed": neighbours,
         "exact_duplicate_pairs": int((duplicates.kind == "exact").sum()),
         "near_duplicate_pairs": int((duplicates.kind == "near").sum()),
         "cross_split_pairs": len(cross),
