@@ -32,6 +32,8 @@ rule evaluate:
         "logs/{backbone}/evaluate.log",
     benchmark:
         "logs/{backbone}/evaluate.benchmark.tsv"
+    group:
+        "model"
     conda:
         "../../envs/keras.yaml"
     threads: config["head"]["threads"]
@@ -40,6 +42,8 @@ rule evaluate:
         runtime=lambda wildcards, input: 10 + input.size_mb // 100,
     params:
         split=EVAL_SPLIT,
+    message:
+        "{rule}: backbone {wildcards.backbone}, split {params.split}"
     script:
         "../scripts/evaluate.py"
 
@@ -74,6 +78,8 @@ rule plot_evaluation:
     params:
         data_dir=config["data_dir"],
         split=EVAL_SPLIT,
+    message:
+        "{rule}: backbone {wildcards.backbone}"
     script:
         "../scripts/plot_evaluation.py"
 
@@ -107,5 +113,7 @@ rule summarise_run:
         runtime=5,
     params:
         splits=SPLITS,
+    message:
+        "{rule}: backbone {wildcards.backbone}"
     script:
         "../scripts/summarise_run.py"
