@@ -153,6 +153,16 @@ def test_any_file_name_is_read_listed_and_predicted(odd_run):
     assert planned_jobs(workdir) == {}
 
 
+def test_images_to_predict_rerun_the_predictions_when_edited_only(odd_run, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(odd_run[0], workdir, symlinks=True, copy_function=shutil.copy2)
+    image = workdir / "new" / _images(workdir / "new")[0]
+    os.utime(image, (image.stat().st_atime, image.stat().st_mtime + 60))
+    assert planned_jobs(workdir) == {}
+    _redraw(image)
+    assert planned_jobs(workdir) == {"write_manifest": 1, "predict": 1}
+
+
 def test_console_names_no_image(odd_run):
     workdir, console = odd_run
     assert "extract_shard: backbone vgg16, split train, shard 0" in console
@@ -172,6 +182,17 @@ def test_failed_job_names_the_bad_file_only(odd_run, tmp_path):
     assert "could not be decoded" in console and broken.name in console
     others = [f for f in _images(workdir / "data") if f.rpartition("/")[2] != broken.name]
     assert not [f for f in others if f.rpartition("/")[2] in console]
+
+
+def test_a_name_that_is_not_utf8_is_named_with_the_fix(tmp_path):
+    from tlflow.images import DatasetError, scan
+    from tlflow.synthetic import make_dataset
+
+    make_dataset(tmp_path, {"train": 1, "validation": 1}, classes=1)
+    folder = os.fsencode(tmp_path / "train/circles")
+    os.rename(os.path.join(folder, b"circle_00000.jpg"), os.path.join(folder, b"caf\xe9.jpg"))
+    with pytest.raises(DatasetError, match="not valid UTF-8.*caf\ufffd.jpg.*rename"):
+        scan(tmp_path, ["train", "validation"])
 
 
 def _audit(workdir, *args, log):

@@ -75,12 +75,16 @@ class HashCache:
             self.changed = False
 
 
-def manifest_text(rows: list[dict], fields=MANIFEST_FIELDS) -> str:
+def _csv_text(fields: list[str], rows) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fields, lineterminator="\n")
-    writer.writeheader()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(fields)
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+def manifest_text(rows: list[dict], fields=MANIFEST_FIELDS) -> str:
+    return _csv_text(fields, ([row[f] for f in fields] for row in rows))
 
 
 def read_listing(path: str | os.PathLike) -> list[dict]:
@@ -105,17 +109,21 @@ def write_if_changed(path: str | os.PathLike, text: str) -> bool:
 
 def shard_rows(dataset, split: str, shards: int, k: int, cache: HashCache | None = None):
     """Manifest rows of shard k of ``split``, by class then file; hashes if ``cache``."""
-    return _split_shards(dataset, split, shards, cache).get(k, [])
+    rows = _split_shards(dataset, split, shards, cache).get(k, [])
+    return [dict(zip(MANIFEST_FIELDS, row)) for row in rows]
 
 
-def _split_shards(dataset, split, shards, cache) -> dict[int, list[dict]]:
-    """Rows of every non-empty shard of ``split``: one pass over its files."""
-    by_shard: dict[int, list[dict]] = {}
+def _split_shards(dataset, split, shards, cache) -> dict[int, list[tuple]]:
+    """Rows (file, class, label, sha256) of every non-empty shard of ``split``, in one pass.
+
+    Tuples and plain string paths: this runs once per image on every run.
+    """
+    root = os.fspath(dataset.data_dir)
+    by_shard: dict[int, list[tuple]] = {}
     for label, cls in enumerate(dataset.classes):
         for f in dataset.images[split][cls]:
-            digest = cache.sha256(os.path.join(dataset.data_dir, f)) if cache else ""
-            row = {"file": f, "class": cls, "label": label, "sha256": digest}
-            by_shard.setdefault(shard_of(f, shards), []).append(row)
+            digest = cache.sha256(f"{root}/{f}") if cache else ""
+            by_shard.setdefault(shard_of(f, shards), []).append((f, cls, label, digest))
     return by_shard
 
 
@@ -124,14 +132,14 @@ def shard_listings(dataset, shards: int, cache: HashCache) -> dict[str, tuple[st
     listings = {}
     for split in dataset.images:
         for k, rows in sorted(_split_shards(dataset, split, shards, cache).items()):
-            listings[f"{split}/shard-{k}"] = (manifest_text(rows), len(rows))
+            listings[f"{split}/shard-{k}"] = (_csv_text(MANIFEST_FIELDS, rows), len(rows))
     return listings
 
 
 def folder_listing(folder, files: list[str], cache: HashCache) -> tuple[str, int]:
     """Manifest text and count of images to predict (``files`` relative to ``folder``)."""
-    rows = [{"file": f, "sha256": cache.sha256(os.path.join(folder, f))} for f in files]
-    return manifest_text(rows, LISTING_FIELDS), len(rows)
+    rows = [(f, cache.sha256(os.path.join(folder, f))) for f in files]
+    return _csv_text(LISTING_FIELDS, rows), len(rows)
 
 
 def text_digest(text: str) -> str:
