@@ -99,8 +99,9 @@ def snakemake(workdir: Path, *args: str, audit: Path | None = None) -> tuple[flo
 
 
 def images_opened(audit: Path, data: Path) -> int:
-    prefix = f"open\t{data}{os.sep}"
-    return sum(1 for line in audit.read_text().splitlines() if line.startswith(prefix) and line.endswith(".png"))
+    events = (line.split("\t", 2) for line in audit.read_text().splitlines())
+    prefix = f"{data}{os.sep}"
+    return sum(1 for event, _, path in events if event == "open" and path.startswith(prefix))
 
 
 def folder_bytes(folder: Path) -> int:

@@ -196,39 +196,72 @@ def test_a_name_that_is_not_utf8_is_named_with_the_fix(tmp_path):
 
 
 def _audit(workdir, *args, log):
-    """Run snakemake with the audit hook; return {(event, path)} below workdir/data."""
+    """Run snakemake with the audit hook; return its process id and {(event, pid, path)}.
+
+    Its jobs' scripts run as processes of their own, with other ids.
+    """
     env = {**os.environ, "PYTHONPATH": str(AUDIT), "TLFLOW_AUDIT": str(log)}
     command = [
         sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
         "--configfile", str(workdir / "config.yaml"), "--cores", "1", *args,
     ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, cwd=workdir, env=env)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    data = str(workdir / "data") + os.sep
-    events = [line.split("\t", 1) for line in log.read_text().splitlines()]
-    return {(event, path) for event, path in events if path.startswith(data)}
+    process = subprocess.Popen(
+        command, cwd=workdir, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    output, _ = process.communicate()
+    assert process.returncode == 0, output[-5000:]
+    events = {tuple(line.split("\t", 2)) for line in log.read_text().splitlines()}
+    return str(process.pid), events
+
+
+def _below(events, folder, event=None):
+    prefix = str(folder) + os.sep
+    return {path for e, _, path in events if path.startswith(prefix) and event in (None, e)}
 
 
 def test_run_with_nothing_to_do_opens_no_image(finished_copy, tmp_path):
     # A copy has new inodes: its first run re-hashes the images (as after a
     # touch) and remembers them; from then on, nothing to do reads no image.
     assert planned_jobs(finished_copy) == {}
-    touched = _audit(finished_copy, log=tmp_path / "audit.tsv")
-    assert not [path for event, path in touched if event == "open"]
+    _, events = _audit(finished_copy, log=tmp_path / "audit.tsv")
+    assert not _below(events, finished_copy / "data", "open")
+
+
+def _remote_job(workdir, target, log):
+    """Run one job as a cluster job does: Snakemake re-reads the workflow for it."""
+    rule = target.split(":")[0]
+    return _audit(
+        workdir, "--target-jobs", target, "--allowed-rules", rule, "--mode", "remote",
+        "--force", log=log,
+    )  # fmt: skip
 
 
 def test_a_cluster_job_reads_its_own_images_only(finished_copy, tmp_path):
     """A job re-reading the workflow (what a SLURM job runs) lists no image folder."""
     target = "extract_shard:backbone=vgg16,split=validation,k=1"
-    touched = _audit(
-        finished_copy, "--target-jobs", target, "--allowed-rules", "extract_shard",
-        "--mode", "remote", "--force", log=tmp_path / "audit.tsv",
-    )  # fmt: skip
+    pid, events = _remote_job(finished_copy, target, tmp_path / "audit.tsv")
     data = finished_copy / "data"
-    listed = {path for event, path in touched if event != "open"}
+    listed = _below(events, data, "os.scandir") | _below(events, data, "os.listdir")
     assert listed <= {str(data / "train")}  # the class names, one directory listing
-    opened = {path for event, path in touched if event == "open"}
+    snakemake_itself = {e for e in events if e[1] == pid}
+    assert not _below(snakemake_itself, data, "open")
+    # Its script may read the shard's images (none when all are cached).
     shard = read_listing(finished_copy / "results/manifests/validation/shard-1.csv")
-    # The job's own extraction may open its shard's images (none when all are
-    # cached); a re-read that hashed or listed the data set would open them all.
-    assert opened <= {str(data / row["file"]) for row in shard}
+    assert _below(events, data, "open") <= {str(data / row["file"]) for row in shard}
+
+
+def test_a_cluster_job_does_not_hash_the_backbone_file_again(tmp_path):
+    import keras
+
+    config = {**TINY_CONFIG, "backbones": [{"name": "mean.keras", "preprocessing": "none"}]}
+    config["extraction"] = {"shards": 1, "threads": 1}
+    workdir = make_workdir(tmp_path / "run", config, {"train": 2, "validation": 1, "test": 1})
+    inputs = keras.Input((32, 32, 3))
+    keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs)).save(workdir / "mean.keras")
+    snakemake(workdir, "results/manifests/train/shard-0.csv")  # hashed once, here
+    pid, events = _remote_job(
+        workdir, "extract_shard:backbone=mean,split=train,k=0", tmp_path / "audit.tsv"
+    )
+    model = str(workdir / "mean.keras")
+    assert [e for e in events if e[0] == "open" and e[2] == model]  # the job loaded it
+    assert not [e for e in events if e[0] == "open" and e[2] == model and e[1] == pid]

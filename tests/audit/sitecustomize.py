@@ -2,7 +2,7 @@
 
 Put this folder on PYTHONPATH and name a log file in TLFLOW_AUDIT: every Python
 process started with that environment (Snakemake, its jobs' scripts) appends
-``<event>\\t<absolute path>`` lines to it. Used by tests/test_scale.py and
+``<event>\\t<process id>\\t<absolute path>`` lines to it. Used by tests/test_scale.py and
 benchmarks/scale.py to see which image files a run touches.
 """
 
@@ -18,6 +18,6 @@ if _LOG:
     def _record(event, args):
         if event in EVENTS and args and isinstance(args[0], (str, bytes, os.PathLike)):
             path = os.path.abspath(os.fsdecode(args[0])).replace("\n", "\\n")
-            _out.write(f"{event}\t{path}\n")
+            _out.write(f"{event}\t{os.getpid()}\t{path}\n")
 
     sys.addaudithook(_record)
