@@ -53,7 +53,11 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
 def planned_jobs(workdir: Path, *args: str) -> Counter:
     """Jobs a dry run would run, by rule (the 'all' target left out)."""
     result = snakemake(workdir, "--dry-run", *args)
-    text = result.stdout + result.stderr
+    return job_stats(result.stdout + result.stderr)
+
+
+def job_stats(text: str) -> Counter:
+    """Jobs by rule from Snakemake's 'Job stats' table (the 'all' target left out)."""
     if "Nothing to be done" in text:
         return Counter()
     table = text.split("Job stats:", 1)[1]

@@ -1,9 +1,16 @@
-"""Shard membership, content hashes and manifests written only on change."""
+"""Shard membership, content hashes, and listings that change only with content."""
 
 import os
 
 from tlflow.images import scan
-from tlflow.manifest import HashCache, read_manifest, shard_of, write_shard_manifests
+from tlflow.manifest import (
+    HashCache,
+    publish,
+    read_manifest,
+    shard_listings,
+    shard_of,
+    stage,
+)
 from tlflow.synthetic import make_dataset
 
 
@@ -16,39 +23,76 @@ def test_shard_membership_does_not_move_when_files_are_added():
 
 
 def test_hash_cache_rereads_only_changed_files(tmp_path):
+    path = str(tmp_path / "a.jpg")
     (tmp_path / "a.jpg").write_bytes(b"one")
     cache = HashCache(tmp_path / "cache.json")
-    first = cache.sha256(tmp_path, "a.jpg")
+    first = cache.sha256(path)
     cache.save()
     reloaded = HashCache(tmp_path / "cache.json")
-    reloaded.entries["a.jpg"][3] = "remembered"  # proves the next call does not re-read
-    assert reloaded.sha256(tmp_path, "a.jpg") == "remembered"
-    os.utime(tmp_path / "a.jpg", ns=(1, 1))  # touched: re-read, same content
-    assert reloaded.sha256(tmp_path, "a.jpg") == first
+    reloaded.entries[path][3] = "remembered"  # proves the next call does not re-read
+    assert reloaded.sha256(path) == "remembered"
+    os.utime(path, ns=(1, 1))  # touched: re-read, same content
+    assert reloaded.sha256(path) == first
 
 
-def _manifest_state(folder):
-    return {p: (p.read_text(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("shard-*.csv"))}
+def test_hash_cache_forgets_files_not_asked_for(tmp_path):
+    for name in ("a.jpg", "b.jpg"):
+        (tmp_path / name).write_bytes(name.encode())
+    cache = HashCache(tmp_path / "cache.json")
+    cache.sha256(str(tmp_path / "a.jpg")), cache.sha256(str(tmp_path / "b.jpg"))
+    cache.save()
+    (tmp_path / "b.jpg").unlink()
+    again = HashCache(tmp_path / "cache.json")
+    again.sha256(str(tmp_path / "a.jpg"))
+    again.save()
+    assert list(HashCache(tmp_path / "cache.json").entries) == [str(tmp_path / "a.jpg")]
 
 
-def test_manifests_change_only_where_content_changed(tmp_path):
+def _listings(data, tmp_path):
+    cache = HashCache(tmp_path / "hashes.json")
+    return shard_listings(scan(data, ["train", "validation"]), 3, cache)
+
+
+def test_listings_change_only_where_content_changed(tmp_path):
     data = tmp_path / "data"
-    make_dataset(data, {"train": 6, "validation": 3}, classes=2)
-    out = tmp_path / "manifests"
-    dataset = scan(data, ["train", "validation"])
-    assert write_shard_manifests(dataset, 3, out) > 0
-    state = _manifest_state(out)
+    written = make_dataset(data, {"train": 6, "validation": 3}, classes=2)
+    before = _listings(data, tmp_path)
+    assert {name.split("/")[0] for name in before} == {"train", "validation"}
+    total = sum(n for split in written.values() for n in split.values())
+    assert sum(count for _, count in before.values()) == total
 
     for image in (data / "train/circles").iterdir():
-        os.utime(image)  # touched only
-    assert write_shard_manifests(scan(data, ["train", "validation"]), 3, out) == 0
-    assert _manifest_state(out) == state
+        os.utime(image, ns=(1, 1))  # touched only
+    assert _listings(data, tmp_path) == before
 
     edited = data / "train/squares/square_00002.jpg"
     edited.write_bytes(edited.read_bytes() + b"\0")
-    assert write_shard_manifests(scan(data, ["train", "validation"]), 3, out) == 1
-    changed = [p for p, s in _manifest_state(out).items() if s != state[p]]
-    assert len(changed) == 1 and "train" in changed[0].parts
-    rows = read_manifest(changed[0])
-    assert "train/squares/square_00002.jpg" in [row["file"] for row in rows]
-    assert {row["class"] for row in rows} <= {"circles", "squares"}
+    after = _listings(data, tmp_path)
+    changed = [name for name in before if after[name] != before[name]]
+    shard = shard_of("train/squares/square_00002.jpg", 3)
+    assert changed == [f"train/shard-{shard}"]
+
+
+def test_staged_listings_are_published_by_content(tmp_path):
+    staged = tmp_path / "staged"
+    digests = stage({"train/shard-0": "file\nx\n", "predict": "file\ny\n"}, staged)
+    assert len(set(digests.values())) == 2
+    out = tmp_path / "manifests/train/shard-0.csv"
+    publish(staged / f"{digests['train/shard-0']}.csv", out)
+    assert out.read_text() == "file\nx\n"
+    # Restaging with one text changed keeps the other file and drops the old one.
+    again = stage({"train/shard-0": "file\nz\n", "predict": "file\ny\n"}, staged)
+    assert again["predict"] == digests["predict"]
+    assert sorted(p.stem for p in staged.iterdir()) == sorted(again.values())
+    assert out.read_text() == "file\nx\n"  # a published manifest is its own file
+
+
+def test_manifest_rows_keep_any_file_name(tmp_path):
+    data = tmp_path / "data"
+    make_dataset(data, {"train": 1, "validation": 1}, classes=1)
+    odd = 'train/circles/a{1}, "q" $(x) `y`\nz é.jpg'
+    (data / "train/circles/circle_00000.jpg").rename(data / odd)
+    listings = _listings(data, tmp_path)
+    name = f"train/shard-{shard_of(odd, 3)}"
+    (tmp_path / "m.csv").write_text(listings[name][0], encoding="utf-8")
+    assert [row["file"] for row in read_manifest(tmp_path / "m.csv")] == [odd]

@@ -70,10 +70,7 @@ class Job:
     """One job as Snakemake's log tells it, with its SLURM record when it was submitted."""
 
     rule: str
-    local: bool
-    wildcards: str = ""
-    threads: int = 1
-    resources: dict = field(default_factory=dict)
+    message: str  # the rule's one-line message: backbone, split, shard, images
     slurm_id: str | None = None
     slurm_log: str | None = None
     record: dict = field(default_factory=dict)
@@ -87,35 +84,52 @@ class Run:
     jobs: dict[str, Job]  # by Snakemake job id
 
     def cluster_jobs(self, rule=None):
-        return [j for j in self.jobs.values() if not j.local and rule in (None, j.rule)]
+        return [j for j in self.jobs.values() if j.slurm_id and rule in (None, j.rule)]
+
+    def local_jobs(self):
+        return [j for j in self.jobs.values() if not j.slurm_id]
 
 
 def parse_log(text: str) -> tuple[str, dict[str, Job]]:
-    """Snakemake's job blocks and 'submitted with SLURM jobid' lines, by job id."""
+    """Jobs by Snakemake job id, from their message lines and SLURM submissions.
+
+    A group's jobs are listed (indented) under "Group job <name>"; the group is
+    then submitted as one job under an id of its own, which all of them share.
+    """
     run_id = re.search(r"SLURM run ID: (\S+)", text)
-    jobs, current = {}, None
-    for line in text.splitlines():
-        header = re.match(r"^(localrule|rule) (\w+):$", line)
+    jobs, group, block = {}, [], None
+    lines = iter(text.splitlines())
+    for line in lines:
+        if line.startswith("Logfile ") and line.endswith(":"):
+            # A failed job's log, printed between two equal rulers: the job's own
+            # Snakemake output is in there, with job ids of its own.
+            ruler = next(lines, "")
+            for line in lines:
+                if line == ruler:
+                    break
+            continue
+        if re.match(r"^(\[.*\] )?Group job ", line):
+            group = []
+        info = re.match(r"^( *)Job (\d+): (\w+): (.*)$", line)
+        if info:
+            indent, jobid, rule, message = info.groups()
+            jobs[jobid] = Job(rule=rule, message=message)
+            if indent:
+                group.append(jobs[jobid])
+        # A rule without a message gets Snakemake's block: "rule x:", "    jobid: n".
+        header = re.match(r"^(?:local)?rule (\w+):$", line)
+        jobid = re.match(r"^    jobid: (\d+)$", line)
         if header:
-            current = Job(rule=header.group(2), local=header.group(1) == "localrule")
-            continue
-        item = re.match(r"^    (\w+): (.*)$", line)
-        if current and item:
-            key, value = item.groups()
-            if key == "jobid":
-                jobs[value] = current
-            elif key == "wildcards":
-                current.wildcards = value
-            elif key == "threads":
-                current.threads = int(value)
-            elif key == "resources":
-                current.resources = dict(re.findall(r"(\w+)=([^,]+)", value))
-            continue
-        current = None
-        submitted = re.match(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (.*)\)\.", line)  # fmt: skip
+            block = header.group(1)
+        elif block and jobid:
+            jobs[jobid.group(1)] = Job(rule=block, message="")
+        elif not line.startswith("    "):
+            block = None
+        submitted = re.match(r"Job (\S+) has been submitted with SLURM jobid (\d+) \(log: (.*)\)\.", line)  # fmt: skip
         if submitted:
-            job = jobs[submitted.group(1)]
-            job.slurm_id, job.slurm_log = submitted.group(2), submitted.group(3)
+            jobid, slurm_id, slurm_log = submitted.groups()
+            for job in [jobs[jobid]] if jobid in jobs else group:
+                job.slurm_id, job.slurm_log = slurm_id, slurm_log
     return run_id.group(1) if run_id else "", jobs
 
 
@@ -178,43 +192,45 @@ def minutes(limit: str) -> int:
 
 
 def test_every_cluster_job_went_through_sbatch_with_its_rules_resources(runs):
-    seen_rules = set()
+    seen_rules, local_rules = set(), set()
     for run in (runs["failed"], runs["resumed"]):
         assert run.run_id, run.output[-3000:]
         for job in run.cluster_jobs():
-            assert job.slurm_id, f"{job.rule} {job.wildcards} was not submitted:\n{run.output[-3000:]}"
             record = job.record
             assert record["JobId"] == job.slurm_id
-            # The plugin names jobs by run and comments them with rule and wildcards.
+            # The plugin names jobs by run and comments them with rule (or group).
             assert record["JobName"] == run.run_id
-            assert record["Comment"].startswith(f"rule_{job.rule}")
+            assert record["Comment"].startswith("rule_")
             assert record["WorkDir"] == str(runs["cluster"])
-            # What the rule declared is what SLURM granted.
-            assert int(record["CPUs/Task"]) == job.threads
-            assert record["MinMemoryNode"] == f"{job.resources['mem_mb']}M"
-            assert minutes(record["TimeLimit"]) == int(job.resources["runtime"])
             assert "gres/gpu" not in record["TRES"]  # the config asks for no GPU
             # Its SLURM log is where the plugin said (kept with --slurm-keep-successful-logs).
             assert Path(job.slurm_log).name == f"{job.slurm_id}.log"
             assert Path(job.slurm_log).exists()
             seen_rules.add(job.rule)
-        # Bookkeeping rules ran on the submit host, never through sbatch.
-        for job in run.jobs.values():
-            if job.local:
-                assert job.slurm_id is None
-    assert {"extract_shard", "train_head"} <= seen_rules
-    local_rules = {j.rule for r in ("failed", "resumed") for j in runs[r].jobs.values() if j.local}
-    assert {"join_split", "plot_curves"} <= local_rules
+        local_rules |= {job.rule for job in run.local_jobs()}
+    assert {"extract_shard", "train_head", "evaluate", "deploy_model"} <= seen_rules
+    # Bookkeeping rules ran on the submit host, never through sbatch.
+    assert {"write_manifest", "join_split", "plot_curves", "summarise_run"} <= local_rules
+    assert not local_rules & seen_rules
 
-    # The rules' own declarations, from the config: one thread, extraction.mem_mb,
-    # 10 minutes for a shard of fewer than 300 images; the head's memory grows with
-    # its input from 2000 MB.
+    # What the rules declare, from the config: one thread, extraction.mem_mb and
+    # 10 minutes for a shard of fewer than 300 images.
     for job in runs["failed"].cluster_jobs("extract_shard"):
-        assert job.threads == 1
-        assert job.resources["mem_mb"] == str(CONFIG["extraction"]["mem_mb"])
-        assert job.resources["runtime"] == "10"
-    (head,) = runs["resumed"].cluster_jobs("train_head")
-    assert int(head.resources["mem_mb"]) >= 2000 and head.resources["runtime"] == "10"
+        assert int(job.record["CPUs/Task"]) == 1
+        assert job.record["MinMemoryNode"] == f"{CONFIG['extraction']['mem_mb']}M"
+        assert minutes(job.record["TimeLimit"]) == 10
+
+
+def test_training_evaluation_and_deployment_are_one_cluster_job(runs):
+    jobs = {j.rule: j for j in runs["resumed"].cluster_jobs() if j.rule != "extract_shard"}
+    assert set(jobs) == {"train_head", "evaluate", "deploy_model"}
+    assert len({job.slurm_id for job in jobs.values()}) == 1, jobs
+    record = jobs["train_head"].record
+    assert record["JobState"] == "COMPLETED"
+    # The group asks for what its steps need: the head's 2000 MB at least, and the
+    # time of training followed by evaluation (10 minutes each here).
+    assert int(record["MinMemoryNode"].rstrip("M")) >= 2000
+    assert minutes(record["TimeLimit"]) >= 20
 
 
 def test_shards_run_as_parallel_cluster_jobs(runs):
@@ -236,12 +252,15 @@ def test_failed_cluster_job_fails_the_run_and_shows_the_rules_log(runs):
     assert run.returncode != 0
     failed_log = f"logs/vgg16/extract_shard/validation/shard-{runs['shard']}.log"
     (job,) = [j for j in run.cluster_jobs("extract_shard") if j.record["JobState"] == "FAILED"]
-    assert f"k={runs['shard']}" in job.wildcards and "split=validation" in job.wildcards
+    assert f"split validation, shard {runs['shard']}," in job.message
     assert "Error in rule extract_shard" in run.output
     assert f"SLURM jobid {job.slurm_id}" in run.output
     # show-failed-logs (profiles/slurm) prints the rule's log: the broken file and the fix.
     assert f"Logfile {failed_log}:" in run.output
     assert runs["broken"] in run.output and "could not be decoded" in run.output
+    # ... and no other image: jobs print one line each, never their image list.
+    others = [p.name for p in (runs["cluster"] / "data").rglob("*.jpg")]
+    assert not [name for name in others if name in run.output.replace(runs["broken"], "")]
     # keep-going: the other three shards finished anyway.
     done = [j for j in run.cluster_jobs("extract_shard") if j.record["JobState"] == "COMPLETED"]
     assert len(done) == 3
@@ -251,7 +270,7 @@ def test_rerun_resumes_with_the_failed_shard_only(runs):
     run = runs["resumed"]
     assert run.returncode == 0, run.output[-5000:]
     (shard,) = run.cluster_jobs("extract_shard")
-    assert f"split=validation, k={runs['shard']}" in shard.wildcards
+    assert f"split validation, shard {runs['shard']}," in shard.message
     assert {j.rule for j in run.cluster_jobs()} >= {"extract_shard", "train_head"}
     assert (runs["cluster"] / RESULTS / "head/head.h5").exists()
 

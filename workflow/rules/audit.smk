@@ -52,6 +52,8 @@ rule audit:
         similarity=config["audit"]["near_duplicate_similarity"],
         neighbours=config["audit"]["near_duplicates_per_image"],
         projection=config["audit"]["projection"],
+    message:
+        "{rule}: backbone {wildcards.backbone}"
     script:
         "../scripts/audit.py"
 
@@ -96,5 +98,7 @@ rule plot_audit:
         split=EVAL_SPLIT,
         max_suspects=config["audit"]["max_suspects"],
         max_pairs=config["audit"]["max_pairs"],
+    message:
+        "{rule}: backbone {wildcards.backbone}"
     script:
         "../scripts/plot_audit.py"

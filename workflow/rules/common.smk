@@ -1,6 +1,8 @@
 # Config validation, the dataset found on disk, input functions and targets.
 # Everything here runs when Snakemake reads the workflow, so a bad config or a
-# bad folder fails at once, before any job starts.
+# bad folder fails at once, before any job starts. Only the main process lists
+# and hashes the images; a job that re-reads this file (a cluster job) takes
+# what it needs from the manifests, so it never walks data_dir.
 import sys
 from pathlib import Path
 
@@ -23,26 +25,56 @@ for _required in ("train", "validation"):
         )
 EVAL_SPLIT = "test" if "test" in SPLITS else "validation"
 SHARDS = config["extraction"]["shards"]
+PREDICT_DIR = config["predict"]["images"]
 MANIFESTS = "results/manifests"
+# Bookkeeping, not results: hash caches and the listings staged for the manifest
+# rule. Written when the workflow is read, also by `snakemake -n`.
+STATE = ".snakemake/tlflow"
+STAGED = f"{STATE}/staged"
+MAIN = workflow.is_main_process
 
+# Weights files and saved models are hashed once; later reads of the workflow (a
+# job's too) find the hash by the file's size, mtime and inode.
+_file_hashes = manifest.HashCache(f"{STATE}/file-hashes.json")
 try:
-    DATASET = images.scan(config["data_dir"], SPLITS)
     SPECS = {}
     for _entry in config["backbones"]:
         _spec = backbones.resolve(
-            _entry, config["image_size"], config["extraction"]["precision"]
+            _entry,
+            config["image_size"],
+            config["extraction"]["precision"],
+            sha256=_file_hashes.sha256,
         )
         if _spec["id"] in SPECS:
             raise backbones.BackboneError(
                 f"two backbones have the id '{_spec['id']}'; give one an 'id:' of its own."
             )
         SPECS[_spec["id"]] = _spec
-except (images.DatasetError, backbones.BackboneError) as _error:
+except backbones.BackboneError as _error:
     raise WorkflowError(str(_error)) from None
 
-CLASSES = DATASET.classes
-
-if workflow.is_main_process:
+if MAIN:
+    try:
+        DATASET = images.scan(config["data_dir"], SPLITS)
+        # New images to classify, listed now so that a wrong folder fails at once.
+        _to_predict = predict.list_images(PREDICT_DIR) if PREDICT_DIR else []
+    except (images.DatasetError, predict.PredictError) as _error:
+        raise WorkflowError(str(_error)) from None
+    CLASSES = DATASET.classes
+    # Each listing (a shard's images, or the images to predict) with content hashes,
+    # staged by its digest for the manifest rule: an edited image reruns its shard,
+    # a merely touched one does not.
+    _image_hashes = manifest.HashCache(f"{STATE}/image-hashes.json")
+    LISTINGS = manifest.shard_listings(DATASET, SHARDS, _image_hashes)
+    if PREDICT_DIR:
+        LISTINGS["predict"] = manifest.folder_listing(
+            PREDICT_DIR, _to_predict, _image_hashes
+        )
+    _image_hashes.save()
+    _file_hashes.save()
+    DIGESTS = manifest.stage(
+        {name: text for name, (text, _) in LISTINGS.items()}, STAGED
+    )
     # A run killed without clean-up (kill -9, power cut) must not block the next one.
     _cleared = locks.clear_stale_locks()
     if _cleared:
@@ -50,48 +82,57 @@ if workflow.is_main_process:
     if DATASET.ignored:
         logger.warning(
             f"Ignoring {len(DATASET.ignored)} file(s) that are not images: "
-            + ", ".join(DATASET.ignored)
+            + ", ".join(DATASET.ignored[:10])
+            + (", ..." if len(DATASET.ignored) > 10 else "")
         )
-    # Manifests carry content hashes: an edited image reruns its shard, a merely
-    # touched one does not (its image inputs are marked ancient below).
-    manifest.write_shard_manifests(DATASET, SHARDS, MANIFESTS)
+else:
+    CLASSES = images.class_folders(Path(config["data_dir"], SPLITS[0]))
 
 
 wildcard_constraints:
     backbone=r"[A-Za-z0-9_.-]+",
     split=r"[A-Za-z0-9_.-]+",
     k=r"\d+",
+    listing=r"[A-Za-z0-9_.-]+/shard-\d+|predict",
+
+
+def listing_size(name):
+    """Images of a listing: known to the main process, counted from its manifest in a job."""
+    if MAIN:
+        return LISTINGS[name][1]
+    return manifest.count_rows(f"{MANIFESTS}/{name}.csv")
+
+
+def staged_listing(wildcards):
+    return f"{STAGED}/{DIGESTS[wildcards.listing]}.csv"
+
+
+def listing_images(wildcards):
+    return listing_size(wildcards.listing)
+
+
+def shard_images(wildcards):
+    return listing_size(f"{wildcards.split}/shard-{wildcards.k}")
+
+
+def split_images(wildcards):
+    return DATASET.count(wildcards.split)
 
 
 def shard_numbers(split):
     """Shards of a split that hold at least one image."""
-    return sorted(
-        {
-            manifest.shard_of(f, SHARDS)
-            for files in DATASET.images[split].values()
-            for f in files
-        }
-    )
+    prefix = f"{split}/shard-"
+    return sorted(int(n.removeprefix(prefix)) for n in LISTINGS if n.startswith(prefix))
 
 
-def shard_images(wildcards):
-    """The shard's image files; their timestamps are ignored, their hashes are not."""
-    rows = manifest.shard_rows(DATASET, wildcards.split, SHARDS, int(wildcards.k))
-    return [ancient(str(Path(config["data_dir"], row["file"]))) for row in rows]
+def shard_outputs(suffix):
+    """Input function: one backbone's and split's shard files ending in ``suffix``."""
 
+    def files(wildcards):
+        prefix = f"results/{wildcards.backbone}/features/shards/{wildcards.split}"
+        return [f"{prefix}/shard-{k}{suffix}" for k in shard_numbers(wildcards.split)]
 
-def shard_outputs(wildcards):
-    """Every shard's (features, manifest, skipped) of one backbone and split."""
-    prefix = f"results/{wildcards.backbone}/features/shards/{wildcards.split}"
-    return [
-        f"{prefix}/shard-{k}{suffix}"
-        for k in shard_numbers(wildcards.split)
-        for suffix in (".npy", ".csv", ".skipped.csv")
-    ]
-
-
-def shard_image_count(wildcards):
-    return len(manifest.shard_rows(DATASET, wildcards.split, SHARDS, int(wildcards.k)))
+    return files
 
 
 def backbone_spec(wildcards):
@@ -118,22 +159,17 @@ def gpu_request(section):
     return {"gpu": gpus} if gpus else {}
 
 
-# New images to classify (config 'predict: images:'), listed now so that a wrong
-# folder fails before any job starts.
-PREDICT_DIR = config["predict"]["images"]
-try:
-    PREDICT_IMAGES = predict.list_images(PREDICT_DIR) if PREDICT_DIR else []
-except predict.PredictError as _error:
-    raise WorkflowError(str(_error)) from None
-
-
-def predict_images(wildcards):
+def predict_listing(wildcards):
     if not PREDICT_DIR:
         raise WorkflowError(
             "predictions were asked for, but the config names no images: set "
             "'predict: images: <folder>' in the config."
         )
-    return [str(Path(PREDICT_DIR, name)) for name in PREDICT_IMAGES]
+    return f"{MANIFESTS}/predict.csv"
+
+
+def predict_images(wildcards):
+    return listing_size("predict")
 
 
 def final_targets():

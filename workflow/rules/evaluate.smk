@@ -35,6 +35,8 @@ rule evaluate:
         "logs/{backbone}/evaluate.log",
     benchmark:
         "logs/{backbone}/evaluate.benchmark.tsv"
+    group:
+        "model"
     conda:
         "../../envs/keras.yaml"
     threads: config["evaluation"]["threads"]
@@ -43,6 +45,8 @@ rule evaluate:
         runtime=lambda wildcards, input: 10 + input.size_mb // 100,
     params:
         split=EVAL_SPLIT,
+    message:
+        "{rule}: backbone {wildcards.backbone}, split {params.split}"
     script:
         "../scripts/evaluate.py"
 
@@ -84,6 +88,8 @@ rule plot_evaluation:
     params:
         data_dir=config["data_dir"],
         split=EVAL_SPLIT,
+    message:
+        "{rule}: backbone {wildcards.backbone}"
     script:
         "../scripts/plot_evaluation.py"
 
@@ -100,7 +106,9 @@ rule summarise_run:
         ),
         # The audit's counts, for its warning of copies across splits (if on).
         audit=(
-            ["results/{backbone}/audit/audit.json"] if config["audit"]["enabled"] else []
+            ["results/{backbone}/audit/audit.json"]
+            if config["audit"]["enabled"]
+            else []
         ),
     output:
         report(
@@ -121,6 +129,8 @@ rule summarise_run:
         runtime=5,
     params:
         splits=SPLITS,
+    message:
+        "{rule}: backbone {wildcards.backbone}"
     script:
         "../scripts/summarise_run.py"
 
@@ -155,5 +165,7 @@ rule compare_backbones:
         backbones=list(SPECS),
         criterion=config["head"]["criterion"],
         extraction_logs=[f"logs/{backbone}/extract_shard" for backbone in SPECS],
+    message:
+        f"{{rule}}: {len(SPECS)} backbones"
     script:
         "../scripts/compare_backbones.py"

@@ -1,16 +1,46 @@
-# Image folders -> bottleneck features, one job per shard, joined per split.
+# Image folders -> manifests -> bottleneck features, one job per shard, joined
+# per split.
 
 
-# Joining only copies rows (seconds, memory-mapped): done on the submit host
-# rather than as a cluster job of its own.
+# Publishing a manifest and joining shards take seconds: done on the submit host
+# rather than as cluster jobs of their own.
 localrules:
+    write_manifest,
     join_split,
 
 
+# A listing's manifest: its images and their content hashes, computed when the
+# workflow was read and staged under a name made of their digest. A new digest is
+# a new input, so the rule reruns exactly when that content changed (an image
+# added, removed or edited), never for a touched file.
+rule write_manifest:
+    input:
+        staged_listing,
+    output:
+        f"{MANIFESTS}/{{listing}}.csv",
+    log:
+        "logs/write_manifest/{listing}.log",
+    benchmark:
+        "logs/write_manifest/{listing}.benchmark.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        images=listing_images,
+    message:
+        "{rule}: {wildcards.listing}, {params.images} images"
+    script:
+        "../scripts/publish_manifest.py"
+
+
+# The manifest is the job's only input: it reads the images the manifest lists,
+# so Snakemake tracks one file per shard, not one per image.
 rule extract_shard:
     input:
         manifest=f"{MANIFESTS}/{{split}}/shard-{{k}}.csv",
-        images=shard_images,
     output:
         features="results/{backbone}/features/shards/{split}/shard-{k}.npy",
         manifest="results/{backbone}/features/shards/{split}/shard-{k}.csv",
@@ -26,20 +56,26 @@ rule extract_shard:
         **gpu_request("extraction"),
         mem_mb=config["extraction"]["mem_mb"],
         # Minutes: start-up plus a slow CPU's 5 images/s, so big shards ask for more.
-        runtime=lambda wildcards: 10 + shard_image_count(wildcards) // 300,
+        runtime=lambda wildcards: 10 + shard_images(wildcards) // 300,
     params:
         spec=backbone_spec,
         data_dir=config["data_dir"],
         cache="results/{backbone}/.cache/{split}",
         batch_size=config["extraction"]["batch_size"],
         on_bad_image=config["on_bad_image"],
+        images=shard_images,
+    message:
+        "{rule}: backbone {wildcards.backbone}, split {wildcards.split}, "
+        "shard {wildcards.k}, {params.images} images"
     script:
         "../scripts/extract_shard.py"
 
 
 rule join_split:
     input:
-        shard_outputs,
+        features=shard_outputs(".npy"),
+        manifests=shard_outputs(".csv"),
+        skipped=shard_outputs(".skipped.csv"),
     output:
         features="results/{backbone}/features/{split}.npy",
         labels="results/{backbone}/features/{split}_labels.npy",
@@ -55,5 +91,10 @@ rule join_split:
     resources:
         mem_mb=1000,
         runtime=lambda wildcards, input: 5 + input.size_mb // 500,
+    params:
+        images=split_images,
+    message:
+        "{rule}: backbone {wildcards.backbone}, split {wildcards.split}, "
+        "{params.images} images"
     script:
         "../scripts/join_split.py"

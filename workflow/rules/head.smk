@@ -22,6 +22,8 @@ rule train_head:
         "logs/{backbone}/train_head.log",
     benchmark:
         "logs/{backbone}/train_head.benchmark.tsv"
+    group:
+        "model"
     conda:
         "../../envs/keras.yaml"
     threads: config["head"]["threads"]
@@ -33,5 +35,7 @@ rule train_head:
     params:
         settings=head_settings(),
         meta=head_meta,
+    message:
+        "{rule}: backbone {wildcards.backbone}"
     script:
         "../scripts/train_head.py"

@@ -32,5 +32,7 @@ rule plot_curves:
     resources:
         mem_mb=500,
         runtime=5,
+    message:
+        "{rule}: backbone {wildcards.backbone}"
     script:
         "../scripts/plot_curves.py"

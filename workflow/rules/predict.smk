@@ -13,6 +13,8 @@ rule deploy_model:
         "logs/{backbone}/deploy_model.log",
     benchmark:
         "logs/{backbone}/deploy_model.benchmark.tsv"
+    group:
+        "model"
     conda:
         "../../envs/keras.yaml"
     threads: 1
@@ -20,6 +22,8 @@ rule deploy_model:
         # Builds the backbone once; a very large one may need more (profile: set-resources).
         mem_mb=4000,
         runtime=10,
+    message:
+        "{rule}: backbone {wildcards.backbone}"
     script:
         "../scripts/deploy_model.py"
 
@@ -28,7 +32,8 @@ rule predict:
     input:
         model="results/{backbone}/model.keras",
         meta="results/{backbone}/model.json",
-        images=predict_images,
+        # The images' listing with content hashes, not the images (see write_manifest).
+        listing=predict_listing,
     output:
         "results/{backbone}/predictions/predictions.csv",
     log:
@@ -42,9 +47,12 @@ rule predict:
         **gpu_request("predict"),
         mem_mb=config["predict"]["mem_mb"],
         # Minutes: start-up plus a slow CPU's 5 images/s, as for extraction.
-        runtime=10 + len(PREDICT_IMAGES) // 300,
+        runtime=lambda wildcards: 10 + predict_images(wildcards) // 300,
     params:
         folder=PREDICT_DIR,
         batch_size=config["extraction"]["batch_size"],
+        images=predict_images,
+    message:
+        "{rule}: backbone {wildcards.backbone}, {params.images} images"
     script:
         "../scripts/predict.py"

@@ -4,8 +4,8 @@ sys.path.insert(0, f"{snakemake.scriptdir}/..")
 from tlflow import features, logs  # noqa: E402
 
 logs.to_file(snakemake.log[0])
-files = list(snakemake.input)
-shards = [tuple(files[i : i + 3]) for i in range(0, len(files), 3)]
+inputs = snakemake.input
+shards = list(zip(inputs.features, inputs.manifests, inputs.skipped, strict=True))
 rows = features.join_shards(
     shards,
     out_features=snakemake.output.features,

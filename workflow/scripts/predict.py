@@ -1,7 +1,7 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")
-from tlflow import logs, predict  # noqa: E402
+from tlflow import logs, manifest, predict  # noqa: E402
 
 logs.to_file(snakemake.log[0])
 counts = predict.predict_folder(
@@ -10,5 +10,6 @@ counts = predict.predict_folder(
     out_csv=snakemake.output[0],
     batch_size=snakemake.params.batch_size,
     threads=snakemake.threads,
+    files=[row["file"] for row in manifest.read_listing(snakemake.input.listing)],
 )
 print(f"predictions written: {counts}")

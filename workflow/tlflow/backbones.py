@@ -51,11 +51,12 @@ class BackboneError(ValueError):
     """A backbone entry of the config cannot be used; the message says how to fix it."""
 
 
-def resolve(entry: dict, image_size, precision: str, base_dir=".") -> dict:
+def resolve(entry: dict, image_size, precision: str, base_dir=".", sha256=file_sha256) -> dict:
     """Turn one ``backbones:`` entry of the config into a spec, or raise BackboneError.
 
-    Paths are taken relative to ``base_dir``. Files are hashed, so that replacing a
-    weights file or a saved model changes the spec and so reruns its features.
+    Paths are taken relative to ``base_dir``. Files are hashed with ``sha256(path)``
+    (the workflow passes a cache), so that replacing a weights file or a saved model
+    changes the spec and so reruns its features.
     """
     name = str(entry["name"])
     size = list(entry.get("image_size") or image_size)
@@ -76,7 +77,7 @@ def resolve(entry: dict, image_size, precision: str, base_dir=".") -> dict:
         spec = {
             "id": entry.get("id") or re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem),
             "model": str(path),
-            "model_sha256": file_sha256(path),
+            "model_sha256": sha256(str(path)),
             "preprocessing": preprocessing,
         }
     else:
@@ -96,7 +97,7 @@ def resolve(entry: dict, image_size, precision: str, base_dir=".") -> dict:
                     "'weights' to 'imagenet', 'none' (random) or an existing weights file."
                 )
             spec["weights"] = str(path)
-            spec["weights_sha256"] = file_sha256(path)
+            spec["weights_sha256"] = sha256(str(path))
         # The preprocessing is the application's own; recorded so prediction repeats it.
         spec["preprocessing"] = entry.get("preprocessing") or _application_default(key)
     spec.update(image_size=size, precision=precision)

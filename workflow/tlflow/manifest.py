@@ -1,10 +1,12 @@
-"""Shard membership, content hashes and the shard manifests that drive reruns.
+"""Shard membership, content hashes and the manifests that drive reruns.
 
 A shard is (split, k): the images of a split whose path hashes to k.
 Membership depends on the name alone, so adding a file never moves another one.
-A shard's manifest lists its files with their content hashes; it is rewritten only
-when that list changes, so Snakemake reruns a shard exactly when an image in it
-was added, removed or edited, and not when a file was merely touched.
+A shard's manifest lists its files with their content hashes. The workflow makes
+it the only input of the shard's job and reruns it when its digest changes, so a
+shard reruns exactly when an image in it was added, removed or edited, and not
+when a file was merely touched. The images themselves are no job's inputs:
+Snakemake's bookkeeping then costs the same for ten images or a million.
 """
 
 from __future__ import annotations
@@ -14,21 +16,19 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import zlib
 from pathlib import Path
 
 from .atomic import atomic_path
 
 MANIFEST_FIELDS = ["file", "class", "label", "sha256"]
+LISTING_FIELDS = ["file", "sha256"]  # images to predict: no class
 
 
 def shard_of(relpath: str, shards: int) -> int:
     """Stable shard number of a file: crc32 of its path (not Python's salted hash)."""
     return zlib.crc32(relpath.encode("utf-8")) % shards
-
-
-def shard_files(files: list[str], shards: int, k: int) -> list[str]:
-    return [f for f in files if shard_of(f, shards) == k]
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -37,81 +37,147 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 class HashCache:
-    """Content hashes remembered by (size, mtime, inode), so only new or touched files are read."""
+    """Content hashes remembered by (size, mtime, inode), so only new or touched files are read.
+
+    A cache never decides a result: a missing or damaged one only costs re-hashing.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.entries: dict[str, list] = {}
-        if self.path.exists():
-            try:
-                self.entries = json.loads(self.path.read_text())
-            except ValueError:  # a damaged cache only costs re-hashing
-                self.entries = {}
+        try:
+            self.entries = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.entries = {}
         self.changed = False
+        self.used: set[str] = set()
 
-    def sha256(self, data_dir: Path, relpath: str) -> str:
-        stat = (data_dir / relpath).stat()
+    def sha256(self, path: str) -> str:
+        self.used.add(path)
+        stat = os.stat(path)
         key = [stat.st_size, stat.st_mtime_ns, stat.st_ino]
-        entry = self.entries.get(relpath)
+        entry = self.entries.get(path)
         if entry and entry[:3] == key:
             return entry[3]
-        digest = file_sha256(data_dir / relpath)
-        self.entries[relpath] = key + [digest]
+        digest = file_sha256(path)
+        self.entries[path] = key + [digest]
         self.changed = True
         return digest
 
     def save(self) -> None:
+        """Store the entries of the files asked for: deleted files are forgotten."""
+        if len(self.used) != len(self.entries):
+            self.entries = {p: self.entries[p] for p in self.used}
+            self.changed = True
         if self.changed:
-            write_if_changed(self.path, json.dumps(self.entries, sort_keys=True))
+            with atomic_path(self.path) as tmp:
+                tmp.write_text(json.dumps(self.entries))
             self.changed = False
 
 
-def manifest_text(rows: list[dict]) -> str:
+def _csv_text(fields: list[str], rows) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, MANIFEST_FIELDS, lineterminator="\n")
-    writer.writeheader()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(fields)
     writer.writerows(rows)
     return buffer.getvalue()
 
 
+def manifest_text(rows: list[dict], fields=MANIFEST_FIELDS) -> str:
+    return _csv_text(fields, ([row[f] for f in fields] for row in rows))
+
+
+def read_listing(path: str | os.PathLike) -> list[dict]:
+    """Rows of a manifest as strings (file names may hold commas, quotes, newlines)."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
 def read_manifest(path: str | os.PathLike) -> list[dict]:
-    with open(path, newline="") as handle:
-        return [
-            {**row, "label": int(row["label"])} for row in csv.DictReader(handle)
-        ]
+    return [{**row, "label": int(row["label"])} for row in read_listing(path)]
 
 
 def write_if_changed(path: str | os.PathLike, text: str) -> bool:
     """Write ``text`` atomically unless the file already holds it; keeps mtime otherwise."""
     path = Path(path)
-    if path.exists() and path.read_text() == text:
+    if path.exists() and path.read_text(encoding="utf-8") == text:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
     return True
 
 
 def shard_rows(dataset, split: str, shards: int, k: int, cache: HashCache | None = None):
     """Manifest rows of shard k of ``split``, by class then file; hashes if ``cache``."""
-    rows = []
+    rows = _split_shards(dataset, split, shards, cache).get(k, [])
+    return [dict(zip(MANIFEST_FIELDS, row)) for row in rows]
+
+
+def _split_shards(dataset, split, shards, cache) -> dict[int, list[tuple]]:
+    """Rows (file, class, label, sha256) of every non-empty shard of ``split``, in one pass.
+
+    Tuples and plain string paths: this runs once per image on every run.
+    """
+    root = os.fspath(dataset.data_dir)
+    by_shard: dict[int, list[tuple]] = {}
     for label, cls in enumerate(dataset.classes):
-        for f in shard_files(dataset.images[split][cls], shards, k):
-            digest = cache.sha256(dataset.data_dir, f) if cache else ""
-            rows.append({"file": f, "class": cls, "label": label, "sha256": digest})
-    return rows
+        for f in dataset.images[split][cls]:
+            digest = cache.sha256(f"{root}/{f}") if cache else ""
+            by_shard.setdefault(shard_of(f, shards), []).append((f, cls, label, digest))
+    return by_shard
 
 
-def write_shard_manifests(dataset, shards: int, out_dir: str | os.PathLike) -> int:
-    """Write ``out_dir/<split>/shard-<k>.csv`` for each non-empty shard; return how many changed."""
-    out_dir = Path(out_dir)
-    cache = HashCache(out_dir / ".hash-cache.json")
-    changed = 0
+def shard_listings(dataset, shards: int, cache: HashCache) -> dict[str, tuple[str, int]]:
+    """``{"<split>/shard-<k>": (manifest text, image count)}`` of every non-empty shard."""
+    listings = {}
     for split in dataset.images:
-        for k in range(shards):
-            rows = shard_rows(dataset, split, shards, k, cache)
-            if rows:  # empty shards get no job, so no manifest
-                target = out_dir / split / f"shard-{k}.csv"
-                changed += write_if_changed(target, manifest_text(rows))
-    cache.save()
-    return changed
+        for k, rows in sorted(_split_shards(dataset, split, shards, cache).items()):
+            listings[f"{split}/shard-{k}"] = (_csv_text(MANIFEST_FIELDS, rows), len(rows))
+    return listings
+
+
+def folder_listing(folder, files: list[str], cache: HashCache) -> tuple[str, int]:
+    """Manifest text and count of images to predict (``files`` relative to ``folder``)."""
+    rows = [(f, cache.sha256(os.path.join(folder, f))) for f in files]
+    return _csv_text(LISTING_FIELDS, rows), len(rows)
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+
+
+def stage(texts: dict[str, str], staged_dir: str | os.PathLike) -> dict[str, str]:
+    """Keep each text as ``<staged_dir>/<digest>.csv``; return ``{name: digest}``.
+
+    Staged files are named by content: an unchanged listing costs one stat, and a
+    changed one is a new, newer file. As the manifest rule's input, it reruns that
+    rule by its name and time alone (no need for Snakemake's records), and the
+    job publishes it without recomputing anything. Texts no longer listed are removed.
+    """
+    staged_dir = Path(staged_dir)
+    digests = {name: text_digest(text) for name, text in texts.items()}
+    for name, digest in digests.items():
+        target = staged_dir / f"{digest}.csv"
+        if not target.exists():
+            with atomic_path(target) as tmp:
+                tmp.write_text(texts[name], encoding="utf-8")
+    current = {f"{d}.csv" for d in digests.values()}
+    if staged_dir.is_dir():
+        for old in staged_dir.glob("*.csv"):
+            if old.name not in current:
+                old.unlink(missing_ok=True)
+    return digests
+
+
+def publish(staged: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Put a staged listing at ``out`` (a hard link: no second copy on disk)."""
+    with atomic_path(out) as tmp:
+        try:
+            os.link(staged, tmp)
+        except OSError:  # another file system, or links not allowed
+            shutil.copyfile(staged, tmp)
+
+
+def count_rows(path: str | os.PathLike) -> int:
+    """Images in a manifest (not lines: a file name may hold a newline)."""
+    return len(read_listing(path))

@@ -59,11 +59,17 @@ def read_meta(model_path) -> Meta:
         raise PredictError(str(error)) from None
 
 
-def predict_folder(model_path, folder, out_csv, batch_size: int = 32, threads: int = 1) -> dict:
-    """Write one row per image below ``folder``: file, predicted class, probabilities, error."""
+def predict_folder(
+    model_path, folder, out_csv, batch_size: int = 32, threads: int = 1, files=None
+) -> dict:
+    """Write one row per image below ``folder``: file, predicted class, probabilities, error.
+
+    ``files`` (relative to ``folder``) are the images to read, when already listed
+    (the workflow's manifest); otherwise the folder is walked.
+    """
     meta = read_meta(model_path)  # a bad path fails here, before TensorFlow starts
     classes = meta.classes
-    files = list_images(folder)
+    files = list_images(folder) if files is None else files
     import keras
 
     from .runtime import configure_threads
