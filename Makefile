@@ -19,5 +19,9 @@ demo: setup
 	test -d $(DEMO_DATA) || PYTHONPATH=workflow $(BIN)/python -m tlflow.synthetic $(DEMO_DATA)
 	$(BIN)/snakemake --configfile config/demo.yaml
 
+# Two workers: the end-to-end tests wait on TensorFlow start-ups more than they
+# compute. A module's tests share a worker (its fixtures are built once); the
+# SLURM tests run alone afterwards, as they time cluster jobs.
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadscope -m "not slurm"
+	$(BIN)/python -m pytest -m slurm
