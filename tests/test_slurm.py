@@ -39,6 +39,9 @@ CONFIG = copy.deepcopy(TINY_CONFIG)
 CONFIG["splits"] = list(COUNTS)
 CONFIG["extraction"].update(threads=1, mem_mb=1500)
 CONFIG["head"].update(threads=1)
+# The model group asks for the most its steps need at once (evaluation and
+# deployment side by side): it must fit the CI node's 2 CPUs.
+CONFIG["evaluation"] = {"threads": 1}
 SLURM_ARGS = [
     "--workflow-profile", str(REPO / "profiles/slurm"),
     # No accounting database in CI: sacct fails, squeue sees jobs for MinJobAge.
