@@ -96,6 +96,7 @@ def test_two_backbones_are_ranked_in_one_table(finished_copy):
     keys = list(zip(-table["validation_accuracy"], table["validation_log_loss"]))
     assert keys == sorted(keys)
     assert (table["evaluation_split"] == "test").all() and (table["extraction_seconds"] > 0).all()
+    assert (table["head_seconds"] > 0).all()
     for row in table.itertuples():
         meta = json.loads((finished_copy / f"results/{row.backbone}/head/head.json").read_text())
         assert row.validation_log_loss == pytest.approx(meta["head"]["validation"]["log_loss"])

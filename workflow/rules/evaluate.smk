@@ -164,7 +164,7 @@ rule compare_backbones:
     params:
         backbones=list(SPECS),
         criterion=config["head"]["criterion"],
-        extraction_logs=[f"logs/{backbone}/extract_shard" for backbone in SPECS],
+        logs=[f"logs/{backbone}" for backbone in SPECS],
     message:
         f"{{rule}}: {len(SPECS)} backbones"
     script:

@@ -10,14 +10,15 @@ rows = [
         backbone,
         head_meta,
         metrics_json,
-        # Measured times of the jobs that made the current features, where logged.
-        sorted(Path(logs).rglob("*.benchmark.tsv")),
+        # Measured times of the jobs that made the current features and head, where logged.
+        sorted(Path(logs, "extract_shard").rglob("*.benchmark.tsv")),
+        [Path(logs, "train_head.benchmark.tsv")],
     )
     for backbone, head_meta, metrics_json, logs in zip(
         snakemake.params.backbones,
         snakemake.input.meta,
         snakemake.input.metrics,
-        snakemake.params.extraction_logs,
+        snakemake.params.logs,
     )
 ]
 table = comparison.compare(rows, snakemake.params.criterion, snakemake.output.table)

@@ -23,7 +23,7 @@ def job_seconds(benchmark_files) -> float | None:
     return float(sum(pd.read_csv(f, sep="\t")["s"].sum() for f in found)) if found else None
 
 
-def row(backbone: str, head_meta, metrics_json, extraction_benchmarks) -> dict:
+def row(backbone: str, head_meta, metrics_json, extraction_benchmarks, head_benchmarks) -> dict:
     head = Meta.read(head_meta).head
     scores = json.loads(Path(metrics_json).read_text())
     selected = head["selected"]
@@ -34,7 +34,7 @@ def row(backbone: str, head_meta, metrics_json, extraction_benchmarks) -> dict:
         "evaluation_split": scores["split"],
         **{f"evaluation_{k}": scores[k] for k in ("accuracy", "log_loss", "ece")},
         "extraction_seconds": job_seconds(extraction_benchmarks),
-        "head_seconds": head["seconds"],
+        "head_seconds": job_seconds(head_benchmarks),
     }
 
 

@@ -225,6 +225,6 @@ def train_and_save(features: dict, settings: dict, meta: dict, threads: int, out
         "temperature": temperature,
         "validation": scores,
         "candidates": len(table),
-        "seconds": round(time.perf_counter() - started, 3),
     }
+    log.info("head stage: %.1f s (candidates, choice, calibration)", time.perf_counter() - started)
     Meta.from_dict({**meta, "feature_shape": feature_shape, "head": chosen}).write(outputs.meta)
