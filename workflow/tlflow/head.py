@@ -138,25 +138,24 @@ def select(train, validation, n_classes: int, settings: dict):
     for number, candidate in enumerate(candidates):
         started = time.perf_counter()
         if candidate["kind"] == "linear":
-            if candidate["pooling"] not in pooled:
+            if candidate["pooling"] not in pooled:  # pooled once for all its L2 strengths
                 pooled[candidate["pooling"]] = tuple(
-                    pooling.pool(x, candidate["pooling"]) for x in (train_x, val_x)
+                    pooling.pool(x, candidate["pooling"]).astype(np.float64) for x in (train_x, val_x)
                 )
             train_p, val_p = pooled[candidate["pooling"]]
             kernel, bias = fit_linear(train_p, train_y, candidate["l2"], settings["seed"])
-            val_logits = val_p.astype(np.float64) @ kernel + bias
-            fit = _scores(train_p.astype(np.float64) @ kernel + bias, train_y)
-            valid = _scores(val_logits, val_y)
+            val_logits = val_p @ kernel + bias
+            fit, scores = _scores(train_p @ kernel + bias, train_y), _scores(val_logits, val_y)
             rows = [{"epoch": 1, "loss": fit["loss"], "accuracy": fit["accuracy"],
-                     "val_loss": valid["loss"], "val_accuracy": valid["accuracy"]}]  # fmt: skip
+                     "val_loss": scores["loss"], "val_accuracy": scores["accuracy"]}]  # fmt: skip
             state = {"weights": [kernel.astype(np.float32), bias.astype(np.float32)], "best_epoch": 1}
         else:
             model, rows, best_epoch = fit_mlp(train, validation, n_classes, candidate, settings)
             val_logits = logits(model, val_x)
+            scores = _scores(val_logits, val_y)
             state = {"weights": model.get_weights(), "best_epoch": best_epoch}
         # Each candidate is judged as it would be delivered: calibrated, when that is on.
         temperature = calibration.fit_temperature(val_logits, val_y) if settings["calibrate"] else 1.0
-        scores = _scores(val_logits, val_y)
         table.append({
             "candidate": number, **candidate, "epochs": len(rows), "best_epoch": state["best_epoch"],
             "temperature": temperature, "val_accuracy": scores["accuracy"],
