@@ -1,41 +1,45 @@
-"""Feature extraction: the tutorial's way (A) against the workflow's default (B).
+"""Feature extraction speed: the tutorial's way against the workflow, as whole processes.
 
-Run from the repository root (benchmarks/README.md shows the output):
+Run from the repository root (README "Performance" shows the output):
 
-    .venv/bin/python benchmarks/extraction.py
+    .venv/bin/python benchmarks/extraction.py [--images 2000] [--backbone vgg16]
+        [--data ../shared/data/catsdogs-2k] [--repeats 2]
+    .venv/bin/python benchmarks/extraction.py --accuracy [--backbone efficientnet_lite0]
+        [--data ../shared/data/catsdogs-dev]
+    .venv/bin/python benchmarks/extraction.py --levers [--backbone vgg16]
 
-On the same images, in one process, it times
+Speed (the default): N images of the data's train split (repeated when it has
+fewer), each run a fresh process, the runs interleaved in every repeat:
 
-  A. the tutorial's way in today's Keras: ``keras.utils.image_dataset_from_directory``
-     (batch 32, float32) -> the backbone's ``preprocess_input`` -> ``model.predict``;
-  B. the workflow's own extraction as the schema configures it by default
-     (``tlflow.features.extract_shard``: PIL decode in threads one batch ahead,
-     ``predict_on_batch``, rows streamed to a memory-mapped .npy);
+  A. the tutorial's way in today's Keras, one Python process:
+     ``keras.utils.image_dataset_from_directory`` (batch 32, float32) -> the
+     backbone's ``preprocess_input`` -> ``model.predict``;
+  B. the workflow as a user runs it: ``snakemake --cores <cpus>`` on a fresh
+     folder, building one extraction job with the schema defaults (``precision:
+     auto``); and B' the same with the other precision pinned.
 
-and prints images/s, B/A, B's GFLOP/s against a large matrix product's GFLOP/s in
-the same precision measured in the same run, the validation accuracy of the same
-head (``tlflow.head.train``, default settings) trained on A's and on B's features,
-and the peak RSS of B's extraction for N and 4N images (separate processes).
+It prints each run's wall seconds (A's process; B's job from its benchmark file,
+and the whole ``snakemake`` command), B/A, the job's ``cpu_time / s`` (how many
+cores it kept busy), and its GFLOP/s against a matrix product's peak measured in
+a fresh process in the same minutes.
 
-``--levers`` measures instead what each lever pays (precision, batch size, XLA,
-threads, decode) with the variants interleaved in one process, medians of repeats.
+``--accuracy`` extracts train and validation in float32 and bfloat16 and fits the
+default head (``tlflow.head.select``) on each with several seeds. ``--levers``
+times what each lever pays inside one process: batch size, the Keras bfloat16
+policy against oneDNN's own bfloat16 graph rewrite, XLA, channels-first, threads.
 
-Traps of the 2016 tutorial that A does *not* copy (each silently costs accuracy):
-``rescale=1/255`` instead of the backbone's ``preprocess_input`` (with these VGG16
-weights the features collapse to chance); ``steps = n // batch_size`` drops the last
-partial batch, so features and labels no longer line up; labels written as
-``[0] * n/2 + [1] * n/2`` assume equal, sorted classes; and
-``image_dataset_from_directory`` shuffles by default (``shuffle=False`` here), which
-scrambles the features against any labels built separately.
+The tutorial's traps that A does *not* copy (each silently costs accuracy):
+``rescale=1/255`` instead of the backbone's ``preprocess_input``; ``steps = n //
+batch_size``, which drops the last partial batch; labels written as ``[0] * n/2 +
+[1] * n/2``; ``image_dataset_from_directory``'s default ``shuffle=True``, which
+scrambles features against labels built separately (``shuffle=False`` here).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
+import csv
 import os
-import resource
 import shlex
 import subprocess
 import sys
@@ -50,8 +54,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-MODELS = Path(os.environ.get("TLFLOW_MODELS", ROOT.parent / "shared" / "models"))
-DATA = Path(os.environ.get("TLFLOW_DATA", ROOT.parent / "shared" / "data" / "catsdogs-dev"))
+MODELS = ROOT.parent / "shared" / "models"
+DATA = ROOT.parent / "shared" / "data"
 BACKBONES = {
     "vgg16": {"name": "vgg16", "weights": str(MODELS / "vgg16_hed_notop.weights.h5")},
     "efficientnet_lite0": {
@@ -60,218 +64,224 @@ BACKBONES = {
         "preprocessing": "none",
     },
 }
+SIZES = {"vgg16": [150, 150], "efficientnet_lite0": [128, 128]}
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
-def schema_defaults() -> dict:
-    """The ``extraction``, ``head`` and ``image_size`` defaults of the config schema."""
+def schema_defaults(section: str) -> dict:
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-    props = schema["properties"]
-
-    def defaults(section):
-        return {k: v["default"] for k, v in props[section]["properties"].items()}
-
-    return {
-        "extraction": defaults("extraction"),
-        "head": defaults("head"),
-        "image_size": props["image_size"]["default"],
-    }
-
-
-def default_threads(configured: int) -> int:
-    """Snakemake gives a job min(threads, --cores); --cores defaults to the CPUs."""
-    return max(1, min(configured, os.cpu_count() or 1))
+    return {k: v["default"] for k, v in schema["properties"][section]["properties"].items()}
 
 
 def spec_of(backbone: str, precision: str) -> dict:
     from tlflow import backbones
 
-    return backbones.resolve(BACKBONES[backbone], schema_defaults()["image_size"], precision)
+    return backbones.resolve(BACKBONES[backbone], SIZES[backbone], precision)
 
 
-# --------------------------------------------------------------------------- FLOPs
+def cpus() -> int:
+    return len(os.sched_getaffinity(0))
 
 
-def count_flops(model, image_size) -> int:
-    """FLOPs of one image (2 per multiply-add) in Conv2D, DepthwiseConv2D and Dense."""
-    import keras
-
-    if None in tuple(model.input_shape[1:3]):  # any-size input: fix it to get shapes
-        fixed = keras.Input((*image_size, model.input_shape[-1]))
-        model = keras.models.clone_model(model, input_tensors=fixed)
-    total = 0
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, keras.Model):
-            continue
-        if isinstance(layer, keras.layers.DepthwiseConv2D):
-            h, w, c = layer.output.shape[1:]
-            kh, kw = layer.kernel_size
-            total += 2 * h * w * c * kh * kw
-        elif isinstance(layer, keras.layers.Conv2D):
-            h, w, c_out = layer.output.shape[1:]
-            c_in = layer.input.shape[-1]
-            kh, kw = layer.kernel_size
-            total += 2 * h * w * c_out * kh * kw * c_in // layer.groups
-        elif isinstance(layer, keras.layers.Dense):
-            positions = int(np.prod(layer.output.shape[1:-1], dtype=np.int64))
-            total += 2 * positions * layer.input.shape[-1] * layer.units
-    return int(total)
+# --------------------------------------------------------------------------- children
 
 
-def matmul_peak(dtype: str, n: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of an n x n matrix product in ``dtype``: the best of ``repeats``, as
-    others' jobs on the same cores can only slow it down."""
-    import keras
-
-    rng = np.random.default_rng(0)
-    a = keras.ops.convert_to_tensor(rng.standard_normal((n, n), dtype=np.float32), dtype)
-    b = keras.ops.convert_to_tensor(rng.standard_normal((n, n), dtype=np.float32), dtype)
-    keras.ops.convert_to_numpy(keras.ops.matmul(a, b))  # warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        keras.ops.convert_to_numpy(keras.ops.matmul(a, b))
-        times.append(time.perf_counter() - start)
-    return 2 * n**3 / min(times) / 1e9
+def child(*args: str) -> tuple[str, float, float]:
+    """Run this script with ``args`` in a fresh process: (stdout, wall s, CPU s)."""
+    before = os.times()
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, __file__, *args], capture_output=True, text=True, check=True
+    )
+    wall, after = time.perf_counter() - start, os.times()
+    return result.stdout, wall, (after.children_user + after.children_system) - (
+        before.children_user + before.children_system
+    )
 
 
-# --------------------------------------------------------------------------- A and B
-
-
-def run_a(spec, splits):
-    """The tutorial's way: image_dataset_from_directory -> preprocess -> model.predict."""
+def tutorial_child(backbone: str, folder: str) -> None:
+    """A: the tutorial's way, the whole process timed by the parent."""
     import keras
 
     from tlflow import backbones
 
-    assert spec["precision"] == "float32"
-    start = time.perf_counter()  # the model build counts, as it does in B
+    spec = spec_of(backbone, "float32")
     model = backbones.build(spec)
     preprocess = backbones.preprocess_function(spec["preprocessing"])
-    out, seconds, count = {}, time.perf_counter() - start, 0
-    for split in splits:
+    dataset = keras.utils.image_dataset_from_directory(
+        folder, labels="inferred", label_mode="binary", batch_size=32,
+        image_size=tuple(spec["image_size"]), shuffle=False, verbose=False,
+    )  # fmt: skip
+    features = model.predict(dataset.map(lambda x, y: preprocess(x)), verbose=0)
+    print(f"ROWS {len(features)}")
+
+
+def peak_child(dtype: str) -> None:
+    """GFLOP/s of a 2048 x 2048 matrix product in ``dtype``, best of 5."""
+    import keras
+
+    from tlflow import runtime
+
+    runtime.configure_threads(cpus())
+    rng = np.random.default_rng(0)
+    a, b = (keras.ops.convert_to_tensor(rng.standard_normal((2048, 2048)), dtype) for _ in "ab")
+    times = []
+    for _ in range(6):
         start = time.perf_counter()
-        dataset = keras.utils.image_dataset_from_directory(
-            DATA / split,
-            labels="inferred",
-            label_mode="binary",
-            batch_size=32,
-            image_size=tuple(spec["image_size"]),
-            shuffle=False,  # the default (True) scrambles features against labels
-            verbose=False,
+        keras.ops.convert_to_numpy(keras.ops.matmul(a, b))
+        times.append(time.perf_counter() - start)
+    print(f"PEAK {2 * 2048**3 / min(times[1:]) / 1e9:.1f}")
+
+
+def flops_child(backbone: str) -> None:
+    """FLOPs of one image (2 per multiply-add) in Conv2D, DepthwiseConv2D and Dense."""
+    import keras
+
+    from tlflow import backbones
+
+    model = backbones.build(spec_of(backbone, "float32"))
+    if None in tuple(model.input_shape[1:3]):  # any-size input: fix it to get shapes
+        model = keras.models.clone_model(
+            model, input_tensors=keras.Input((*SIZES[backbone], model.input_shape[-1]))
         )
-        labels = np.concatenate([y for _, y in dataset]).ravel().astype(np.int64)
-        images = dataset.map(lambda x, y: preprocess(x))
-        features = model.predict(images, verbose=0)
-        seconds += time.perf_counter() - start
-        count += len(features)
-        out[split] = (np.asarray(features, dtype=np.float32), labels)
-    return out, count / seconds, model
+    total = 0
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            h, w, c = layer.output.shape[1:]
+            total += 2 * h * w * c * np.prod(layer.kernel_size)
+        elif isinstance(layer, keras.layers.Conv2D):
+            h, w, c_out = layer.output.shape[1:]
+            c_in = layer.input.shape[-1] // layer.groups
+            total += 2 * h * w * c_out * c_in * np.prod(layer.kernel_size)
+        elif isinstance(layer, keras.layers.Dense):
+            positions = int(np.prod(layer.output.shape[1:-1], dtype=np.int64))
+            total += 2 * positions * layer.input.shape[-1] * layer.units
+    print(f"FLOPS {int(total)}")
 
 
-def write_manifest(split_dir: Path, relroot: str, count: int | None, path: Path) -> int:
-    """A shard manifest of the split's images, repeated cyclically to ``count`` rows."""
+def value(stdout: str, key: str) -> float:
+    return float(next(line for line in stdout.splitlines() if line.startswith(key)).split()[1])
+
+
+# --------------------------------------------------------------------------- speed
+
+
+def link_images(source: Path, target: Path, count: int) -> int:
+    """``count`` of ``source``'s images (cycled, class by class) as symbolic links."""
+    classes = sorted(p for p in source.iterdir() if p.is_dir())
+    files = [sorted(c.iterdir()) for c in classes]
+    for i in range(count):
+        cls = i % len(classes)
+        original = files[cls][(i // len(classes)) % len(files[cls])]
+        folder = target / classes[cls].name
+        folder.mkdir(parents=True, exist_ok=True)
+        os.symlink(original.resolve(), folder / f"{i:06d}{original.suffix}")
+    return count
+
+
+def workflow_run(backbone: str, data: Path, precision: str) -> dict:
+    """B: ``snakemake`` builds one extraction job in a fresh folder; its figures."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        config = {
+            "data_dir": str(data), "splits": ["train", "validation"],
+            "backbones": [BACKBONES[backbone]], "image_size": SIZES[backbone],
+            **({"extraction": {"precision": precision}} if precision != "auto" else {}),
+        }  # fmt: skip
+        (work / "config.yaml").write_text(yaml.safe_dump(config))
+        target = f"results/{config['backbones'][0].get('id', backbone)}/features/shards/train/shard-0.npy"
+        command = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(work), "--configfile",
+                   str(work / "config.yaml"), "--cores", str(cpus()), target]  # fmt: skip
+        start = time.perf_counter()
+        subprocess.run(command, capture_output=True, text=True, check=True)
+        wall = time.perf_counter() - start
+        bench = next(work.glob("logs/*/extract_shard/train/shard-0.benchmark.tsv"))
+        row = next(csv.DictReader(bench.open(), delimiter="\t"))
+        log = next(work.glob("logs/*/extract_shard/train/shard-0.log")).read_text()
+        used = "bfloat16" if "precision bfloat16" in log else "float32"
+        return {"job": float(row["s"]), "cpu": float(row["cpu_time"]), "wall": wall,
+                "rss": float(row["max_rss"]), "precision": used}  # fmt: skip
+
+
+def speed(args) -> None:
+    from tlflow import precision
+
+    auto, why = precision.resolve("auto", gpus=0)
+    other = "float32" if auto == "bfloat16" else "bfloat16"
+    print(f"precision auto -> {auto} ({why}); B' pins {other}")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
+        link_images(args.data / "train", data / "train", args.images)
+        link_images(args.data / "validation", data / "validation", 2)  # needed, not timed
+        flops = value(child("--flops-child", args.backbone)[0], "FLOPS")
+        size = SIZES[args.backbone]
+        print(f"[{args.backbone} at {size[0]}x{size[1]}, {flops / 1e9:.2f} GFLOP/image, "
+              f"{args.images} images of {args.data}/train, {cpus()} cores]")  # fmt: skip
+        runs = {"A": [], "B": [], "B'": []}
+        for repeat in range(args.repeats):
+            out, wall, cpu = child("--tutorial-child", args.backbone, str(data / "train"))
+            assert value(out, "ROWS") == args.images, out
+            runs["A"].append({"job": wall, "cpu": cpu, "wall": wall, "precision": "float32"})
+            runs["B"].append(workflow_run(args.backbone, data, "auto"))
+            runs["B'"].append(workflow_run(args.backbone, data, other))
+            peaks = {dt: value(child("--peak-child", dt)[0], "PEAK") for dt in ("float32", "bfloat16")}
+            print(f" repeat {repeat + 1}: load {os.getloadavg()[0]:.2f}; matmul peak "
+                  + ", ".join(f"{dt} {g:.0f} GFLOP/s" for dt, g in peaks.items()))  # fmt: skip
+            for label, rows in runs.items():
+                r = rows[-1]
+                rate = args.images / r["job"]
+                print(f"  {label:3s} {r['precision']:8s} {r['job']:6.1f} s "
+                      f"({r['wall']:5.1f} s whole command) {rate:6.1f} images/s "
+                      f"= {runs['A'][-1]['job'] / r['job']:4.2f}x A; cpu_time/s {r['cpu'] / r['job']:.2f}; "
+                      f"{rate * flops / 1e9:6.1f} GFLOP/s = {rate * flops / 1e9 / peaks[r['precision']]:.0%} "
+                      f"of the {r['precision']} matmul peak")  # fmt: skip
+        print("medians:")
+        a = np.median([r["job"] for r in runs["A"]])
+        for label, rows in runs.items():
+            job = np.median([r["job"] for r in rows])
+            print(f"  {label:3s} {rows[0]['precision']:8s} {job:6.1f} s, {a / job:4.2f}x A, "
+                  f"cpu_time/s {np.median([r['cpu'] / r['job'] for r in rows]):.2f}")  # fmt: skip
+
+
+# --------------------------------------------------------------------------- accuracy
+
+
+def accuracy(args) -> None:
+    """The default head on float32 and on bfloat16 features of the same images."""
+    from tlflow import features, head
     from tlflow.manifest import file_sha256, manifest_text
 
-    classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
-    rows = [
-        {"file": f"{relroot}/{cls}/{f.name}", "class": cls, "label": label,
-         "sha256": file_sha256(f)}
-        for label, cls in enumerate(classes)
-        for f in sorted((split_dir / cls).iterdir())
-    ]  # fmt: skip
-    if count:
-        rows = (rows * -(-count // len(rows)))[:count]
-    path.write_text(manifest_text(rows))
-    return len(rows)
-
-
-def run_b(spec, splits, batch_size, threads, workdir: Path):
-    """The workflow's extraction (extract_shard): one shard of all splits, fresh cache."""
-    from tlflow import features
-    from tlflow.manifest import read_manifest
-
-    manifest = workdir / "shard.csv"
-    lines = []
-    for split in splits:
-        write_manifest(DATA / split, split, None, workdir / f"{split}.csv")
-        lines += (workdir / f"{split}.csv").read_text().splitlines(keepends=True)[
-            0 if not lines else 1 :
-        ]
-    manifest.write_text("".join(lines))
-    start = time.perf_counter()
-    features.extract_shard(
-        manifest, DATA, spec, workdir / "f.npy", workdir / "kept.csv",
-        workdir / "skipped.csv", workdir / "cache", batch_size=batch_size, threads=threads,
-    )  # fmt: skip
-    seconds = time.perf_counter() - start
-    x = np.load(workdir / "f.npy")
-    rows = read_manifest(workdir / "kept.csv")
-    out = {}
-    for split in splits:
-        mine = [i for i, row in enumerate(rows) if row["file"].startswith(f"{split}/")]
-        out[split] = (x[mine], np.array([rows[i]["label"] for i in mine]))
-    return out, len(rows) / seconds
-
-
-def train_heads(feats, seeds: int):
-    """Default heads trained on ``feats`` with ``seeds`` seeds: (models, final val accuracies)."""
-    from tlflow import head
-
-    settings = schema_defaults()["head"]
-    (train_x, train_y), (val_x, val_y) = feats["train"], feats["validation"]
-    models, accuracies = [], []
-    for seed in range(settings["seed"], settings["seed"] + seeds):
-        with contextlib.redirect_stdout(io.StringIO()):
-            model, rows = head.train(train_x, train_y, val_x, val_y, 2, {**settings, "seed": seed})
-        models.append(model)
-        accuracies.append(rows[-1]["val_accuracy"])
-    return models, accuracies
-
-
-def accuracy(models, feats) -> float:
-    """Mean validation accuracy of ``models`` on ``feats``."""
-    from tlflow import probabilities
-
-    val_x, val_y = feats["validation"]
-    return float(np.mean([
-        np.mean(probabilities.predict_proba(m, val_x).argmax(1) == val_y) for m in models
-    ]))  # fmt: skip
-
-
-def rss_child(backbone: str, count: int) -> None:
-    """(In its own process) B on ``count`` train images (repeated); print peak RSS."""
-    from tlflow import features
-
-    d = schema_defaults()["extraction"]
-    spec = spec_of(backbone, d["precision"])
+    settings = schema_defaults("head")
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        n = write_manifest(DATA / "train", "train", count, tmp / "m.csv")
-        before = vm_hwm()
-        features.extract_shard(
-            tmp / "m.csv", DATA, spec, tmp / "f.npy", tmp / "k.csv", tmp / "s.csv",
-            tmp / "cache", batch_size=d["batch_size"], threads=default_threads(d["threads"]),
-        )  # fmt: skip
-        peak = vm_hwm()
-        row_mb = np.load(tmp / "f.npy", mmap_mode="r")[0].nbytes * n / 2**20
-    print(f"RSS {n} {before / 1024:.0f} {peak / 1024:.0f} {row_mb:.1f}")
-
-
-def vm_hwm() -> int:
-    """Peak RSS of this process in KiB. (ru_maxrss would count the parent's peak too:
-    Linux carries it over fork and exec.)"""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-def peak_rss(backbone: str, count: int):
-    command = [sys.executable, __file__, "--rss-child", backbone, str(count)]
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
-    line = next(x for x in result.stdout.splitlines() if x.startswith("RSS "))
-    n, before, peak, rows_mb = line.split()[1:]
-    return int(n), float(before), float(peak), float(rows_mb)
+        work, feats = Path(tmp), {}
+        for precision in ("float32", "bfloat16"):
+            for split in ("train", "validation"):
+                classes = sorted(p.name for p in (args.data / split).iterdir() if p.is_dir())
+                rows = [{"file": f"{split}/{c}/{f.name}", "class": c, "label": label,
+                         "sha256": file_sha256(f)}
+                        for label, c in enumerate(classes)
+                        for f in sorted((args.data / split / c).iterdir())]  # fmt: skip
+                (work / f"{split}.csv").write_text(manifest_text(rows))
+                out = [work / f"{precision}-{split}{s}" for s in (".npy", ".csv", ".skipped.csv")]
+                features.extract_shard(work / f"{split}.csv", args.data, spec_of(args.backbone, precision),
+                                       *out, work / "cache", threads=cpus())  # fmt: skip
+                feats[precision, split] = (np.load(out[0]), np.array([r["label"] for r in rows]))
+        print(f"[{args.backbone}, {args.data}: head defaults, seeds "
+              f"{settings['seed']}..{settings['seed'] + args.seeds - 1}]")  # fmt: skip
+        scores = {}
+        for precision in ("float32", "bfloat16"):
+            train, validation = feats[precision, "train"], feats[precision, "validation"]
+            for seed in range(settings["seed"], settings["seed"] + args.seeds):
+                table, winner, _ = head.select(train, validation, 2, {**settings, "seed": seed})
+                scores.setdefault(precision, []).append(table[winner])
+            accs = [row["val_accuracy"] for row in scores[precision]]
+            losses = [row["val_log_loss"] for row in scores[precision]]
+            print(f"  {precision:8s} validation accuracy {np.mean(accs):.2%} "
+                  f"(min {min(accs):.2%}, max {max(accs):.2%}), log loss {np.mean(losses):.4f}")  # fmt: skip
+        gap = np.mean([r["val_accuracy"] for r in scores["bfloat16"]]) - np.mean(
+            [r["val_accuracy"] for r in scores["float32"]]
+        )
+        print(f"  bfloat16 - float32: {gap * 100:+.2f} points")
 
 
 # --------------------------------------------------------------------------- levers
@@ -290,182 +300,107 @@ def time_calls(variants: dict, repeats: int) -> dict:
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def levers(backbone: str, repeats: int) -> None:
-    import keras
+def lever_child(backbone: str, variant: str, repeats: int) -> None:
+    """Images/s of one process-wide variant (TensorFlow options are fixed at start)."""
+    import tensorflow as tf
 
-    from tlflow import backbones, features
+    from tlflow import backbones, runtime
 
-    size = tuple(schema_defaults()["image_size"])
+    threads = int(variant.split("threads")[1]) if "threads" in variant else cpus()
+    runtime.configure_threads(threads)
+    if "onednn" in variant:  # oneDNN's bfloat16 rewrite of a float32 graph
+        tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
+    size = SIZES[backbone]
+    policy = "bfloat16" if "keras-bf16" in variant else "float32"
     rng = np.random.default_rng(0)
-    f32 = backbones.build(spec_of(backbone, "float32"))
-    bf16 = backbones.build(spec_of(backbone, "bfloat16"))
-    jit = backbones.build(spec_of(backbone, "float32"))
-    jit.jit_compile = True
-    flops = count_flops(f32, size)
-    print(f"\n[{backbone} {size[0]}x{size[1]}: {flops / 1e9:.2f} GFLOP/image]")
-    print(f"compute dtype: float32 model {f32.layers[-1].compute_dtype}, "
-          f"bfloat16 model {bf16.layers[-1].compute_dtype}")  # fmt: skip
-    variants, images = {}, {}
-    for bs in (8, 16, 32, 64):
-        x = (rng.random((bs, *size, 3), dtype=np.float32) * 255).astype(np.float32)
-        images[f"float32 bs{bs}"] = bs
-        variants[f"float32 bs{bs}"] = lambda x=x: f32.predict_on_batch(x)
-        if bs == 32:
-            images["bfloat16 bs32"] = images["float32 bs32 xla"] = bs
-            variants["bfloat16 bs32"] = lambda x=x: bf16.predict_on_batch(x)
-            variants["float32 bs32 xla"] = lambda x=x: jit.predict_on_batch(x)
-    for name, seconds in time_calls(variants, repeats).items():
-        rate = images[name] / seconds
-        print(f"  {name:18s} {rate:7.2f} images/s {rate * flops / 1e9:7.1f} GFLOP/s")
-    # Decoding alone (PIL + resize + preprocess), in threads as compute() does it.
-    paths = sorted(DATA.glob("*/*/*.jpg"))
-    preprocess = backbones.preprocess_function(spec_of(backbone, "float32")["preprocessing"])
+    calls = {}
+    if "channels-first" in variant:
+        import keras
+
+        keras.config.set_image_data_format("channels_first")
+        try:
+            model = backbones.build({**spec_of(backbone, policy), "image_size": size})
+        except Exception as error:  # noqa: BLE001 - reported, not hidden
+            print(f"LEVER {variant} failed: {type(error).__name__}: {str(error)[:120]}")
+            return
+    else:
+        model = backbones.build(spec_of(backbone, policy))
+    for batch in (16, 32, 64) if "batch" in variant else (32,):
+        shape = (batch, 3, *size) if "channels-first" in variant else (batch, *size, 3)
+        x = (rng.random(shape, dtype=np.float32) * 255).astype(np.float32)
+        calls[f"{variant} batch {batch}"] = (batch, lambda x=x: model.predict_on_batch(x))
+        if "xla" in variant:
+            model.jit_compile = True
+    seconds = time_calls({name: call for name, (_, call) in calls.items()}, repeats)
+    for name, (batch, _) in calls.items():
+        print(f"LEVER {name} {batch / seconds[name]:.1f} images/s")
+
+
+def levers(args) -> None:
+    variants = ["keras-bf16 batch", "onednn-bf16", "float32 batch", "float32 xla",
+                "keras-bf16 xla", "keras-bf16 channels-first", "keras-bf16 threads1"]  # fmt: skip
+    print(f"[{args.backbone}, random inputs, {cpus()} cores, medians of {args.repeats}]")
+    for variant in variants:
+        out = child("--lever-child", args.backbone, variant, str(args.repeats))[0]
+        for line in out.splitlines():
+            if line.startswith("LEVER"):
+                print(" ", line.removeprefix("LEVER "), f"(load {os.getloadavg()[0]:.2f})")
     from concurrent.futures import ThreadPoolExecutor
 
+    from tlflow.images import decode_all
+
+    paths = sorted(args.data.glob("*/*/*"))
     for threads in (1, 2):
         with ThreadPoolExecutor(threads) as pool:
             start = time.perf_counter()
             step = -(-len(paths) // threads)
             parts = [paths[i : i + step] for i in range(0, len(paths), step)]
-            list(pool.map(lambda p: features._decode_batch(p, size, preprocess), parts))
+            list(pool.map(lambda p: decode_all(p, tuple(SIZES[args.backbone])), parts))
             rate = len(paths) / (time.perf_counter() - start)
-        print(f"  decode only, {threads} thread(s): {rate:7.1f} images/s")
-    del keras
-
-
-def threads_child(backbone: str, threads: int, count: int) -> None:
-    """(In its own process) compute() throughput with ``threads``; TF fixes them at start."""
-    from tlflow import features
-
-    d = schema_defaults()["extraction"]
-    paths = (sorted(DATA.glob("train/*/*.jpg")) * 8)[:count]
-    spec = spec_of(backbone, d["precision"])
-    done, start = 0, None
-    for good, _, _ in features.compute(paths, spec, d["batch_size"], threads):
-        if start is None:  # the clock starts after model build and first batch
-            start = time.perf_counter()
-        else:
-            done += len(good)
-    print(f"THREADS {threads} {done / (time.perf_counter() - start):.2f}")
+        print(f"  decode and resize only ({args.data.name}), {threads} thread(s): {rate:.0f} images/s")
 
 
 # --------------------------------------------------------------------------- main
 
 
-def header(args) -> None:
-    import keras
-
+def header() -> None:
     command = " ".join(shlex.quote(a) for a in [os.path.relpath(sys.executable, ROOT), *sys.argv])
     print(f"$ {command}")
-    flags = set(Path("/proc/cpuinfo").read_text().split())
-    bf16_hw = sorted(flags & {"avx512_bf16", "amx_bf16", "amx_tile", "avx512f"})
-    model = next(
-        (l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-         if l.startswith("model name")), "?")  # fmt: skip
-    print(f"CPU: {model}, {os.cpu_count()} cores, bf16/AVX-512 flags: {bf16_hw or 'none'}")
-    print(f"keras {keras.__version__}, backend {keras.backend.backend()}, "
-          f"load average at start {os.getloadavg()[0]:.2f} (others share these cores)")  # fmt: skip
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    flags = set(cpuinfo.split()) & {"avx512_bf16", "amx_bf16", "amx_tile", "avx512f", "avx2"}
+    model = next((l.split(":", 1)[1].strip() for l in cpuinfo.splitlines()
+                  if l.startswith("model name")), "?")  # fmt: skip
+    print(f"CPU: {model}, {cpus()} cores, flags: {' '.join(sorted(flags)) or 'none'}; "
+          f"load average at start {os.getloadavg()[0]:.2f} (others may share these cores)")  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--backbones", default="vgg16,efficientnet_lite0")
-    parser.add_argument("--rss-images", type=int, default=100,
-                        help="N for the peak-RSS check of B (N and 4N images)")  # fmt: skip
-    parser.add_argument("--no-bf16", action="store_true",
-                        help="skip B with precision bfloat16 (the alternative precision)")  # fmt: skip
-    parser.add_argument("--levers", action="store_true", help="measure the levers instead")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--seeds", type=int, default=5, help="heads trained per feature set")
-    parser.add_argument("--rss-child", nargs=2, help=argparse.SUPPRESS)
-    parser.add_argument("--threads-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--backbone", choices=sorted(BACKBONES))
+    parser.add_argument("--data", type=Path)
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--accuracy", action="store_true")
+    parser.add_argument("--levers", action="store_true")
+    for hidden in ("--tutorial-child", "--peak-child", "--flops-child", "--lever-child"):
+        parser.add_argument(hidden, nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.rss_child:
-        return rss_child(args.rss_child[0], int(args.rss_child[1]))
-    if args.threads_child:
-        b, t, n = args.threads_child
-        return threads_child(b, int(t), int(n))
-
-    from tlflow import backbones, runtime
-
+    if args.tutorial_child:
+        return tutorial_child(*args.tutorial_child)
+    if args.peak_child:
+        return peak_child(*args.peak_child)
+    if args.flops_child:
+        return flops_child(*args.flops_child)
+    if args.lever_child:
+        b, v, r = args.lever_child
+        return lever_child(b, v, int(r))
+    args.backbone = args.backbone or ("efficientnet_lite0" if args.accuracy else "vgg16")
+    args.data = args.data or DATA / ("catsdogs-dev" if args.accuracy else "catsdogs-2k")
     started = time.perf_counter()
-    header(args)
-    d = schema_defaults()["extraction"]
-    threads = default_threads(d["threads"])
-    names = args.backbones.split(",")
-    if args.levers:
-        for backbone in names:
-            n = 96 if backbone == "vgg16" else 640
-            for t in sorted({1, os.cpu_count() or 1, 2 * (os.cpu_count() or 1)}):
-                out = subprocess.run(
-                    [sys.executable, __file__, "--threads-child", backbone, str(t), str(n)],
-                    capture_output=True, text=True, check=True,
-                ).stdout  # fmt: skip
-                rate = next(x for x in out.splitlines() if x.startswith("THREADS")).split()[2]
-                print(f"{backbone}: compute() with {t} thread(s): {rate} images/s "
-                      f"({n} images after the first batch)")  # fmt: skip
-        runtime.configure_threads(threads)
-        for dtype in ("float32", "bfloat16"):
-            print(f"matmul 2048x2048 {dtype}: {matmul_peak(dtype):.1f} GFLOP/s")
-        for backbone in names:
-            levers(backbone, args.repeats)
-        return
-
-    print(f"B = schema defaults: precision {d['precision']}, batch_size {d['batch_size']}, "
-          f"threads {d['threads']} -> {threads} (Snakemake caps threads at the cores)")  # fmt: skip
-    runtime.configure_threads(threads)  # A and B share the process, so the threads
-    splits = ["train", "validation"]
-    for backbone in names:
-        # Others' load changes by the minute: the peak is measured before A and again
-        # right after each B, and the best of those is the machine's peak.
-        peaks = {dt: [matmul_peak(dt)] for dt in ("float32", "bfloat16")}
-        print(f"\nmatmul 2048x2048 before {backbone}: "
-              + ", ".join(f"{dt} {g[0]:.1f} GFLOP/s" for dt, g in peaks.items()))  # fmt: skip
-        spec = spec_of(backbone, d["precision"])
-        size = spec["image_size"]
-        a_feats, a_rate, model = run_a(spec_of(backbone, "float32"), splits)
-        flops = count_flops(model, spec["image_size"])
-        n_images = sum(len(y) for _, y in a_feats.values())
-        print(f"[{backbone} at {size[0]}x{size[1]}, {flops / 1e9:.2f} GFLOP/image, "
-              f"{n_images} images (train + validation)]")  # fmt: skip
-        print(f"  A tutorial (float32, batch 32, model.predict): {a_rate:7.2f} images/s")
-        rows = [("A", a_rate, a_feats, "float32")]
-        precisions = [d["precision"]]
-        if not args.no_bf16:
-            precisions += [p for p in backbones.PRECISIONS if p != d["precision"]]
-        for number, precision in enumerate(precisions):
-            label = "B" if number == 0 else f"B' ({precision})"
-            with tempfile.TemporaryDirectory() as tmp:
-                b_spec = spec_of(backbone, precision)
-                b_feats, b_rate = run_b(b_spec, splits, d["batch_size"], threads, Path(tmp))
-                b_feats = {k: (np.array(x), y) for k, (x, y) in b_feats.items()}
-            gflops = b_rate * flops / 1e9
-            load = os.getloadavg()[0]
-            peaks[precision].append(matmul_peak(precision))
-            peak = max(peaks[precision])
-            print(f"  {label} workflow ({precision}, batch {d['batch_size']}, {threads} threads): "
-                  f"{b_rate:7.2f} images/s = {b_rate / a_rate:.2f}x A; "
-                  f"{gflops:.1f} GFLOP/s = {gflops / peak:.0%} of the {precision} matmul peak "
-                  f"{peak:.1f} GFLOP/s (matmul after B: {peaks[precision][-1]:.1f}; "
-                  f"load {load:.2f})")  # fmt: skip
-            rows.append((label, b_rate, b_feats, precision))
-        heads = {label: train_heads(feats, args.seeds) for label, _, feats, _ in rows}
-        first = schema_defaults()["head"]["seed"]
-        for label, _, feats, precision in rows:
-            accs = heads[label][1]
-            print(f"  head val accuracy on {label}'s features ({precision}), final epoch, "
-                  f"seeds {first}..{first + args.seeds - 1}: mean {np.mean(accs):.1%} "
-                  f"(min {min(accs):.0%}, max {max(accs):.0%})")  # fmt: skip
-        print("  the same heads (trained on B's features) on each one's validation "
-              "features: " + ", ".join(f"{label} {accuracy(heads['B'][0], feats):.1%}"
-                                       for label, _, feats, _ in rows))  # fmt: skip
-        n = args.rss_images
-        results = [peak_rss(backbone, c) for c in (n, 4 * n)] if n > 0 else []
-        for count, before, peak, rows_mb in results:
-            print(f"  B peak RSS, {count} images: {peak:.0f} MiB (before extraction "
-                  f"{before:.0f} MiB; its feature rows: {rows_mb:.1f} MiB)")  # fmt: skip
-    print(f"\ndone in {time.perf_counter() - started:.0f} s; "
-          f"load average at the end {os.getloadavg()[0]:.2f}")  # fmt: skip
+    header()
+    (accuracy if args.accuracy else levers if args.levers else speed)(args)
+    print(f"done in {time.perf_counter() - started:.0f} s; load average {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,34 @@ def test_cmyk_colours_are_converted(tmp_path):
     assert red > 200 and green < 60 and blue < 60
 
 
+def _photo(width, height):
+    """A large smooth picture, left half dark and right half light, with a gradient."""
+    ramp = np.linspace(0, 255, width)[None, :, None] * np.ones((height, 1, 3))
+    ramp[:, : width // 2] *= 0.3
+    return Image.fromarray(ramp.astype(np.uint8))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+def test_a_large_jpeg_decoded_at_reduced_scale_matches_the_full_decode(tmp_path, mode):
+    path = tmp_path / "big.jpg"
+    _photo(1600, 1200).convert(mode).save(path, quality=95)
+    with Image.open(path) as image:  # the full-size decode, without draft
+        full = np.asarray(image.convert("RGB").resize((64, 48), Image.Resampling.BILINEAR))
+    fast = load_rgb(path, (48, 64))
+    assert fast.shape == (48, 64, 3)
+    assert np.abs(fast.astype(int) - full).mean() < 2
+
+
+def test_a_rotated_large_jpeg_is_still_upright_at_full_requested_size(tmp_path):
+    path = tmp_path / "portrait.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the camera was turned: rotate 90 degrees clockwise to view
+    _photo(1600, 400).save(path, exif=exif, quality=95)
+    array = load_rgb(path, (200, 50)).astype(int)
+    assert array.shape == (200, 50, 3)
+    assert array[:20].mean() < array[-20:].mean() - 40  # the dark half is now on top
+
+
 def test_broken_file_raises(tmp_path):
     path = tmp_path / "broken.jpg"
     path.write_bytes(b"\xff\xd8\xff garbage")

@@ -3,6 +3,7 @@
 # bad folder fails at once, before any job starts. Only the main process lists
 # and hashes the images; a job that re-reads this file (a cluster job) takes
 # what it needs from the manifests, so it never walks data_dir.
+import json
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir, "workflow")))
 
-from tlflow import backbones, images, locks, manifest, predict  # noqa: E402
+from tlflow import backbones, images, locks, manifest, precision, predict  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -33,6 +34,29 @@ STATE = ".snakemake/tlflow"
 STAGED = f"{STATE}/staged"
 MAIN = workflow.is_main_process
 
+# `precision: auto` is decided once, on the machine that reads the workflow, and
+# kept for the jobs: a cluster job re-reads this file on a compute node, which may
+# have another CPU, and must compute the features the plan was made for.
+_precision_state = Path(STATE, "precision.json")
+_precision_key = (
+    f"{config['extraction']['precision']}, gpus {config['extraction']['gpus']}"
+)
+_decided = json.loads(_precision_state.read_text()) if _precision_state.exists() else {}
+if MAIN or _precision_key not in _decided:
+    PRECISION, _why = precision.resolve(
+        config["extraction"]["precision"], config["extraction"]["gpus"]
+    )
+    if MAIN:
+        _decided[_precision_key] = PRECISION
+        manifest.write_if_changed(_precision_state, json.dumps(_decided))
+        logger.info(f"Extraction precision: {PRECISION} ({_why}).")
+    else:
+        logger.warning(
+            f"No precision decided by the main process: {PRECISION}, {_why}."
+        )
+else:
+    PRECISION = _decided[_precision_key]
+
 # Weights files and saved models are hashed once; later reads of the workflow (a
 # job's too) find the hash by the file's size, mtime and inode.
 _file_hashes = manifest.HashCache(f"{STATE}/file-hashes.json")
@@ -42,7 +66,7 @@ try:
         _spec = backbones.resolve(
             _entry,
             config["image_size"],
-            config["extraction"]["precision"],
+            PRECISION,
             sha256=_file_hashes.sha256,
         )
         if _spec["id"] in SPECS:

@@ -16,6 +16,7 @@ import json
 import re
 from pathlib import Path
 
+from .images import DECODE
 from .manifest import file_sha256
 
 # keras.applications constructors by config name (lower case). Kept as a table so
@@ -100,7 +101,7 @@ def resolve(entry: dict, image_size, precision: str, base_dir=".", sha256=file_s
             spec["weights_sha256"] = sha256(str(path))
         # The preprocessing is the application's own; recorded so prediction repeats it.
         spec["preprocessing"] = entry.get("preprocessing") or _application_default(key)
-    spec.update(image_size=size, precision=precision)
+    spec.update(image_size=size, precision=precision, decode=DECODE)
     return spec
 
 

@@ -22,6 +22,7 @@ class BackboneSpec:
     image_size: list[int]
     precision: str
     preprocessing: str
+    decode: str | None = None  # images.DECODE; absent from heads of versions before it
     application: str | None = None  # a keras.applications model ...
     weights: str | None = None
     weights_sha256: str | None = None
