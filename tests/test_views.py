@@ -17,8 +17,8 @@ from tlflow.augment import transforms
 from tlflow.images import load_rgb
 from tlflow.synthetic import draw
 
-SECTION = {"views": 3, "seed": 0, "test_time": [], "flip": True, "zoom": 0.2,
-           "rotation": 10, "brightness": 0.2, "contrast": 0.2}  # fmt: skip
+SECTION = {"views": 3, "seed": 0, "test_time": [], "dtype": "float32", "flip": True,
+           "zoom": 0.2, "rotation": 10, "brightness": 0.2, "contrast": 0.2}  # fmt: skip
 
 
 def _views(section=None, **changes):
@@ -93,6 +93,15 @@ def test_another_amount_recomputes_every_view_but_keeps_the_originals_cache(tmp_
     assert _originals(tmp_path, manifest, data) == 0
 
 
+def test_views_stored_as_float16_are_the_float32_ones_rounded(tmp_path):
+    data, manifest, _ = _shard(tmp_path)
+    _, wide = _extract(tmp_path, manifest, data, _views())
+    _, narrow = _extract(tmp_path, manifest, data, _views(dtype="float16"), name="narrow")
+    assert np.load(tmp_path / "narrow.npy").dtype == np.float16
+    for key, row in wide.items():
+        np.testing.assert_array_equal(narrow[key], row.astype(np.float16))
+
+
 def test_a_bad_image_fails_once_for_all_its_views_or_is_skipped(tmp_path):
     data, _, _ = _shard(tmp_path)
     (data / "train/circles/zz bad.jpg").write_bytes(b"")
@@ -151,12 +160,13 @@ def test_the_head_trains_on_originals_and_views_and_validation_stays_originals(a
     train_views = pd.read_csv(features_dir / "views/train_manifest.csv", dtype={"view": str})
     assert train_views["view"].tolist() == ["0", "1"] * len(train)
     assert train_views["file"].tolist() == [f for f in train["file"] for _ in range(2)]
-    assert len(np.load(features_dir / "views/train.npy")) == 2 * len(train)
+    stored = np.load(features_dir / "views/train.npy")
+    assert stored.shape[0] == 2 * len(train) and stored.dtype == np.float16  # the default
     assert not list(features_dir.glob("views/validation*"))
     log = (augmented_run / "logs/vgg16/train_head.log").read_text()
     assert f"{3 * len(train)} training rows" in log
     meta = json.loads((augmented_run / "results/vgg16/head/head.json").read_text())
-    assert meta["augmentation"] == {"views": 2, "seed": 0, "transforms": transforms(SECTION)}
+    assert meta["augmentation"] == {"views": 2, "seed": 0, "dtype": "float16", "transforms": transforms(SECTION)}
 
 
 def test_the_deployed_model_averages_over_the_views_as_the_evaluation_does(augmented_run):
@@ -174,13 +184,15 @@ def test_the_deployed_model_averages_over_the_views_as_the_evaluation_does(augme
     alone = probabilities.predict_proba(head, np.load(results / "features/test.npy"))
     assert np.abs(alone - table[columns].to_numpy()).max() > 1e-4  # the flip changed them
     assert json.loads((results / "evaluation/metrics.json").read_text())["test_time_views"] == ["flip"]
+    summary = (results / "evaluation/summary.html").read_text()
+    assert "2 per training image" in summary and "flip, averaged with the original" in summary
 
 
 def test_an_added_image_computes_its_original_and_its_views_only(augmented_copy):
     draw("circle", 32, np.random.default_rng(5)).save(augmented_copy / "data/train/circles/new.jpg")
     planned = planned_jobs(augmented_copy)
     assert planned["extract_shard"] == planned["extract_views"] == 1
-    snakemake(augmented_copy, "results/vgg16/head/head.h5")
+    snakemake(augmented_copy, "results/vgg16/features/train.npy", "results/vgg16/features/views/train.npy")
     logs = augmented_copy / "logs/vgg16"
     newest = [max((logs / rule / "train").glob("*.log"), key=lambda p: p.stat().st_mtime_ns)
               for rule in ("extract_shard", "extract_views")]  # fmt: skip

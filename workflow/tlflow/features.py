@@ -134,9 +134,10 @@ class _PartWriter:
     leaves its finished parts for the next run to reuse.
     """
 
-    def __init__(self, cache_dir: Path, name: str, fields=MANIFEST_FIELDS, rows_per_part: int = 256):
+    def __init__(self, cache_dir: Path, name: str, fields=MANIFEST_FIELDS, dtype=np.float32,
+                 rows_per_part: int = 256):  # fmt: skip
         self.cache_dir, self.name, self.rows_per_part = cache_dir, name, rows_per_part
-        self.fields = fields
+        self.fields, self.dtype = fields, dtype
         self.meta: list[dict] = []
         self.vectors: list[np.ndarray] = []
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -153,7 +154,7 @@ class _PartWriter:
             return
         stem = f"{self.name}.part{self.number:05d}"
         with atomic_path(self.cache_dir / f"{stem}.npy") as tmp:
-            np.save(tmp, np.stack(self.vectors))
+            np.save(tmp, np.stack(self.vectors).astype(self.dtype, copy=False))
         with atomic_path(self.cache_dir / f"{stem}.csv") as tmp:  # last: marks the part whole
             tmp.write_text(manifest_text(self.meta, self.fields))
         self.number += 1
@@ -188,11 +189,12 @@ def extract_shard(
     data_dir = Path(data_dir)
     # Keyed by everything that shapes the features: another spec never reuses rows.
     cache_dir = Path(cache_dir, backbones.spec_digest(spec))
-    fields, key, decode = MANIFEST_FIELDS, _image_key, decode_all
+    fields, key, decode, dtype = MANIFEST_FIELDS, _image_key, decode_all, np.dtype(np.float32)
     if views is not None:
         rows = view_sets.rows(views, rows)
         cache_dir = cache_dir / view_sets.directory(views)
         fields, key, decode = view_sets.VIEW_FIELDS, view_sets.key, view_sets.decoder(views)
+        dtype = view_sets.dtype(views)
     cache = _load_cache(cache_dir, key)
     todo = [i for i, row in enumerate(rows) if key(row) not in cache]
     log.info(
@@ -206,7 +208,7 @@ def extract_shard(
         paths = [data_dir / rows[i]["file"] for i in todo]
         if views is not None:  # what view_sets.decoder reads
             paths = [(path, rows[i]) for path, i in zip(paths, todo)]
-        with _PartWriter(cache_dir, name, fields) as parts:
+        with _PartWriter(cache_dir, name, fields, dtype) as parts:
             for good, features, failed in compute(paths, spec, batch_size, threads, decode):
                 for j, vector in zip(good, features if features is not None else []):
                     parts.add(rows[todo[j]], vector)
@@ -230,7 +232,7 @@ def extract_shard(
     shape = cache[key(rows[kept[0]])].shape
     with atomic_path(out_features) as tmp:
         out = np.lib.format.open_memmap(
-            tmp, mode="w+", dtype=np.float32, shape=(len(kept), *shape)
+            tmp, mode="w+", dtype=dtype, shape=(len(kept), *shape)
         )
         for position, i in enumerate(kept):
             out[position] = cache[key(rows[i])]
@@ -269,7 +271,7 @@ def join_shards(shards, out_features, out_labels, out_manifest, out_skipped) -> 
     shape = parts[0].shape[1:]
     with atomic_path(out_features) as tmp:
         out = np.lib.format.open_memmap(
-            tmp, mode="w+", dtype=np.float32, shape=(len(table), *shape)
+            tmp, mode="w+", dtype=parts[0].dtype, shape=(len(table), *shape)
         )
         for position, (shard, row) in enumerate(zip(table["shard"], table["row"])):
             out[position] = parts[shard][row]

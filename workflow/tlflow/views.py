@@ -3,8 +3,8 @@
 A *view set* is a plain dict, the ``views`` parameter of a view job:
 ``{"family": ..., "names": [...]}``.
 
-- Augmented views of the training split: family ``{"transforms": ..., "seed": s}``,
-  names ``"0"`` .. ``"K-1"``. View v of an image is ``augment.random_view`` with a
+- Augmented views of the training split: family ``{"transforms": ..., "seed": s,
+  "dtype": ...}``, names ``"0"`` .. ``"K-1"``. View v of an image is ``augment.random_view`` with a
   generator seeded by (seed, v, the image's content hash): the same on every
   machine, in every shard and on every rerun. The amounts only scale the draws,
   so changing one amount changes that transform alone.
@@ -42,7 +42,7 @@ def training_views(section: dict) -> dict | None:
     """The view set of the training split from ``augmentation:``; None for ``views: 0``."""
     if not section["views"]:
         return None
-    family = {"transforms": transforms(section), "seed": section["seed"]}
+    family = {"transforms": transforms(section), "seed": section["seed"], "dtype": section["dtype"]}
     return {"family": family, "names": [str(v) for v in range(section["views"])]}
 
 
@@ -57,6 +57,12 @@ def directory(views: dict) -> str:
     views of the same family find the ones already computed."""
     blob = json.dumps(views["family"], sort_keys=True).encode()
     return f"views/{hashlib.sha256(blob).hexdigest()[:16]}"
+
+
+def dtype(views: dict) -> np.dtype:
+    """How a view set's features are stored: test-time views stay float32, as
+    model.keras computes them."""
+    return np.dtype(views["family"].get("dtype", "float32"))
 
 
 def key(row: dict) -> tuple[str, str]:
