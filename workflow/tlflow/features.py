@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from . import backbones
+from . import views as view_sets
 from .atomic import atomic_path
 from .images import decode_all
-from . import views as view_sets
 from .manifest import MANIFEST_FIELDS, manifest_text, read_manifest
 from .progress import Progress
 from .runtime import configure_threads
