@@ -13,6 +13,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/features.smk"
+include: "workflow/rules/views.smk"
 include: "workflow/rules/head.smk"
 include: "workflow/rules/plots.smk"
 include: "workflow/rules/evaluate.smk"

@@ -13,7 +13,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir, "workflow")))
 
-from tlflow import backbones, images, locks, manifest, precision, predict  # noqa: E402
+from tlflow import backbones, images, locks, manifest, precision, predict, views  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -33,6 +33,10 @@ MANIFESTS = "results/manifests"
 STATE = ".snakemake/tlflow"
 STAGED = f"{STATE}/staged"
 MAIN = workflow.is_main_process
+# Augmented views of the training images and test-time views of the evaluation
+# split (tlflow.views); None when off.
+TRAIN_VIEWS = views.training_views(config["augmentation"])
+TEST_TIME_VIEWS = views.test_time_views(config["augmentation"])
 
 # `precision: auto` is decided once, on the machine that reads the workflow, and
 # kept for the jobs: a cluster job re-reads this file on a compute node, which may
@@ -149,12 +153,44 @@ def shard_numbers(split):
     return sorted(int(n.removeprefix(prefix)) for n in LISTINGS if n.startswith(prefix))
 
 
-def shard_outputs(suffix):
-    """Input function: one backbone's and split's shard files ending in ``suffix``."""
+def shard_outputs(suffix, views=False):
+    """Input function: one backbone's and split's shard files ending in ``suffix``
+    (of its views' shards with ``views``)."""
 
     def files(wildcards):
-        prefix = f"results/{wildcards.backbone}/features/shards/{wildcards.split}"
+        shards = (
+            f"shards/{wildcards.split}/views" if views else f"shards/{wildcards.split}"
+        )
+        prefix = f"results/{wildcards.backbone}/features/{shards}"
         return [f"{prefix}/shard-{k}{suffix}" for k in shard_numbers(wildcards.split)]
+
+    return files
+
+
+def view_set(wildcards):
+    """The views of a split: augmented ones of train, test-time ones of the evaluation split."""
+    views_of = {"train": TRAIN_VIEWS, EVAL_SPLIT: TEST_TIME_VIEWS}.get(wildcards.split)
+    if views_of is None:
+        raise WorkflowError(
+            f"split '{wildcards.split}' has no views: set 'augmentation: views:' (train) "
+            "or 'augmentation: test_time:' (the evaluation split) in the config."
+        )
+    return views_of
+
+
+def view_files(split, *names):
+    """Input function: ``{name: file}`` of a split's joined views, or nothing without views."""
+    suffixes = {
+        "views": ".npy",
+        "views_labels": "_labels.npy",
+        "views_manifest": "_manifest.csv",
+    }
+
+    def files(wildcards):
+        if (TRAIN_VIEWS if split == "train" else TEST_TIME_VIEWS) is None:
+            return {}
+        prefix = f"results/{wildcards.backbone}/features/views/{split}"
+        return {name: f"{prefix}{suffixes[name]}" for name in names}
 
     return files
 
@@ -169,8 +205,21 @@ def head_settings():
 
 
 def head_meta(wildcards):
-    """Recorded beside the head: what prediction needs to rebuild the features."""
-    return {"classes": CLASSES, "backbone": SPECS[wildcards.backbone]}
+    """Recorded beside the head: what prediction needs to rebuild the features, and
+    the augmented views it was trained on (if any)."""
+    meta = {"classes": CLASSES, "backbone": SPECS[wildcards.backbone]}
+    if TRAIN_VIEWS:
+        meta["augmentation"] = {
+            "views": len(TRAIN_VIEWS["names"]),
+            **TRAIN_VIEWS["family"],
+        }
+    return meta
+
+
+def test_time_params():
+    """``{"test_time": [...]}`` when test-time views are on, else nothing: spread into
+    params, so a config without them keeps the rules' parameters as they were."""
+    return {"test_time": TEST_TIME_VIEWS["names"]} if TEST_TIME_VIEWS else {}
 
 
 def gpu_request(section):

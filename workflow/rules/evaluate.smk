@@ -11,6 +11,8 @@ localrules:
 
 rule evaluate:
     input:
+        # The split's test-time views, when 'augmentation: test_time:' names any.
+        unpack(view_files(EVAL_SPLIT, "views", "views_manifest")),
         features=f"results/{{backbone}}/features/{EVAL_SPLIT}.npy",
         labels=f"results/{{backbone}}/features/{EVAL_SPLIT}_labels.npy",
         manifest=f"results/{{backbone}}/features/{EVAL_SPLIT}_manifest.csv",

@@ -4,6 +4,8 @@
 
 rule train_head:
     input:
+        # The training images' augmented views, when 'augmentation: views:' is set.
+        unpack(view_files("train", "views", "views_labels")),
         train="results/{backbone}/features/train.npy",
         train_labels="results/{backbone}/features/train_labels.npy",
         validation="results/{backbone}/features/validation.npy",

@@ -22,6 +22,9 @@ rule deploy_model:
         # Builds the backbone once; a very large one may need more (profile: set-resources).
         mem_mb=4000,
         runtime=10,
+    params:
+        # The test-time views to average over (none: the parameter is left out).
+        **test_time_params(),
     message:
         "{rule}: backbone {wildcards.backbone}"
     script:

@@ -9,4 +9,5 @@ deploy.deploy(
     head_meta=snakemake.input.meta,
     out_model=snakemake.output.model,
     out_meta=snakemake.output.meta,
+    test_time=snakemake.params.get("test_time", []),
 )

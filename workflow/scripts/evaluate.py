@@ -16,4 +16,9 @@ evaluate.evaluate(
     out_confusion=snakemake.output.confusion,
     out_reliability=snakemake.output.reliability,
     threads=snakemake.threads,
+    views=(
+        (snakemake.input.views, snakemake.input.views_manifest)
+        if "views" in snakemake.input.keys()
+        else None
+    ),
 )

@@ -15,5 +15,6 @@ counts = features.extract_shard(
     batch_size=snakemake.params.batch_size,
     threads=snakemake.threads,
     on_bad_image=snakemake.params.on_bad_image,
+    views=snakemake.params.get("views"),  # rule extract_views
 )
 print(f"shard done: {counts}")

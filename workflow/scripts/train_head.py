@@ -13,4 +13,9 @@ head.train_and_save(
     meta=snakemake.params.meta,
     threads=snakemake.threads,
     outputs=snakemake.output,
+    views=(
+        (snakemake.input.views, snakemake.input.views_labels)
+        if "views" in snakemake.input.keys()
+        else None
+    ),
 )

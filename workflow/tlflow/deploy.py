@@ -3,10 +3,14 @@
 Backbone and trained head are joined behind a resize and the backbone's own
 preprocessing, all built from standard Keras layers, so ``model.keras`` loads with
 plain ``keras.models.load_model`` (no custom objects, safe mode on). The class
-names and the backbone spec go beside it in ``model.json``.
+names and the backbone spec go beside it in ``model.json``. With test-time views
+(tlflow.views), the model averages the head's probabilities over the image and its
+views, as the evaluation does.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -41,8 +45,28 @@ def affine_preprocessing(preprocessing: str):
     return kernel.astype(np.float32), bias.astype(np.float32)
 
 
-def build(head_model, meta: Meta):
-    """Resize -> preprocess -> frozen backbone -> head -> probabilities (keras.Model)."""
+def mirror_layer(width: int):
+    """Left-right mirror from standard layers: a fixed permutation of the columns
+    (exact in float32: each output is one input times 1, plus zeros)."""
+    import keras
+
+    permute = keras.layers.Dense(width, use_bias=False, trainable=False, name="mirror")
+    permute.build((None, width))
+    permute.set_weights([np.eye(width, dtype=np.float32)[::-1]])
+
+    def apply(x):  # (h, w, 3) -> (h, 3, w): Dense acts on the last axis
+        x = keras.layers.Permute((1, 3, 2), name="columns_last")(x)
+        return keras.layers.Permute((1, 3, 2), name="channels_last")(permute(x))
+
+    return apply
+
+
+# Builders of the test-time views of tlflow.views.TEST_TIME, by name.
+TEST_TIME_LAYERS = {"flip": mirror_layer}
+
+
+def build(head_model, meta: Meta, test_time=()):
+    """Resize -> [views] -> preprocess -> frozen backbone -> head -> probabilities (keras.Model)."""
     import keras
 
     spec = meta.backbone
@@ -54,13 +78,16 @@ def build(head_model, meta: Meta):
     inputs = keras.Input(shape=(None, None, 3), name="image")
     # Antialiased bilinear is what PIL's bilinear does when shrinking, as in training.
     x = keras.layers.Resizing(height, width, antialias=True, name="resize")(inputs)
+    # Views are made from the resized image, as tlflow.views makes them from the decoded one.
+    branches = [x, *(TEST_TIME_LAYERS[name](width)(x) for name in test_time)]
     affine = affine_preprocessing(spec.preprocessing)
     if affine is not None:
         preprocess = keras.layers.Dense(3, trainable=False, name="preprocess")
         preprocess.build((None, 3))
         preprocess.set_weights(list(affine))
-        x = preprocess(x)
-    x = head(backbone(x, training=False))
+        branches = [preprocess(branch) for branch in branches]
+    outputs = [head(backbone(branch, training=False)) for branch in branches]
+    x = outputs[0] if len(outputs) == 1 else keras.layers.Average(name="test_time")(outputs)
     if len(meta.classes) == 2:  # a sigmoid head gives p(second class) alone
         x = keras.layers.Concatenate(name="probabilities")(
             [keras.layers.Rescaling(-1.0, offset=1.0, name="complement")(x), x]
@@ -68,10 +95,13 @@ def build(head_model, meta: Meta):
     return keras.Model(inputs, x, name=f"{spec.id}_classifier")
 
 
-def deploy(head_model, head_meta, out_model, out_meta) -> None:
-    """Write ``model.keras`` and ``model.json`` (the head's metadata: classes, spec)."""
+def deploy(head_model, head_meta, out_model, out_meta, test_time=()) -> None:
+    """Write ``model.keras`` and ``model.json`` (the head's metadata: classes, spec,
+    and the test-time views averaged over, if any)."""
     meta = Meta.read(head_meta)
-    model = build(head_model, meta)
+    model = build(head_model, meta, test_time)
+    if test_time:
+        meta = replace(meta, augmentation={**meta.augmentation, "test_time": list(test_time)})
     with atomic_path(out_model) as tmp:
         model.save(tmp)
     meta.write(out_meta)

@@ -13,7 +13,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from . import calibration
+from . import calibration, test_time
 from .atomic import atomic_path
 from .metadata import Meta
 from .metrics import confusion_table, metrics, predictions_table
@@ -57,31 +57,45 @@ def predict_split(features_npy, labels_npy, manifest_csv, head_model, classes):
 def evaluate(
     features_npy, labels_npy, manifest_csv, head_model, head_meta,
     split: str, out_predictions, out_metrics, out_confusion, out_reliability, threads: int = 1,
+    views=None,
 ) -> dict:  # fmt: skip
-    """Predict a split with the head; write predictions, metrics, confusion and reliability."""
+    """Predict a split with the head; write predictions, metrics, confusion and reliability.
+
+    With ``views`` (features.npy, manifest.csv of the split's test-time views), each
+    image's probabilities are the mean over it and its views, as in ``model.keras``.
+    """
     configure_threads(threads)
     meta = Meta.read(head_meta)
     classes = meta.classes
     table, raw = predict_split(features_npy, labels_npy, manifest_csv, head_model, classes)
     labels = np.load(labels_npy)
+    sets, names = [raw], []  # logits of the originals, then of each test-time view
+    if views is not None:
+        import keras
+
+        head = keras.models.load_model(head_model, compile=False)
+        table, sets, names = test_time.average(table, raw, head, views, manifest_csv, classes)
     calibrated = table[probability_columns(classes)].to_numpy(dtype=np.float64)
-    uncalibrated = calibration.probabilities(raw)
+    uncalibrated = test_time.probabilities(sets)
+    temperature = meta.head["temperature"]
     result = {
         "split": split,
         "classes": classes,
         **metrics(table, classes),
         # Exact, from the logits: probabilities rounded to 1.0 would clip the loss of
         # a sure mistake (scikit-learn's log_loss on the table reads 0.76 for 0.89).
-        "log_loss": calibration.log_loss(raw, labels, meta.head["temperature"]),
+        "log_loss": test_time.log_loss(sets, labels, temperature),
         "ece": calibration.expected_calibration_error(calibrated, labels),
         "calibration": {
-            "temperature": meta.head["temperature"],
-            "log_loss_before": calibration.log_loss(raw, labels),
-            "log_loss_after": calibration.log_loss(raw, labels, meta.head["temperature"]),
+            "temperature": temperature,
+            "log_loss_before": test_time.log_loss(sets, labels),
+            "log_loss_after": test_time.log_loss(sets, labels, temperature),
             "ece_before": calibration.expected_calibration_error(uncalibrated, labels),
             "ece_after": calibration.expected_calibration_error(calibrated, labels),
         },
     }
+    if names:  # averaged over the originals and these views
+        result["test_time_views"] = names
     bins = pd.concat(
         pd.DataFrame(calibration.reliability(proba, labels)).assign(probabilities=name)
         for name, proba in (("before calibration", uncalibrated), ("after calibration", calibrated))

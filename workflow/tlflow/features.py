@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from . import backbones
+from . import views as view_sets
 from .atomic import atomic_path
 from .images import decode_all
-from .manifest import manifest_text, read_manifest
+from .manifest import MANIFEST_FIELDS, manifest_text, read_manifest
 from .progress import Progress
 from .runtime import configure_threads
 
@@ -37,12 +38,13 @@ class BadImagesError(ValueError):
 DECODE_AHEAD = 512
 
 
-def compute(paths, spec, batch_size: int, threads: int):
+def compute(paths, spec, batch_size: int, threads: int, decode=decode_all):
     """Yield (indices, features) batches for ``paths``; failures as (indices, messages).
 
     Decoding runs in threads, batches ahead of the model. It starts before
     TensorFlow is imported and the model built, which take seconds on one core, so
     the other cores decode the first batches meanwhile.
+    ``decode(paths, size)`` is images.decode_all, or a view set's (tlflow.views).
     """
     size = tuple(spec["image_size"])
     starts = range(0, len(paths), batch_size)
@@ -54,7 +56,7 @@ def compute(paths, spec, batch_size: int, threads: int):
             step = -(-len(chunk) // max(1, threads))
             parts = [chunk[i : i + step] for i in range(0, len(chunk), step)]
             return [
-                (offset * step, pool.submit(decode_all, part, size))
+                (offset * step, pool.submit(decode, part, size))
                 for offset, part in enumerate(parts)
             ]
 
@@ -85,8 +87,12 @@ def compute(paths, spec, batch_size: int, threads: int):
                 yield [], None, failed
 
 
-def _load_cache(cache_dir: Path):
-    """Rows cached by any shard of the split, as {sha256: row} (memory-mapped).
+def _image_key(row: dict) -> str:
+    return row["sha256"]
+
+
+def _load_cache(cache_dir: Path, key=_image_key):
+    """Rows cached by any shard of the split, as {key(row): row} (memory-mapped).
 
     Looking across the split's shards means a file that moved shard (or a new shard
     count) still finds its features.
@@ -97,7 +103,7 @@ def _load_cache(cache_dir: Path):
         if features.exists():
             rows = np.load(features, mmap_mode="r")
             cached.update(
-                (row["sha256"], rows[i]) for i, row in enumerate(read_manifest(manifest))
+                (key(row), rows[i]) for i, row in enumerate(read_manifest(manifest))
             )
     return cached
 
@@ -128,8 +134,10 @@ class _PartWriter:
     leaves its finished parts for the next run to reuse.
     """
 
-    def __init__(self, cache_dir: Path, name: str, rows_per_part: int = 256):
+    def __init__(self, cache_dir: Path, name: str, fields=MANIFEST_FIELDS, dtype=np.float32,
+                 rows_per_part: int = 256):  # fmt: skip
         self.cache_dir, self.name, self.rows_per_part = cache_dir, name, rows_per_part
+        self.fields, self.dtype = fields, dtype
         self.meta: list[dict] = []
         self.vectors: list[np.ndarray] = []
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -146,9 +154,9 @@ class _PartWriter:
             return
         stem = f"{self.name}.part{self.number:05d}"
         with atomic_path(self.cache_dir / f"{stem}.npy") as tmp:
-            np.save(tmp, np.stack(self.vectors))
+            np.save(tmp, np.stack(self.vectors).astype(self.dtype, copy=False))
         with atomic_path(self.cache_dir / f"{stem}.csv") as tmp:  # last: marks the part whole
-            tmp.write_text(manifest_text(self.meta))
+            tmp.write_text(manifest_text(self.meta, self.fields))
         self.number += 1
         self.meta, self.vectors = [], []
 
@@ -170,38 +178,50 @@ def extract_shard(
     batch_size: int = 32,
     threads: int = 1,
     on_bad_image: str = "fail",
+    views: dict | None = None,
 ) -> dict:
-    """Features of one shard's images, in manifest order; returns counts for the log."""
+    """Features of one shard's images, in manifest order; returns counts for the log.
+
+    With a view set (tlflow.views), the rows are those views of each image instead,
+    cached apart from the originals and keyed by view too.
+    """
     rows = read_manifest(manifest_path)
     data_dir = Path(data_dir)
     # Keyed by everything that shapes the features: another spec never reuses rows.
     cache_dir = Path(cache_dir, backbones.spec_digest(spec))
-    cache = _load_cache(cache_dir)
-    todo = [i for i, row in enumerate(rows) if row["sha256"] not in cache]
+    fields, key, decode, dtype = MANIFEST_FIELDS, _image_key, decode_all, np.dtype(np.float32)
+    if views is not None:
+        rows = view_sets.rows(views, rows)
+        cache_dir = cache_dir / view_sets.directory(views)
+        fields, key, decode = view_sets.VIEW_FIELDS, view_sets.key, view_sets.decoder(views)
+        dtype = view_sets.dtype(views)
+    cache = _load_cache(cache_dir, key)
+    todo = [i for i, row in enumerate(rows) if key(row) not in cache]
     log.info("backbone %s, precision %s", spec["id"], spec["precision"])
     log.info(
-        "%d images in shard, %d reused from cache, %d to compute",
-        len(rows), len(rows) - len(todo), len(todo),
+        "%d %s in shard, %d reused from cache, %d to compute",
+        len(rows), "views" if views else "images", len(rows) - len(todo), len(todo),
     )  # fmt: skip
     failures: dict[int, str] = {}
     progress = Progress(len(todo), log)
     name = Path(out_features).stem
     if todo:
         paths = [data_dir / rows[i]["file"] for i in todo]
-        with _PartWriter(cache_dir, name) as parts:
-            for good, features, failed in compute(paths, spec, batch_size, threads):
+        if views is not None:  # what view_sets.decoder reads
+            paths = [(path, rows[i]) for path, i in zip(paths, todo)]
+        with _PartWriter(cache_dir, name, fields, dtype) as parts:
+            for good, features, failed in compute(paths, spec, batch_size, threads, decode):
                 for j, vector in zip(good, features if features is not None else []):
                     parts.add(rows[todo[j]], vector)
                 failures.update({todo[j]: message for j, message in failed})
                 progress.update(len(good) + len(failed))
-        cache = _load_cache(cache_dir)  # now holds every computed row, on disk
+        cache = _load_cache(cache_dir, key)  # now holds every computed row, on disk
+    # An image that cannot be decoded fails in each of its views: listed once.
+    bad = dict.fromkeys((rows[i]["file"], message) for i, message in sorted(failures.items()))
     if failures and on_bad_image == "fail":
-        listing = "\n".join(
-            f"  {data_dir / rows[i]['file']}: {message}"
-            for i, message in sorted(failures.items())
-        )
+        listing = "\n".join(f"  {data_dir / file}: {message}" for file, message in bad)
         raise BadImagesError(
-            f"{len(failures)} image(s) could not be decoded:\n{listing}\n"
+            f"{len(bad)} image(s) could not be decoded:\n{listing}\n"
             "Fix or delete these files, or set 'on_bad_image: skip' in the config to "
             "leave them out (they are then listed in the split's skipped file)."
         )
@@ -210,24 +230,24 @@ def extract_shard(
         raise BadImagesError(
             f"no image of shard {manifest_path} could be decoded; see the list above."
         )
-    shape = cache[rows[kept[0]]["sha256"]].shape
+    shape = cache[key(rows[kept[0]])].shape
     with atomic_path(out_features) as tmp:
         out = np.lib.format.open_memmap(
-            tmp, mode="w+", dtype=np.float32, shape=(len(kept), *shape)
+            tmp, mode="w+", dtype=dtype, shape=(len(kept), *shape)
         )
         for position, i in enumerate(kept):
-            out[position] = cache[rows[i]["sha256"]]
+            out[position] = cache[key(rows[i])]
         out.flush()
         del out
     with atomic_path(out_manifest) as tmp:
-        tmp.write_text(manifest_text([rows[i] for i in kept]))
+        tmp.write_text(manifest_text([rows[i] for i in kept], fields))
     with atomic_path(out_skipped) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["file", "error"])
-        writer.writerows((rows[i]["file"], m) for i, m in sorted(failures.items()))
+        writer.writerows(bad)
     _store_cache(cache_dir, name, Path(out_features), Path(out_manifest))
     computed = len(todo) - len(failures)
-    return {"images": len(rows), "computed": computed, "skipped": len(failures)}
+    return {"rows" if views else "images": len(rows), "computed": computed, "skipped": len(bad)}
 
 
 def join_shards(shards, out_features, out_labels, out_manifest, out_skipped) -> int:
@@ -235,12 +255,14 @@ def join_shards(shards, out_features, out_labels, out_manifest, out_skipped) -> 
 
     ``shards`` is a list of (features.npy, manifest.csv, skipped.csv). The order does
     not depend on how many shards there are, so changing the shard count keeps rows.
+    Views (a ``view`` column) stay after their image's other views, as each shard
+    wrote them: an image's views are all in its shard.
     """
     import pandas as pd
 
     parts, manifests = [], []
     for number, (features, manifest, _) in enumerate(shards):
-        frame = pd.read_csv(manifest, dtype={"file": str, "class": str, "sha256": str})
+        frame = pd.read_csv(manifest, dtype={"file": str, "class": str, "sha256": str, "view": str})
         frame["shard"], frame["row"] = number, range(len(frame))
         manifests.append(frame)
         parts.append(np.load(features, mmap_mode="r"))
@@ -250,7 +272,7 @@ def join_shards(shards, out_features, out_labels, out_manifest, out_skipped) -> 
     shape = parts[0].shape[1:]
     with atomic_path(out_features) as tmp:
         out = np.lib.format.open_memmap(
-            tmp, mode="w+", dtype=np.float32, shape=(len(table), *shape)
+            tmp, mode="w+", dtype=parts[0].dtype, shape=(len(table), *shape)
         )
         for position, (shard, row) in enumerate(zip(table["shard"], table["row"])):
             out[position] = parts[shard][row]
@@ -259,7 +281,8 @@ def join_shards(shards, out_features, out_labels, out_manifest, out_skipped) -> 
     with atomic_path(out_labels) as tmp:
         np.save(tmp, table["label"].to_numpy(dtype=np.int64))
     with atomic_path(out_manifest) as tmp:
-        table[["file", "class", "label", "sha256"]].to_csv(tmp, index=False)
+        fields = view_sets.VIEW_FIELDS if "view" in table else MANIFEST_FIELDS
+        table[fields].to_csv(tmp, index=False)
     skipped = pd.concat([pd.read_csv(s, dtype=str) for _, _, s in shards])
     with atomic_path(out_skipped) as tmp:
         skipped.sort_values("file").to_csv(tmp, index=False)

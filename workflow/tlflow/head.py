@@ -193,13 +193,21 @@ def finalise(feature_shape, n_classes: int, settings: dict, candidate: dict, sta
     return model, temperature, validation
 
 
-def train_and_save(features: dict, settings: dict, meta: dict, threads: int, outputs) -> None:
-    """Fit, select and calibrate on ``features`` = {split: (features.npy, labels.npy)}."""
+def train_and_save(features: dict, settings: dict, meta: dict, threads: int, outputs, views=None) -> None:
+    """Fit, select and calibrate on ``features`` = {split: (features.npy, labels.npy)}.
+
+    ``views`` (features.npy, labels.npy) of the training images' augmented views are
+    trained on after the originals; validation stays originals only.
+    """
     import pandas as pd
 
     configure_threads(threads)
     started = time.perf_counter()
     train, validation = ((np.load(x, mmap_mode="r"), np.load(y)) for x, y in features.values())
+    if views is not None:
+        extra = np.load(views[0], mmap_mode="r"), np.load(views[1])
+        log.info("%d training images and %d augmented views of them", len(train[1]), len(extra[1]))
+        train = tuple(np.concatenate(pair) for pair in zip(train, extra))
     n_classes = len(meta["classes"])
     log.info("%d training rows, %d validation rows, %d classes",
              len(train[1]), len(validation[1]), n_classes)  # fmt: skip

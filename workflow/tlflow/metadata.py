@@ -50,6 +50,8 @@ class Meta:
     backbone: BackboneSpec
     feature_shape: list[int] = field(default_factory=list)
     head: dict = field(default_factory=dict)  # the head's settings and how it was chosen
+    # Views the head trained on, and test-time views (model.json); left out when none.
+    augmentation: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, meta: dict) -> Meta:
@@ -68,7 +70,10 @@ class Meta:
             ) from None
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "backbone": self.backbone.to_dict()}
+        meta = {**asdict(self), "backbone": self.backbone.to_dict()}
+        if not self.augmentation:  # the files of a run without views stay as they were
+            del meta["augmentation"]
+        return meta
 
     def write(self, path) -> None:
         with atomic_path(path) as tmp:

@@ -76,7 +76,12 @@ def summary_html(head_meta, manifests: dict, skipped: dict, metrics_json, out_ht
         "feature shape": " x ".join(map(str, meta.feature_shape)),
         "classes": ", ".join(meta.classes),
         "head": _head_words(meta.head),
-    }
+        # With augmentation only, so a run without it shows the page it showed before.
+        **({"augmented views": f"{meta.augmentation['views']} per training image, seed "
+            f"{meta.augmentation['seed']}"} if "views" in meta.augmentation else {}),
+        **({"test-time views": ", ".join(result["test_time_views"]) + ", averaged with the original"}
+           if "test_time_views" in result else {}),
+    }  # fmt: skip
     per_class = pd.DataFrame(result["per_class"]).T
     per_class.loc["macro average"] = {**result["macro"], "support": result["images"]}
     per_class["support"] = per_class["support"].astype(int)

@@ -1,0 +1,76 @@
+"""Test-time augmentation: an image's probabilities averaged over it and its fixed views.
+
+The evaluation averages the head's probabilities over each image and its test-time
+views (tlflow.views); ``model.keras`` averages the same way behind one Average layer,
+so a deployed prediction equals the evaluated one. Log losses are taken in log space
+from the logits (the log of the mean probability), never from rounded probabilities.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.special import log_softmax, logsumexp
+
+from . import calibration
+from .metrics import predictions_table
+from .probabilities import logits, predict_proba, probability_columns
+
+
+def view_rows(manifest_csv, views_manifest_csv) -> dict[str, np.ndarray]:
+    """``{view name: rows of the views' features}``, each in the split manifest's order."""
+    files = pd.read_csv(manifest_csv, dtype={"file": str})["file"]
+    views = pd.read_csv(views_manifest_csv, dtype={"file": str, "view": str})
+    where = {key: i for i, key in enumerate(zip(views["file"], views["view"]))}
+    try:
+        return {
+            name: np.array([where[(file, name)] for file in files])
+            for name in dict.fromkeys(views["view"])
+        }
+    except KeyError as missing:
+        raise ValueError(
+            f"{views_manifest_csv} lacks the view {missing} of an image of {manifest_csv}: "
+            "they were not written from the same images. Delete both and rerun the workflow."
+        ) from None
+
+
+def average(table: pd.DataFrame, raw, head, views, manifest_csv, classes):
+    """The predictions table averaged over each image and its views, the logit sets
+    (originals first) and the views' names.
+
+    ``table`` and ``raw`` are the originals' (evaluate.predict_split); ``views`` is
+    (features.npy, manifest.csv) of the split's test-time views.
+    """
+    features = np.load(views[0], mmap_mode="r")
+    probas, sets = [table[probability_columns(classes)].to_numpy(np.float64)], [raw]
+    rows_of = view_rows(manifest_csv, views[1])
+    for rows in rows_of.values():
+        batch = np.asarray(features[rows])
+        probas.append(predict_proba(head, batch))
+        sets.append(logits(head, batch))
+    labels = table["true_class"].map({cls: i for i, cls in enumerate(classes)}).to_numpy()
+    averaged = predictions_table(table["file"], labels, np.mean(probas, axis=0), classes)
+    return averaged, sets, list(rows_of)
+
+
+def _log_proba(logits_, temperature: float) -> np.ndarray:
+    z = np.asarray(logits_, dtype=np.float64) / temperature
+    if z.shape[1] == 1:  # a sigmoid head: the logit of the second class against 0
+        z = np.column_stack([np.zeros(len(z)), z[:, 0]])
+    return log_softmax(z, axis=1)
+
+
+def log_loss(logit_sets, labels, temperature: float = 1.0) -> float:
+    """Mean negative log of the views' mean probability of the true class."""
+    if len(logit_sets) == 1:
+        return calibration.log_loss(logit_sets[0], labels, temperature)
+    logp = np.stack([_log_proba(z, temperature) for z in logit_sets])
+    mean = logsumexp(logp, axis=0) - np.log(len(logit_sets))
+    return float(-np.mean(mean[np.arange(len(mean)), np.asarray(labels)]))
+
+
+def probabilities(logit_sets, temperature: float = 1.0) -> np.ndarray:
+    """The views' mean probabilities, one column per class."""
+    if len(logit_sets) == 1:
+        return calibration.probabilities(logit_sets[0], temperature)
+    return np.mean([calibration.probabilities(z, temperature) for z in logit_sets], axis=0)
