@@ -41,10 +41,15 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
         SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir),
         "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args,
     ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
+    return run(command, workdir, check)
+
+
+def run(command: list, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``command`` in ``cwd``, output captured as text; its tail shown if it fails."""
+    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd)
     if check and result.returncode != 0:
         raise AssertionError(
-            f"snakemake {' '.join(args)} failed ({result.returncode}):\n"
+            f"{' '.join(map(str, command))} failed ({result.returncode}):\n"
             f"{result.stdout[-5000:]}\n{result.stderr[-5000:]}"
         )
     return result
