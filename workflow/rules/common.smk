@@ -209,6 +209,14 @@ def gpu_request(section):
     return {"gpu": gpus} if gpus else {}
 
 
+def keras_env(section):
+    """The conda env of a TensorFlow rule: TensorFlow's CUDA build when
+    config[section]["gpus"] asks for GPUs, else its CPU build. Paths are relative
+    to the rule files (workflow/rules/)."""
+    gpus = config[section]["gpus"]
+    return "../../envs/keras-gpu.yaml" if gpus else "../../envs/keras.yaml"
+
+
 def predict_listing(wildcards):
     if not PREDICT_DIR:
         raise WorkflowError(
