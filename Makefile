@@ -3,21 +3,37 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 DEMO_DATA := demo/data
+TENSORFLOW := $(shell sed -n 's/^tensorflow-cpu==//p' requirements.txt)
 
-.PHONY: demo test setup
+.PHONY: demo test lint setup setup-gpu
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+# The pinned packages, then the workflow's own package tlflow, editable: the
+# rules, scripts and tests run this checkout's code.
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps --editable .
 	touch $@
+
+# GPUs: TensorFlow's CUDA build in place of the CPU one, the same version (as
+# envs/keras-gpu.yaml). Run it again after `make setup` reinstalled the packages.
+setup-gpu: setup
+	$(BIN)/pip uninstall --quiet --yes tensorflow-cpu
+	$(BIN)/pip install --quiet "tensorflow[and-cuda]==$(TENSORFLOW)"
 
 # Generated shapes and random backbone weights: no download, runs offline.
 demo: setup
-	test -d $(DEMO_DATA) || PYTHONPATH=workflow $(BIN)/python -m tlflow.synthetic $(DEMO_DATA)
+	test -d $(DEMO_DATA) || $(BIN)/python -m tlflow.synthetic $(DEMO_DATA)
 	$(BIN)/snakemake --configfile config/demo.yaml
+
+# The quality gates README.md names, run by CI: Snakemake's linter on the test
+# case (.test: its config and images) and snakefmt's check. Either fails on any finding.
+lint: setup
+	$(BIN)/snakemake --lint --directory .test
+	$(BIN)/snakefmt --check workflow Snakefile
 
 # Two workers: the end-to-end tests wait on TensorFlow start-ups more than they
 # compute. A module's tests share a worker (its fixtures are built once); the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -16,6 +17,12 @@ from tlflow.synthetic import make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+# The Snakemake runs the tests start (and their jobs) import this checkout's
+# tlflow even where the venv's editable install is another checkout's (a venv
+# shared by git worktrees); in a plain clone the two are the same.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [str(REPO / "workflow"), os.environ.get("PYTHONPATH")])
+)
 
 # Small and fast: 32x32 images, random weights, a few epochs, two shards per split.
 # Class counts are uneven and not multiples of the batch size (see synthetic.py).
@@ -41,10 +48,15 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
         SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir),
         "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args,
     ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
+    return run(command, workdir, check)
+
+
+def run(command: list, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``command`` in ``cwd``, output captured as text; its tail shown if it fails."""
+    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd)
     if check and result.returncode != 0:
         raise AssertionError(
-            f"snakemake {' '.join(args)} failed ({result.returncode}):\n"
+            f"{' '.join(map(str, command))} failed ({result.returncode}):\n"
             f"{result.stdout[-5000:]}\n{result.stderr[-5000:]}"
         )
     return result

@@ -200,7 +200,9 @@ def _audit(workdir, *args, log):
 
     Its jobs' scripts run as processes of their own, with other ids.
     """
-    env = {**os.environ, "PYTHONPATH": str(AUDIT), "TLFLOW_AUDIT": str(log)}
+    # The audit hook, then this checkout's tlflow (conftest.py).
+    paths = os.pathsep.join([str(AUDIT), os.environ["PYTHONPATH"]])
+    env = {**os.environ, "PYTHONPATH": paths, "TLFLOW_AUDIT": str(log)}
     command = [
         sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
         "--configfile", str(workdir / "config.yaml"), "--cores", "1", *args,

@@ -4,16 +4,42 @@
 # and hashes the images; a job that re-reads this file (a cluster job) takes
 # what it needs from the manifests, so it never walks data_dir.
 import json
-import sys
+import tomllib
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.io import get_flag_value
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-sys.path.insert(0, str(Path(workflow.basedir, "workflow")))
-
-from tlflow import backbones, images, locks, manifest, precision, predict, views  # noqa: E402
+# The workflow's version: pyproject.toml of the clone or module these rules come
+# from (Snakemake fetches it like the rules, from a folder, git or GitHub).
+_pyproject = workflow.source_path("../../pyproject.toml")
+with open(_pyproject, "rb") as _file:
+    VERSION = tomllib.load(_file)["project"]["version"]
+_install = (
+    "in a clone, run `make setup`; for a deployed module, "
+    f'pip install "tlflow @ git+<repository of the workflow>@v{VERSION}"'
+)
+# The rules' code is the installed package tlflow, so it is found however the
+# rules were loaded; it must be the version of the rules.
+try:
+    import tlflow
+    from tlflow import backbones, images, locks, manifest, precision, predict, views
+except ModuleNotFoundError as _error:
+    raise WorkflowError(
+        f"cannot import {_error.name}: the Python running Snakemake lacks the "
+        f"workflow's package and its pinned dependencies; {_install}."
+    ) from None
+if tlflow.__version__ != VERSION:
+    raise WorkflowError(
+        f"the workflow is version {VERSION} "
+        f"({get_flag_value(_pyproject, 'sourcecache_entry')}) but its package "
+        f"tlflow installed at {Path(tlflow.__file__).parent} is "
+        f"{tlflow.__version__}; install the same version: {_install}."
+    )
+if workflow.is_main_process:
+    logger.info(f"tlflow workflow version {VERSION}")
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -230,6 +256,14 @@ def gpu_request(section):
     """
     gpus = config[section]["gpus"]
     return {"gpu": gpus} if gpus else {}
+
+
+def keras_env(section):
+    """The conda env of a TensorFlow rule: TensorFlow's CUDA build when
+    config[section]["gpus"] asks for GPUs, else its CPU build. Paths are relative
+    to the rule files (workflow/rules/)."""
+    gpus = config[section]["gpus"]
+    return "../../envs/keras-gpu.yaml" if gpus else "../../envs/keras.yaml"
 
 
 def predict_listing(wildcards):

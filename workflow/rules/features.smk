@@ -50,7 +50,7 @@ rule extract_shard:
     benchmark:
         "logs/{backbone}/extract_shard/{split}/shard-{k}.benchmark.tsv"
     conda:
-        "../../envs/keras.yaml"
+        keras_env("extraction")
     threads: config["extraction"]["threads"]
     resources:
         **gpu_request("extraction"),

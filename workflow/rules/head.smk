@@ -27,7 +27,7 @@ rule train_head:
     group:
         "model"
     conda:
-        "../../envs/keras.yaml"
+        keras_env("head")
     threads: config["head"]["threads"]
     resources:
         **gpu_request("head"),

@@ -44,7 +44,7 @@ rule predict:
     benchmark:
         "logs/{backbone}/predict.benchmark.tsv"
     conda:
-        "../../envs/keras.yaml"
+        keras_env("predict")
     threads: config["predict"]["threads"]
     resources:
         **gpu_request("predict"),

@@ -21,7 +21,7 @@ rule extract_views:
     benchmark:
         "logs/{backbone}/extract_views/{split}/shard-{k}.benchmark.tsv"
     conda:
-        "../../envs/keras.yaml"
+        keras_env("extraction")
     threads: config["extraction"]["threads"]
     resources:
         **gpu_request("extraction"),

@@ -1,7 +1,4 @@
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/..")
-from tlflow import audit, logs  # noqa: E402
+from tlflow import audit, logs
 
 logs.to_file(snakemake.log[0])
 inputs = zip(snakemake.input.features, snakemake.input.labels, snakemake.input.manifests)

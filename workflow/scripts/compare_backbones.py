@@ -1,8 +1,6 @@
-import sys
 from pathlib import Path
 
-sys.path.insert(0, f"{snakemake.scriptdir}/..")
-from tlflow import comparison, logs, plots  # noqa: E402
+from tlflow import comparison, logs, plots
 
 logs.to_file(snakemake.log[0])
 rows = [

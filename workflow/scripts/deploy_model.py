@@ -1,7 +1,4 @@
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/..")
-from tlflow import deploy, logs  # noqa: E402
+from tlflow import deploy, logs
 
 logs.to_file(snakemake.log[0])
 deploy.deploy(

@@ -1,7 +1,4 @@
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/..")
-from tlflow import evaluate, logs  # noqa: E402
+from tlflow import evaluate, logs
 
 logs.to_file(snakemake.log[0])
 evaluate.evaluate(

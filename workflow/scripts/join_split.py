@@ -1,7 +1,4 @@
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/..")
-from tlflow import features, logs  # noqa: E402
+from tlflow import features, logs
 
 logs.to_file(snakemake.log[0])
 inputs = snakemake.input

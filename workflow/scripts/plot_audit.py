@@ -1,7 +1,4 @@
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/..")
-from tlflow import audit_plots, logs  # noqa: E402
+from tlflow import audit_plots, logs
 
 logs.to_file(snakemake.log[0])
 backbone, params = snakemake.wildcards.backbone, snakemake.params

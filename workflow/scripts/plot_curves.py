@@ -1,8 +1,5 @@
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/..")
-from tlflow import logs, plots  # noqa: E402
-from tlflow.metadata import Meta  # noqa: E402
+from tlflow import logs, plots
+from tlflow.metadata import Meta
 
 logs.to_file(snakemake.log[0])
 head = Meta.read(snakemake.input.meta).head

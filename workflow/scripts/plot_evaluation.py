@@ -1,7 +1,4 @@
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/..")
-from tlflow import logs, plots  # noqa: E402
+from tlflow import logs, plots
 
 logs.to_file(snakemake.log[0])
 backbone, split = snakemake.wildcards.backbone, snakemake.params.split

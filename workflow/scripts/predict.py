@@ -1,7 +1,4 @@
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/..")
-from tlflow import logs, manifest, predict  # noqa: E402
+from tlflow import logs, manifest, predict
 
 logs.to_file(snakemake.log[0])
 counts = predict.predict_folder(

@@ -1,7 +1,4 @@
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/..")
-from tlflow import logs, manifest  # noqa: E402
+from tlflow import logs, manifest
 
 logs.to_file(snakemake.log[0])
 manifest.publish(snakemake.input[0], snakemake.output[0])

@@ -1,7 +1,4 @@
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/..")
-from tlflow import logs, summary  # noqa: E402
+from tlflow import logs, summary
 
 logs.to_file(snakemake.log[0])
 splits = snakemake.params.splits

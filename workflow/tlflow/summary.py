@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import __version__
 from .atomic import atomic_path
 from .metadata import Meta
 
@@ -68,6 +69,7 @@ def summary_html(head_meta, manifests: dict, skipped: dict, metrics_json, out_ht
     spec = meta.backbone
     source, weights = spec.describe()
     setup = {
+        "workflow": f"tlflow {__version__}",
         "backbone": f"{spec.id} ({source})",
         "weights": weights,
         "preprocessing": spec.preprocessing,
