@@ -206,7 +206,7 @@ def workflow_run(backbone: str, data: Path, precision: str) -> dict:
 def speed(args) -> None:
     from tlflow import precision
 
-    auto, why = precision.resolve("auto", gpus=0)
+    auto, why = precision.resolve("auto")
     other = "float32" if auto == "bfloat16" else "bfloat16"
     print(f"precision auto -> {auto} ({why}); B' pins {other}")
     with tempfile.TemporaryDirectory() as tmp:

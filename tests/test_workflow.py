@@ -67,7 +67,7 @@ def test_head_metadata_records_what_shapes_the_features(finished_run):
     assert backbone["image_size"] == [32, 32]
     assert backbone["preprocessing"] == "vgg16"
     # The config leaves `precision: auto`: what this machine computes natively.
-    assert backbone["precision"] == precision.resolve("auto", gpus=0)[0]
+    assert backbone["precision"] == precision.resolve("auto")[0]
 
 
 def test_history_has_one_row_per_epoch_that_ran(finished_run):

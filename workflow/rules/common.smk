@@ -68,14 +68,10 @@ TEST_TIME_VIEWS = views.test_time_views(config["augmentation"])
 # kept for the jobs: a cluster job re-reads this file on a compute node, which may
 # have another CPU, and must compute the features the plan was made for.
 _precision_state = Path(STATE, "precision.json")
-_precision_key = (
-    f"{config['extraction']['precision']}, gpus {config['extraction']['gpus']}"
-)
+_precision_key = config["extraction"]["precision"]
 _decided = json.loads(_precision_state.read_text()) if _precision_state.exists() else {}
 if MAIN or _precision_key not in _decided:
-    PRECISION, _why = precision.resolve(
-        config["extraction"]["precision"], config["extraction"]["gpus"]
-    )
+    PRECISION, _why = precision.resolve(_precision_key)
     if MAIN:
         _decided[_precision_key] = PRECISION
         manifest.write_if_changed(_precision_state, json.dumps(_decided))

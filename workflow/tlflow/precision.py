@@ -44,21 +44,23 @@ def gpu_capabilities() -> list[float]:
         return []
 
 
-def resolve(requested: str, gpus: int, flags=None, capabilities=None) -> tuple[str, str]:
+def resolve(requested: str, flags=None, capabilities=None) -> tuple[str, str]:
     """(``float32`` or ``bfloat16``, why) for the configured precision.
 
-    ``flags`` and ``capabilities`` default to this host's; tests pass their own.
-    An explicit ``float32`` or ``bfloat16`` is kept as it is.
+    ``auto`` follows this machine's hardware, never the config's resources, so
+    that asking for a GPU or more threads reruns nothing: its GPUs if it has any,
+    else its CPU. ``flags`` and ``capabilities`` default to this host's; tests
+    pass their own. An explicit ``float32`` or ``bfloat16`` is kept as it is.
     """
     if requested != "auto":
         return requested, "set in the config"
-    if gpus:
-        capabilities = gpu_capabilities() if capabilities is None else capabilities
-        if capabilities and min(capabilities) >= BF16_GPU_CAPABILITY:
-            return "bfloat16", f"GPUs of compute capability {min(capabilities)} compute bfloat16"
-        seen = f"compute capability {min(capabilities)}" if capabilities else "no GPU on this host"
+    capabilities = gpu_capabilities() if capabilities is None else capabilities
+    if capabilities:
+        if min(capabilities) >= BF16_GPU_CAPABILITY:
+            return "bfloat16", f"this machine's GPUs (compute capability {min(capabilities)}) compute bfloat16"
         return "float32", (
-            f"extraction asks for GPUs but {seen}: bfloat16 needs 8.0 (Ampere) or newer"
+            f"this machine's GPUs have compute capability {min(capabilities)}; "
+            "bfloat16 needs 8.0 (Ampere) or newer"
         )
     flags = cpu_flags() if flags is None else set(flags)
     native = sorted(flags.intersection(BF16_CPU_FLAGS))
