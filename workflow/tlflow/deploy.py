@@ -41,15 +41,10 @@ def affine_preprocessing(preprocessing: str):
     return kernel.astype(np.float32), bias.astype(np.float32)
 
 
-def build(head_model, meta: Meta):
-    """Resize -> preprocess -> frozen backbone -> head -> probabilities (keras.Model)."""
+def preprocessed_input(spec):
+    """(raw RGB input of any size, the tensor resized and preprocessed as in training)."""
     import keras
 
-    spec = meta.backbone
-    backbone = backbones.build(spec.to_dict())  # sets the global dtype policy to the spec's
-    # Resize, preprocessing and head in float32, as during extraction and training.
-    keras.config.set_dtype_policy("float32")
-    head = keras.models.load_model(head_model, compile=False)
     height, width = spec.image_size
     inputs = keras.Input(shape=(None, None, 3), name="image")
     # Antialiased bilinear is what PIL's bilinear does when shrinking, as in training.
@@ -60,11 +55,31 @@ def build(head_model, meta: Meta):
         preprocess.build((None, 3))
         preprocess.set_weights(list(affine))
         x = preprocess(x)
-    x = head(backbone(x, training=False))
-    if len(meta.classes) == 2:  # a sigmoid head gives p(second class) alone
-        x = keras.layers.Concatenate(name="probabilities")(
-            [keras.layers.Rescaling(-1.0, offset=1.0, name="complement")(x), x]
-        )
+    return inputs, x
+
+
+def class_columns(x, n_classes: int):
+    """One probability per class: a sigmoid head gives p(second class) alone."""
+    import keras
+
+    if n_classes != 2:
+        return x
+    return keras.layers.Concatenate(name="probabilities")(
+        [keras.layers.Rescaling(-1.0, offset=1.0, name="complement")(x), x]
+    )
+
+
+def build(head_model, meta: Meta):
+    """Resize -> preprocess -> frozen backbone -> head -> probabilities (keras.Model)."""
+    import keras
+
+    spec = meta.backbone
+    backbone = backbones.build(spec.to_dict())  # sets the global dtype policy to the spec's
+    # Resize, preprocessing and head in float32, as during extraction and training.
+    keras.config.set_dtype_policy("float32")
+    head = keras.models.load_model(head_model, compile=False)
+    inputs, x = preprocessed_input(spec)
+    x = class_columns(head(backbone(x, training=False)), len(meta.classes))
     return keras.Model(inputs, x, name=f"{spec.id}_classifier")
 
 
