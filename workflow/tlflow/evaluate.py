@@ -15,7 +15,8 @@ import pandas as pd
 
 from . import calibration
 from .atomic import atomic_path
-from .metadata import Meta
+from .manifest import read_manifest
+from .metadata import Meta, model_meta_path
 from .metrics import confusion_table, metrics, predictions_table
 from .probabilities import logits, predict_proba, probability_columns
 from .runtime import configure_threads
@@ -63,7 +64,38 @@ def evaluate(
     meta = Meta.read(head_meta)
     classes = meta.classes
     table, raw = predict_split(features_npy, labels_npy, manifest_csv, head_model, classes)
-    labels = np.load(labels_npy)
+    return score(table, raw, np.load(labels_npy), meta.head["temperature"], split, classes,
+                 out_predictions, out_metrics, out_confusion, out_reliability)  # fmt: skip
+
+
+def evaluate_model(model_path, manifest_csv, data_dir, split: str, out_predictions, out_metrics,
+                   out_confusion, out_reliability, batch_size: int = 32, threads: int = 1) -> dict:  # fmt: skip
+    """Predict a split's images (its kept-image manifest) with a whole ``model.keras``.
+
+    For a model trained on pixels (fine-tuning), where cached features no longer apply.
+    The model's layer ``logits`` gives the log loss and ECE before its temperature.
+    """
+    configure_threads(threads)
+    import keras
+
+    from .image_batches import ImageBatches
+
+    meta = Meta.read(model_meta_path(model_path))
+    rows = read_manifest(manifest_csv)
+    files, labels = [r["file"] for r in rows], np.array([int(r["label"]) for r in rows])
+    batches = ImageBatches(data_dir, files, labels, meta.backbone.image_size, batch_size,
+                           workers=threads)  # fmt: skip
+    raw = logits(keras.models.load_model(model_path, compile=False), batches)
+    # From the logits in float64, as the model's own output but summing to 1 exactly.
+    proba = calibration.probabilities(raw, meta.head["temperature"])
+    table = predictions_table(files, labels, proba, meta.classes)
+    return score(table, raw, labels, meta.head["temperature"], split,
+                 meta.classes, out_predictions, out_metrics, out_confusion, out_reliability)  # fmt: skip
+
+
+def score(table, raw, labels, temperature: float, split: str, classes, out_predictions, out_metrics,
+          out_confusion, out_reliability) -> dict:  # fmt: skip
+    """Metrics of a predictions table and its logits; write the four evaluation files."""
     calibrated = table[probability_columns(classes)].to_numpy(dtype=np.float64)
     uncalibrated = calibration.probabilities(raw)
     result = {
@@ -72,12 +104,12 @@ def evaluate(
         **metrics(table, classes),
         # Exact, from the logits: probabilities rounded to 1.0 would clip the loss of
         # a sure mistake (scikit-learn's log_loss on the table reads 0.76 for 0.89).
-        "log_loss": calibration.log_loss(raw, labels, meta.head["temperature"]),
+        "log_loss": calibration.log_loss(raw, labels, temperature),
         "ece": calibration.expected_calibration_error(calibrated, labels),
         "calibration": {
-            "temperature": meta.head["temperature"],
+            "temperature": temperature,
             "log_loss_before": calibration.log_loss(raw, labels),
-            "log_loss_after": calibration.log_loss(raw, labels, meta.head["temperature"]),
+            "log_loss_after": calibration.log_loss(raw, labels, temperature),
             "ece_before": calibration.expected_calibration_error(uncalibrated, labels),
             "ece_after": calibration.expected_calibration_error(calibrated, labels),
         },
