@@ -4,8 +4,10 @@ with fine-tuning off nothing changes."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -70,6 +72,28 @@ def test_unfreeze_trains_only_the_named_layers_and_batchnorm_stays_in_inference_
     assert changed == {"block1_conv/kernel", "block1_conv/bias", "block2_conv/kernel", "block2_conv/bias"}
 
 
+def test_two_class_model_gives_both_columns_and_its_logits(tmp_path):
+    import keras
+
+    from tlflow import head
+    from tlflow.backbones import resolve
+    from tlflow.fine_tune import build, set_temperature
+    from tlflow.metadata import Meta
+    from tlflow.probabilities import logits
+
+    spec = resolve({"name": "vgg16", "weights": "none"}, [32, 32], "float32")
+    head.assemble([1, 1, 512], 2, "avg", temperature=2.0).save(tmp_path / "head.h5")
+    meta = Meta.from_dict({"classes": ["a", "b"], "backbone": spec})
+    model, _ = build(tmp_path / "head.h5", meta, "float32")
+    images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    z = logits(model, images)  # before the temperature
+    set_temperature(model, 4.0)
+    model.save(tmp_path / "model.keras")
+    proba = keras.models.load_model(tmp_path / "model.keras").predict(images, verbose=0)
+    assert np.allclose(proba[:, 1], 1 / (1 + np.exp(-z[:, 0] / 4.0)), atol=1e-5)
+    assert np.allclose(proba.sum(axis=1), 1, atol=1e-6)
+
+
 def test_every_image_once_per_epoch_in_an_order_fixed_by_seed_and_epoch(tmp_path):
     from tlflow.image_batches import ImageBatches, UnreadableImageError
 
@@ -128,6 +152,15 @@ def test_fine_tuning_writes_every_output_beside_the_frozen_model(tuned):
     assert f"{kept} training and" in (tuned / "logs/vgg16/fine_tune.log").read_text()
     summary = (tuned / RESULTS / "evaluation/summary.html").read_text()
     assert "Fine-tuned" in summary and f"{metrics['accuracy']:.4f}" in summary
+
+
+def test_report_shows_the_fine_tuned_model_beside_the_frozen_one(tuned, tmp_path):
+    out = tmp_path / "report.html"
+    snakemake(tuned, "--report", str(out))
+    page = out.read_text()
+    assert "vgg16 fine-tuned" in page and "Fine-tuning per epoch" in page
+    embedded = {base64.b64decode(m) for m in re.findall(r"filename=mistakes.png;base64,([A-Za-z0-9+/=]+)", page)}
+    assert embedded == {(tuned / RESULTS / p / "mistakes.png").read_bytes() for p in ("evaluation", "fine_tuned/evaluation")}
 
 
 def test_fine_tuned_model_loads_plainly_and_predicts_raw_images(tuned):

@@ -63,7 +63,7 @@ rule evaluate_fine_tuned:
         ),
         metrics=report(
             "results/{backbone}/fine_tuned/evaluation/metrics.json",
-            caption="../report/metrics.rst",
+            caption="../report/fine_tuned_metrics.rst",
             category="3. Evaluation",
             subcategory="{backbone} fine-tuned",
         ),
@@ -100,13 +100,13 @@ rule plot_fine_tuned_curves:
     output:
         loss=report(
             "results/{backbone}/fine_tuned/plots/loss.png",
-            caption="../report/loss.rst",
+            caption="../report/fine_tuned_curves.rst",
             category="2. Training",
             subcategory="{backbone} fine-tuned",
         ),
         accuracy=report(
             "results/{backbone}/fine_tuned/plots/accuracy.png",
-            caption="../report/accuracy.rst",
+            caption="../report/fine_tuned_curves.rst",
             category="2. Training",
             subcategory="{backbone} fine-tuned",
         ),

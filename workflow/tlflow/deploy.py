@@ -58,13 +58,13 @@ def preprocessed_input(spec):
     return inputs, x
 
 
-def class_columns(x, n_classes: int):
+def class_columns(x, n_classes: int, name: str = "probabilities"):
     """One probability per class: a sigmoid head gives p(second class) alone."""
     import keras
 
     if n_classes != 2:
         return x
-    return keras.layers.Concatenate(name="probabilities")(
+    return keras.layers.Concatenate(name=name)(
         [keras.layers.Rescaling(-1.0, offset=1.0, name="complement")(x), x]
     )
 

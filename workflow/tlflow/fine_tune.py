@@ -104,7 +104,8 @@ def build(head_model, meta: Meta, precision: str):
         copy = layer.__class__.from_config(layer.get_config())
         x = copy(x)
         copy.set_weights(layer.get_weights())
-    x = deploy.class_columns(x, len(meta.classes))
+    # The inlined head already has a layer 'probabilities' (its sigmoid or softmax).
+    x = deploy.class_columns(x, len(meta.classes), name="class_probabilities")
     return keras.Model(inputs, x, name=f"{spec.id}_fine_tuned"), backbone
 
 
