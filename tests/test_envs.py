@@ -25,6 +25,7 @@ CPU_BUILD = {"tensorflow": "tensorflow-cpu"}
 GPU_RULES = {
     "extraction": {"extract_shard", "extract_views"},
     "head": {"train_head"},
+    "fine_tune": {"fine_tune", "evaluate_fine_tuned"},
     "predict": {"predict"},
 }
 # Prints {rule: its conda env file, or ""} of the workflow as Snakemake reads it (a fresh

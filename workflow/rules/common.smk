@@ -25,7 +25,16 @@ _install = (
 # rules were loaded; it must be the version of the rules.
 try:
     import tlflow
-    from tlflow import backbones, images, locks, manifest, precision, predict, views
+    from tlflow import (
+        augment,
+        backbones,
+        images,
+        locks,
+        manifest,
+        precision,
+        predict,
+        views,
+    )
 except ModuleNotFoundError as _error:
     raise WorkflowError(
         f"cannot import {_error.name}: the Python running Snakemake lacks the "
@@ -51,6 +60,12 @@ for _required in ("train", "validation"):
             "'test' is optional."
         )
 EVAL_SPLIT = "test" if "test" in SPLITS else "validation"
+FINE_TUNE = config["fine_tune"]["enabled"]
+if config["predict"]["model"] == "fine_tuned" and not FINE_TUNE:
+    raise WorkflowError(
+        "config 'predict: model: fine_tuned' needs a fine-tuned model: set "
+        "'fine_tune: enabled: true', or 'predict: model: frozen'."
+    )
 SHARDS = config["extraction"]["shards"]
 PREDICT_DIR = config["predict"]["images"]
 MANIFESTS = "results/manifests"
@@ -169,6 +184,16 @@ def split_images(wildcards):
     return DATASET.count(wildcards.split)
 
 
+def evaluation_images(wildcards):
+    """Images of the evaluation split: listed by the main process, counted in a job."""
+    if MAIN:
+        return DATASET.count(EVAL_SPLIT)
+    return sum(
+        manifest.count_rows(path)
+        for path in Path(MANIFESTS, EVAL_SPLIT).glob("shard-*.csv")
+    )
+
+
 def shard_numbers(split):
     """Shards of a split that hold at least one image."""
     prefix = f"{split}/shard-"
@@ -262,6 +287,18 @@ def keras_env(section):
     return "../../envs/keras-gpu.yaml" if gpus else "../../envs/keras.yaml"
 
 
+def fine_tune_settings():
+    """Fine-tuning's settings without its switch and resources (they change no result)."""
+    resources = ("enabled", "threads", "mem_mb", "runtime", "gpus")
+    return {k: v for k, v in config["fine_tune"].items() if k not in resources}
+
+
+def predict_model(suffix):
+    """The model the config's 'predict: model:' names: the frozen or the fine-tuned one."""
+    folder = "fine_tuned/" if config["predict"]["model"] == "fine_tuned" else ""
+    return f"results/{{backbone}}/{folder}model{suffix}"
+
+
 def predict_listing(wildcards):
     if not PREDICT_DIR:
         raise WorkflowError(
@@ -292,6 +329,18 @@ def final_targets():
             "evaluation/reliability.png",
             "model.keras",
             *(["predictions/predictions.csv"] if PREDICT_DIR else []),
+            *(
+                [
+                    "fine_tuned/model.keras",
+                    "fine_tuned/plots/loss.png",
+                    "fine_tuned/plots/accuracy.png",
+                    "fine_tuned/evaluation/confusion_matrix.png",
+                    "fine_tuned/evaluation/mistakes.png",
+                    "fine_tuned/evaluation/reliability.png",
+                ]
+                if FINE_TUNE
+                else []
+            ),
             *(
                 [
                     "audit/audit.json",

@@ -112,6 +112,15 @@ rule summarise_run:
             if config["audit"]["enabled"]
             else []
         ),
+        # The fine-tuned model's metadata and scores, shown beside (if on).
+        fine_tuned=(
+            [
+                "results/{backbone}/fine_tuned/model.json",
+                "results/{backbone}/fine_tuned/evaluation/metrics.json",
+            ]
+            if FINE_TUNE
+            else []
+        ),
     output:
         report(
             "results/{backbone}/evaluation/summary.html",
@@ -142,6 +151,15 @@ rule compare_backbones:
     input:
         meta=expand("results/{backbone}/head/head.json", backbone=SPECS),
         metrics=expand("results/{backbone}/evaluation/metrics.json", backbone=SPECS),
+        # Fine-tuned models beside the frozen ones (if on).
+        fine_tuned_meta=expand(
+            "results/{backbone}/fine_tuned/model.json",
+            backbone=SPECS if FINE_TUNE else [],
+        ),
+        fine_tuned_metrics=expand(
+            "results/{backbone}/fine_tuned/evaluation/metrics.json",
+            backbone=SPECS if FINE_TUNE else [],
+        ),
     output:
         table=report(
             "results/comparison.csv",

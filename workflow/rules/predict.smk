@@ -33,8 +33,8 @@ rule deploy_model:
 
 rule predict:
     input:
-        model="results/{backbone}/model.keras",
-        meta="results/{backbone}/model.json",
+        model=predict_model(".keras"),
+        meta=predict_model(".json"),
         # The images' listing with content hashes, not the images (see write_manifest).
         listing=predict_listing,
     output:

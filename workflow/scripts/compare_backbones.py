@@ -3,6 +3,9 @@ from pathlib import Path
 from tlflow import comparison, logs, plots
 
 logs.to_file(snakemake.log[0])
+inputs = snakemake.input
+# Fine-tuned models' metadata and metrics, when fine-tuning is on.
+tuned = list(zip(inputs.fine_tuned_meta, inputs.fine_tuned_metrics)) or [()] * len(inputs.meta)
 rows = [
     comparison.row(
         backbone,
@@ -11,12 +14,14 @@ rows = [
         # Measured times of the jobs that made the current features and head, where logged.
         sorted(Path(logs, "extract_shard").rglob("*.benchmark.tsv")),
         [Path(logs, "train_head.benchmark.tsv")],
+        fine_tuned=(*fine_tuned, [Path(logs, "fine_tune.benchmark.tsv")]) if fine_tuned else None,
     )
-    for backbone, head_meta, metrics_json, logs in zip(
+    for backbone, head_meta, metrics_json, logs, fine_tuned in zip(
         snakemake.params.backbones,
-        snakemake.input.meta,
-        snakemake.input.metrics,
+        inputs.meta,
+        inputs.metrics,
         snakemake.params.logs,
+        tuned,
     )
 ]
 table = comparison.compare(rows, snakemake.params.criterion, snakemake.output.table)

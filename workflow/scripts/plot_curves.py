@@ -4,11 +4,13 @@ from tlflow.metadata import Meta
 logs.to_file(snakemake.log[0])
 head = Meta.read(snakemake.input.meta).head
 kind = head["selected"]["kind"]
+# A fine-tuned model's metadata holds its own epochs under "fine_tune".
+fitted, what = (head["fine_tune"], " head, fine-tuned") if "fine_tune" in head else (head, " head")
 for metric in ("loss", "accuracy"):
     plots.curve(
         snakemake.input.history,
         metric,
         snakemake.output[metric],
-        title=f"{snakemake.wildcards.backbone} ({kind} head): {metric}",
-        best_epoch=head["best_epoch"],
+        title=f"{snakemake.wildcards.backbone} ({kind}{what}): {metric}",
+        best_epoch=fitted["best_epoch"],
     )

@@ -2,6 +2,7 @@ from tlflow import logs, plots
 
 logs.to_file(snakemake.log[0])
 backbone, split = snakemake.wildcards.backbone, snakemake.params.split
+backbone = getattr(snakemake.params, "name", backbone)  # e.g. "vgg16 fine-tuned"
 plots.confusion(
     snakemake.input.confusion,
     snakemake.output.confusion,

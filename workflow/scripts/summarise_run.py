@@ -9,4 +9,5 @@ summary.summary_html(
     metrics_json=snakemake.input.metrics,
     audit_json=snakemake.input.audit[0] if snakemake.input.audit else None,
     out_html=snakemake.output[0],
+    **dict(zip(("fine_tuned_meta", "fine_tuned_metrics"), snakemake.input.fine_tuned)),
 )

@@ -72,3 +72,15 @@ def expected_calibration_error(proba, labels, bins: int = BINS) -> float:
         sum(row["images"] * abs(row["accuracy"] - row["mean_confidence"]) for row in rows if row["images"])
         / total
     )
+
+
+def scores(logits, labels, temperature: float) -> dict:
+    """Accuracy, and log loss and ECE before and after ``temperature``, of one split's logits."""
+    before, after = probabilities(logits), probabilities(logits, temperature)
+    return {
+        "accuracy": float(np.mean(after.argmax(axis=1) == np.asarray(labels))),
+        "log_loss_before_calibration": log_loss(logits, labels),
+        "log_loss": log_loss(logits, labels, temperature),
+        "ece_before_calibration": expected_calibration_error(before, labels),
+        "ece": expected_calibration_error(after, labels),
+    }

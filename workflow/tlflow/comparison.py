@@ -15,6 +15,12 @@ COLUMNS = [
     "evaluation_split", "evaluation_accuracy", "evaluation_log_loss", "evaluation_ece",
     "extraction_seconds", "head_seconds",
 ]  # fmt: skip
+# With fine-tuning on: the fine-tuned model's scores beside the frozen one's.
+FINE_TUNED_COLUMNS = [
+    "fine_tuned_validation_accuracy", "fine_tuned_validation_log_loss", "fine_tuned_validation_ece",
+    "fine_tuned_evaluation_accuracy", "fine_tuned_evaluation_log_loss", "fine_tuned_evaluation_ece",
+    "fine_tune_seconds",
+]  # fmt: skip
 
 
 def job_seconds(benchmark_files) -> float | None:
@@ -23,19 +29,32 @@ def job_seconds(benchmark_files) -> float | None:
     return float(sum(pd.read_csv(f, sep="\t")["s"].sum() for f in found)) if found else None
 
 
-def row(backbone: str, head_meta, metrics_json, extraction_benchmarks, head_benchmarks) -> dict:
-    head = Meta.read(head_meta).head
+def _scores(meta_json, metrics_json, prefix: str = "") -> dict:
+    """Validation scores (from the metadata) and evaluation scores of one model."""
+    head = Meta.read(meta_json).head
     scores = json.loads(Path(metrics_json).read_text())
-    selected = head["selected"]
     return {
+        **{f"{prefix}validation_{k}": head["validation"][k] for k in ("accuracy", "log_loss", "ece")},
+        **{f"{prefix}evaluation_{k}": scores[k] for k in ("accuracy", "log_loss", "ece")},
+    }
+
+
+def row(backbone: str, head_meta, metrics_json, extraction_benchmarks, head_benchmarks,
+        fine_tuned=None) -> dict:  # fmt: skip
+    """One backbone's row; ``fine_tuned``: (model.json, metrics.json, benchmark files) if on."""
+    selected = Meta.read(head_meta).head["selected"]
+    result = {
         "backbone": backbone,
         "head": f"{selected['kind']} ({selected['pooling']})",
-        **{f"validation_{k}": head["validation"][k] for k in ("accuracy", "log_loss", "ece")},
-        "evaluation_split": scores["split"],
-        **{f"evaluation_{k}": scores[k] for k in ("accuracy", "log_loss", "ece")},
+        **_scores(head_meta, metrics_json),
+        "evaluation_split": json.loads(Path(metrics_json).read_text())["split"],
         "extraction_seconds": job_seconds(extraction_benchmarks),
         "head_seconds": job_seconds(head_benchmarks),
     }
+    if fine_tuned:
+        model_meta, tuned_metrics, benchmarks = fine_tuned
+        result.update(_scores(model_meta, tuned_metrics, "fine_tuned_"), fine_tune_seconds=job_seconds(benchmarks))
+    return result
 
 
 def compare(rows: list[dict], criterion: str, out_csv) -> pd.DataFrame:
@@ -49,5 +68,5 @@ def compare(rows: list[dict], criterion: str, out_csv) -> pd.DataFrame:
     table = table.sort_values(order, ascending=ascending, ignore_index=True)
     table.insert(0, "rank", range(1, len(table) + 1))
     with atomic_path(out_csv) as tmp:
-        table[COLUMNS].to_csv(tmp, index=False)
+        table[COLUMNS + [c for c in FINE_TUNED_COLUMNS if c in table]].to_csv(tmp, index=False)
     return table

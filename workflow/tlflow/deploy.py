@@ -65,15 +65,11 @@ def mirror_layer(width: int):
 TEST_TIME_LAYERS = {"flip": mirror_layer}
 
 
-def build(head_model, meta: Meta, test_time=()):
-    """Resize -> [views] -> preprocess -> frozen backbone -> head -> probabilities (keras.Model)."""
+def preprocessed_input(spec, test_time=()):
+    """(raw RGB input of any size, [the tensor resized and preprocessed as in
+    training, then each test-time view of it])."""
     import keras
 
-    spec = meta.backbone
-    backbone = backbones.build(spec.to_dict())  # sets the global dtype policy to the spec's
-    # Resize, preprocessing and head in float32, as during extraction and training.
-    keras.config.set_dtype_policy("float32")
-    head = keras.models.load_model(head_model, compile=False)
     height, width = spec.image_size
     inputs = keras.Input(shape=(None, None, 3), name="image")
     # Antialiased bilinear is what PIL's bilinear does when shrinking, as in training.
@@ -86,12 +82,33 @@ def build(head_model, meta: Meta, test_time=()):
         preprocess.build((None, 3))
         preprocess.set_weights(list(affine))
         branches = [preprocess(branch) for branch in branches]
+    return inputs, branches
+
+
+def class_columns(x, n_classes: int, name: str = "probabilities"):
+    """One probability per class: a sigmoid head gives p(second class) alone."""
+    import keras
+
+    if n_classes != 2:
+        return x
+    return keras.layers.Concatenate(name=name)(
+        [keras.layers.Rescaling(-1.0, offset=1.0, name="complement")(x), x]
+    )
+
+
+def build(head_model, meta: Meta, test_time=()):
+    """Resize -> [views] -> preprocess -> frozen backbone -> head -> probabilities (keras.Model)."""
+    import keras
+
+    spec = meta.backbone
+    backbone = backbones.build(spec.to_dict())  # sets the global dtype policy to the spec's
+    # Resize, preprocessing and head in float32, as during extraction and training.
+    keras.config.set_dtype_policy("float32")
+    head = keras.models.load_model(head_model, compile=False)
+    inputs, branches = preprocessed_input(spec, test_time)
     outputs = [head(backbone(branch, training=False)) for branch in branches]
     x = outputs[0] if len(outputs) == 1 else keras.layers.Average(name="test_time")(outputs)
-    if len(meta.classes) == 2:  # a sigmoid head gives p(second class) alone
-        x = keras.layers.Concatenate(name="probabilities")(
-            [keras.layers.Rescaling(-1.0, offset=1.0, name="complement")(x), x]
-        )
+    x = class_columns(x, len(meta.classes))
     return keras.Model(inputs, x, name=f"{spec.id}_classifier")
 
 

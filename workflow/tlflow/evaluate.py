@@ -15,7 +15,8 @@ import pandas as pd
 
 from . import calibration, test_time
 from .atomic import atomic_path
-from .metadata import Meta
+from .manifest import read_manifest
+from .metadata import Meta, model_meta_path
 from .metrics import confusion_table, metrics, predictions_table
 from .probabilities import logits, predict_proba, probability_columns
 from .runtime import configure_threads
@@ -75,9 +76,43 @@ def evaluate(
 
         head = keras.models.load_model(head_model, compile=False)
         table, sets, names = test_time.average(table, raw, head, views, manifest_csv, classes)
+    return score(table, sets, names, labels, meta.head["temperature"], split, classes,
+                 out_predictions, out_metrics, out_confusion, out_reliability)  # fmt: skip
+
+
+def evaluate_model(model_path, manifest_csv, data_dir, split: str, out_predictions, out_metrics,
+                   out_confusion, out_reliability, batch_size: int = 32, threads: int = 1) -> dict:  # fmt: skip
+    """Predict a split's images (its kept-image manifest) with a whole ``model.keras``.
+
+    For a model trained on pixels (fine-tuning), where cached features no longer apply.
+    The model's layer ``logits`` gives the log loss and ECE before its temperature.
+    """
+    configure_threads(threads)
+    import keras
+
+    from .image_batches import ImageBatches
+
+    meta = Meta.read(model_meta_path(model_path))
+    rows = read_manifest(manifest_csv)
+    files, labels = [r["file"] for r in rows], np.array([int(r["label"]) for r in rows])
+    batches = ImageBatches(data_dir, files, labels, meta.backbone.image_size, batch_size,
+                           workers=threads)  # fmt: skip
+    raw = logits(keras.models.load_model(model_path, compile=False), batches)
+    # From the logits in float64, as the model's own output but summing to 1 exactly.
+    proba = calibration.probabilities(raw, meta.head["temperature"])
+    table = predictions_table(files, labels, proba, meta.classes)
+    return score(table, [raw], [], labels, meta.head["temperature"], split,
+                 meta.classes, out_predictions, out_metrics, out_confusion, out_reliability)  # fmt: skip
+
+
+def score(table, sets, names, labels, temperature: float, split: str, classes, out_predictions,
+          out_metrics, out_confusion, out_reliability) -> dict:  # fmt: skip
+    """Metrics of a predictions table and its logits; write the four evaluation files.
+
+    ``sets``: logits of the originals, then of each test-time view in ``names``.
+    """
     calibrated = table[probability_columns(classes)].to_numpy(dtype=np.float64)
     uncalibrated = test_time.probabilities(sets)
-    temperature = meta.head["temperature"]
     result = {
         "split": split,
         "classes": classes,

@@ -182,15 +182,7 @@ def finalise(feature_shape, n_classes: int, settings: dict, candidate: dict, sta
         candidate.get("dropout", 0.0), temperature,
     )  # fmt: skip
     model.set_weights(state["weights"])
-    before, after = calibration.probabilities(logits), calibration.probabilities(logits, temperature)
-    validation = {
-        "accuracy": float(np.mean(after.argmax(axis=1) == val_y)),
-        "log_loss_before_calibration": calibration.log_loss(logits, val_y),
-        "log_loss": calibration.log_loss(logits, val_y, temperature),
-        "ece_before_calibration": calibration.expected_calibration_error(before, val_y),
-        "ece": calibration.expected_calibration_error(after, val_y),
-    }
-    return model, temperature, validation
+    return model, temperature, calibration.scores(logits, val_y, temperature)
 
 
 def train_and_save(features: dict, settings: dict, meta: dict, threads: int, outputs, views=None) -> None:

@@ -99,9 +99,15 @@ def comparison(comparison_csv, out_png, title: str) -> None:
     metrics = [("accuracy", "accuracy"), ("log_loss", "log loss"), ("ece", "ECE")]
     figure, grid = plt.subplots(1, 3, figsize=(12, 0.5 * len(table) + 2.5), dpi=100, squeeze=False)
     positions = np.arange(len(table))
+    series = [("validation", "validation"), ("evaluation", "evaluation split")]
+    if "fine_tuned_validation_accuracy" in table:  # fine-tuned models beside the frozen ones
+        series += [("fine_tuned_validation", "fine-tuned, validation"),
+                   ("fine_tuned_evaluation", "fine-tuned, evaluation split")]  # fmt: skip
+    height = 0.8 / len(series)
     for axes, (column, label) in zip(grid[0], metrics):
-        axes.barh(positions - 0.2, table[f"validation_{column}"], height=0.4, label="validation")
-        axes.barh(positions + 0.2, table[f"evaluation_{column}"], height=0.4, label="evaluation split")
+        for i, (prefix, name) in enumerate(series):
+            offset = height * (i + 0.5) - 0.4
+            axes.barh(positions + offset, table[f"{prefix}_{column}"], height=height, label=name)
         axes.set_yticks(positions, table["backbone"])
         axes.invert_yaxis()  # the best ranked first, at the top
         axes.set_xlabel(label)

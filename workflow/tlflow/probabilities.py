@@ -21,4 +21,6 @@ def logits(model, features) -> np.ndarray:
     import keras
 
     upto = keras.Model(model.inputs, model.get_layer("logits").output)
-    return np.asarray(upto.predict(np.asarray(features), verbose=0), dtype=np.float64)
+    if not isinstance(features, keras.utils.PyDataset):  # a dataset of images stays one
+        features = np.asarray(features)
+    return np.asarray(upto.predict(features, verbose=0), dtype=np.float64)

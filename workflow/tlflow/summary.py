@@ -59,9 +59,39 @@ def leak_warnings(audit_json) -> list[str]:
     ]
 
 
+def _overall(result: dict) -> dict:
+    """The headline scores of one metrics.json."""
+    return {
+        "accuracy": result["accuracy"],
+        "log loss": result["log_loss"],
+        "log loss before calibration": result["calibration"]["log_loss_before"],
+        "expected calibration error (ECE)": result["ece"],
+        "ECE before calibration": result["calibration"]["ece_before"],
+        **({"ROC AUC": result["roc_auc"]} if "roc_auc" in result else {}),
+    }
+
+
+def _fine_tuned(model_meta, metrics_json):
+    """(how it was fine-tuned in words, its scores) or (None, None) without fine-tuning."""
+    if model_meta is None:
+        return None, None
+    tuned = Meta.read(model_meta).head["fine_tune"]
+    settings = tuned["settings"]
+    words = (
+        f"{len(tuned['trained_layers'])} backbone layers ({tuned['trained_layers'][0]} ... "
+        f"{tuned['trained_layers'][-1]}) and the head, {settings['optimizer']} at learning rate "
+        f"{settings['learning_rate']:g}; best epoch {tuned['best_epoch']} of {tuned['epochs_run']}"
+    )
+    return words, _overall(json.loads(Path(metrics_json).read_text()))
+
+
 def summary_html(head_meta, manifests: dict, skipped: dict, metrics_json, out_html,
-                 audit_json=None) -> None:  # fmt: skip
-    """Write the page; ``manifests`` and ``skipped`` map each split to its joined files."""
+                 audit_json=None, fine_tuned_meta=None, fine_tuned_metrics=None) -> None:  # fmt: skip
+    """Write the page; ``manifests`` and ``skipped`` map each split to its joined files.
+
+    With a fine-tuned model (its model.json and metrics.json), its scores are shown
+    beside the frozen model's.
+    """
     import jinja2
 
     meta = Meta.read(head_meta)
@@ -84,17 +114,20 @@ def summary_html(head_meta, manifests: dict, skipped: dict, metrics_json, out_ht
         **({"test-time views": ", ".join(result["test_time_views"]) + ", averaged with the original"}
            if "test_time_views" in result else {}),
     }  # fmt: skip
+    tuning, tuned_scores = _fine_tuned(fine_tuned_meta, fine_tuned_metrics)
+    if tuning:
+        setup["fine-tuned"] = tuning
     per_class = pd.DataFrame(result["per_class"]).T
     per_class.loc["macro average"] = {**result["macro"], "support": result["images"]}
     per_class["support"] = per_class["support"].astype(int)
-    overall = {
-        "accuracy": result["accuracy"],
-        "log loss": result["log_loss"],
-        "log loss before calibration": result["calibration"]["log_loss_before"],
-        "expected calibration error (ECE)": result["ece"],
-        "ECE before calibration": result["calibration"]["ece_before"],
-        **({"ROC AUC": result["roc_auc"]} if "roc_auc" in result else {}),
-    }
+    overall = _overall(result)
+    side_by_side = (
+        pd.DataFrame({"frozen": overall, "fine-tuned": tuned_scores}).to_html(
+            float_format="{:.4f}".format, na_rep="n/a"
+        )
+        if tuned_scores
+        else None
+    )
     environment = jinja2.Environment(autoescape=True, keep_trailing_newline=True)
     page = environment.from_string(TEMPLATE.read_text()).render(
         backbone=spec.id,
@@ -105,6 +138,7 @@ def summary_html(head_meta, manifests: dict, skipped: dict, metrics_json, out_ht
         images=result["images"],
         overall={k: "n/a" if v is None else f"{v:.4f}" for k, v in overall.items()},
         per_class=per_class.to_html(float_format="{:.4f}".format),
+        side_by_side=side_by_side,
     )
     with atomic_path(out_html) as tmp:
         tmp.write_text(page)

@@ -1,0 +1,15 @@
+from tlflow import evaluate, logs
+
+logs.to_file(snakemake.log[0])
+evaluate.evaluate_model(
+    model_path=snakemake.input.model,
+    manifest_csv=snakemake.input.manifest,
+    data_dir=snakemake.params.data_dir,
+    split=snakemake.params.split,
+    out_predictions=snakemake.output.predictions,
+    out_metrics=snakemake.output.metrics,
+    out_confusion=snakemake.output.confusion,
+    out_reliability=snakemake.output.reliability,
+    batch_size=snakemake.params.batch_size,
+    threads=snakemake.threads,
+)
