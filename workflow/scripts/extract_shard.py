@@ -1,4 +1,8 @@
+import time
+
 from tlflow import features, logs
+
+started = time.perf_counter()
 
 logs.to_file(snakemake.log[0])
 counts = features.extract_shard(
@@ -14,4 +18,8 @@ counts = features.extract_shard(
     on_bad_image=snakemake.params.on_bad_image,
     views=snakemake.params.get("views"),  # rule extract_views
 )
-print(f"shard done: {counts}")
+# The job's CPU seconds (all threads) against its wall seconds: the cores it kept busy.
+print(
+    f"shard done: {counts}; {time.process_time():.1f} s CPU "
+    f"in {time.perf_counter() - started:.1f} s"
+)
