@@ -32,7 +32,7 @@ demo: setup
 # The quality gates README.md names, run by CI: Snakemake's linter on the test
 # case (.test: its config and images) and snakefmt's check. Either fails on any finding.
 lint: setup
-	$(BIN)/snakemake --lint --directory .test
+	$(BIN)/snakemake --lint --configfile .test/config/config.yaml
 	$(BIN)/snakefmt --check workflow Snakefile
 
 # Two workers: the end-to-end tests wait on TensorFlow start-ups more than they

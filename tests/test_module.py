@@ -51,7 +51,7 @@ def deploy(tmp_path: Path, version: str = VERSION) -> Path:
     # name the repository's instead.
     snakefile.write_text(text.replace('"Snakefile"', f'"{repository}/Snakefile"'))
     shutil.copy(REPO / ".test/config/config.yaml", user / "config/config.yaml")
-    shutil.copytree(REPO / ".test/data", user / "data")
+    shutil.copytree(REPO / ".test/data", user / ".test/data")  # as the config names it
     return user
 
 
