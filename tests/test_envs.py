@@ -100,7 +100,7 @@ def rule_envs(tmp_path_factory) -> dict[str | None, dict[str, str]]:
     for section in (None, *GPU_RULES):
         workdir = tmp_path_factory.mktemp(f"envs-{section}")
         shutil.copy(REPO / ".test/config/config.yaml", workdir / "config.yaml")
-        shutil.copytree(REPO / ".test/data", workdir / "data")
+        shutil.copytree(REPO / ".test/data", workdir / ".test/data")  # as the config names it
         config = {section: {"gpus": 1}} if section else {}
         command = [sys.executable, "-c", READ_ENVS, str(REPO / "Snakefile"), str(workdir), json.dumps(config)]  # fmt: skip
         reads[section] = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
