@@ -30,12 +30,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 from heads import DEFAULT_BACKBONE, REPO, cpu_name, link_data, run
-
-sys.path.insert(0, str(REPO / "workflow"))
-
-from tlflow import backbones, features, head, images, selection, test_time, views  # noqa: E402
-from tlflow.manifest import HashCache, manifest_text, shard_rows  # noqa: E402
-from tlflow.probabilities import logits  # noqa: E402
+from tlflow import backbones, features, head, images, selection, test_time, views
+from tlflow.manifest import HashCache, manifest_text, shard_rows
+from tlflow.probabilities import logits
 
 
 def defaults() -> dict:

@@ -22,14 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
+from tlflow.synthetic import draw, make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow"))
-
-from tlflow.synthetic import draw, make_dataset  # noqa: E402
-
-import numpy as np  # noqa: E402
 
 
 def run_workflow(workdir: Path) -> float:
