@@ -2,9 +2,12 @@
 
 import os
 
+import pytest
+
 from tlflow.images import scan
 from tlflow.manifest import (
     HashCache,
+    UnreadableError,
     publish,
     read_manifest,
     shard_listings,
@@ -96,3 +99,20 @@ def test_manifest_rows_keep_any_file_name(tmp_path):
     name = f"train/shard-{shard_of(odd, 3)}"
     (tmp_path / "m.csv").write_text(listings[name][0], encoding="utf-8")
     assert [row["file"] for row in read_manifest(tmp_path / "m.csv")] == [odd]
+
+
+def test_unreadable_images_are_all_named_before_anything_runs(tmp_path):
+    data = tmp_path / "data"
+    make_dataset(data, {"train": 4, "validation": 2}, classes=2)
+    (data / "train/circles/broken link.jpg").symlink_to(tmp_path / "gone.jpg")
+    (data / "validation/squares/also gone.png").symlink_to(tmp_path / "gone.png")
+    cache = HashCache(tmp_path / "hashes.json")
+    with pytest.raises(UnreadableError) as error:
+        shard_listings(scan(data, ["train", "validation"]), 3, cache)
+    message = str(error.value)
+    assert "train/circles/broken link.jpg (No such file or directory)" in message
+    assert "Fix or remove them" in message
+    # The listings stop at the first split with such files; the other is checked after.
+    (data / "train/circles/broken link.jpg").unlink()
+    with pytest.raises(UnreadableError, match="validation/squares/also gone.png"):
+        shard_listings(scan(data, ["train", "validation"]), 3, cache)

@@ -130,11 +130,14 @@ if MAIN:
     # staged by its digest for the manifest rule: an edited image reruns its shard,
     # a merely touched one does not.
     _image_hashes = manifest.HashCache(f"{STATE}/image-hashes.json")
-    LISTINGS = manifest.shard_listings(DATASET, SHARDS, _image_hashes)
-    if PREDICT_DIR:
-        LISTINGS["predict"] = manifest.folder_listing(
-            PREDICT_DIR, _to_predict, _image_hashes
-        )
+    try:
+        LISTINGS = manifest.shard_listings(DATASET, SHARDS, _image_hashes)
+        if PREDICT_DIR:
+            LISTINGS["predict"] = manifest.folder_listing(
+                PREDICT_DIR, _to_predict, _image_hashes
+            )
+    except manifest.UnreadableError as _error:
+        raise WorkflowError(str(_error)) from None
     _image_hashes.save()
     _file_hashes.save()
     DIGESTS = manifest.stage(

@@ -26,6 +26,10 @@ MANIFEST_FIELDS = ["file", "class", "label", "sha256"]
 LISTING_FIELDS = ["file", "sha256"]  # images to predict: no class
 
 
+class UnreadableError(ValueError):
+    """Listed images whose bytes cannot be read (a broken link, no permission)."""
+
+
 def shard_of(relpath: str, shards: int) -> int:
     """Stable shard number of a file: crc32 of its path (not Python's salted hash)."""
     return zlib.crc32(relpath.encode("utf-8")) % shards
@@ -75,6 +79,25 @@ class HashCache:
             self.changed = False
 
 
+def _digests(cache: HashCache | None, paths: list[str]) -> list[str]:
+    """Content hashes of ``paths`` ("" without a cache); every unreadable one named at once."""
+    if cache is None:
+        return [""] * len(paths)
+    digests, failed = [], []
+    for path in paths:
+        try:
+            digests.append(cache.sha256(path))
+        except OSError as error:
+            failed.append(f"{path} ({error.strerror or error})")
+    if failed:
+        raise UnreadableError(
+            f"{len(failed)} image file(s) cannot be read: {'; '.join(failed[:10])}"
+            f"{' ...' if len(failed) > 10 else ''}. A broken symbolic link or a missing "
+            "read permission? Fix or remove them and rerun; nothing was run."
+        )
+    return digests
+
+
 def _csv_text(fields: list[str], rows) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -119,11 +142,15 @@ def _split_shards(dataset, split, shards, cache) -> dict[int, list[tuple]]:
     Tuples and plain string paths: this runs once per image on every run.
     """
     root = os.fspath(dataset.data_dir)
+    files = [
+        (f, cls, label)
+        for label, cls in enumerate(dataset.classes)
+        for f in dataset.images[split][cls]
+    ]
+    digests = _digests(cache, [f"{root}/{f}" for f, _, _ in files])
     by_shard: dict[int, list[tuple]] = {}
-    for label, cls in enumerate(dataset.classes):
-        for f in dataset.images[split][cls]:
-            digest = cache.sha256(f"{root}/{f}") if cache else ""
-            by_shard.setdefault(shard_of(f, shards), []).append((f, cls, label, digest))
+    for (f, cls, label), digest in zip(files, digests):
+        by_shard.setdefault(shard_of(f, shards), []).append((f, cls, label, digest))
     return by_shard
 
 
@@ -138,7 +165,7 @@ def shard_listings(dataset, shards: int, cache: HashCache) -> dict[str, tuple[st
 
 def folder_listing(folder, files: list[str], cache: HashCache) -> tuple[str, int]:
     """Manifest text and count of images to predict (``files`` relative to ``folder``)."""
-    rows = [(f, cache.sha256(os.path.join(folder, f))) for f in files]
+    rows = list(zip(files, _digests(cache, [os.path.join(folder, f) for f in files])))
     return _csv_text(LISTING_FIELDS, rows), len(rows)
 
 
