@@ -8,7 +8,7 @@ split's when there is a test split, and fine-tuning's seconds per epoch (from it
 log; the first epoch, which traces the model, apart) with the load average.
 
     .venv/bin/python benchmarks/fine_tune.py DATA_DIR [--seeds 1 2 3] [--epochs 5]
-        [--learning-rate 1e-5] [--unfreeze 20] [--holdout 0.5] [--workdir DIR]
+        [--learning-rate 1e-5] [--unfreeze 3] [--holdout 0.5] [--workdir DIR]
 
 Backbone: ../shared/models/efficientnet_lite0_notop.keras at 128x128 unless
 --backbone names another .keras file; everything not named here is the default.

@@ -21,8 +21,9 @@ from conftest import REPO, SNAKEMAKE, TINY_CONFIG, make_workdir, planned_jobs, s
 from tlflow.synthetic import make_dataset
 
 RESULTS = "results/vgg16"
-FINE_TUNE = {"enabled": True, "unfreeze": "block5", "epochs": 3, "patience": 2, "batch_size": 8,
-             "learning_rate": 1e-4, "threads": 2}  # fmt: skip
+# unfreeze left at its default, so the default is run on the default backbone (VGG16).
+FINE_TUNE = {"enabled": True, "epochs": 3, "patience": 2, "batch_size": 8, "learning_rate": 1e-4,
+             "threads": 2}  # fmt: skip
 CONFIG = {
     **TINY_CONFIG,
     "on_bad_image": "skip",
@@ -53,13 +54,13 @@ def test_unfreeze_trains_only_the_named_layers_and_batchnorm_stays_in_inference_
     keras.utils.set_random_seed(0)
     backbone = _tiny_backbone()
     assert unfreeze(backbone, "block2") == ["block2_conv"]
-    assert unfreeze(backbone, 3) == ["block2_conv"]  # conv, BN, pooling from the top
-    assert unfreeze(backbone, 5) == ["block1_conv", "block2_conv"]
+    assert unfreeze(backbone, 1) == ["block2_conv"]  # BN and pooling are not counted
+    assert unfreeze(backbone, 2) == ["block1_conv", "block2_conv"]
     assert {w.path.split("/")[0] for w in backbone.trainable_weights} == {"block1_conv", "block2_conv"}
     with pytest.raises(FineTuneError, match="block1, block2"):
         unfreeze(backbone, "block9")
-    with pytest.raises(FineTuneError, match="at most 5"):
-        unfreeze(backbone, 6)
+    with pytest.raises(FineTuneError, match="at most 2"):
+        unfreeze(backbone, 3)
 
     inputs = keras.Input((8, 8, 3))
     model = keras.Model(inputs, keras.layers.Dense(1)(backbone(inputs, training=False)))
@@ -143,6 +144,7 @@ def test_fine_tuning_writes_every_output_beside_the_frozen_model(tuned):
     meta = json.loads((out / "model.json").read_text())["head"]
     history = pd.read_csv(out / "history.csv")
     assert list(history["epoch"]) == list(range(1, meta["fine_tune"]["epochs_run"] + 1))
+    # The default (3 layers with weights from the top) is VGG16's block 5.
     assert meta["fine_tune"]["trained_layers"] == ["block5_conv1", "block5_conv2", "block5_conv3"]
     assert meta["fine_tune"]["best_epoch"] == int(history["val_loss"].idxmin()) + 1
     metrics = json.loads((out / "evaluation/metrics.json").read_text())

@@ -49,41 +49,63 @@ class FineTuneError(ValueError):
     """The fine-tuning settings do not fit the backbone; the message says how to fix it."""
 
 
+def _learns(layer) -> bool:
+    """A layer fine-tuning trains: it has trainable weights and is not BatchNormalization.
+
+    Asked of a trainable layer: freezing a layer hides its trainable weights.
+    """
+    return bool(layer.trainable_weights) and not isinstance(layer, keras.layers.BatchNormalization)
+
+
 def unfreeze(backbone, what) -> list[str]:
     """Make the top of ``backbone`` trainable; return the names of the layers trained.
 
-    ``what``: a number of layers counted from the top, or a layer-name prefix
-    (``block5`` for VGG16). BatchNormalization layers among them stay frozen.
+    ``what``: a number of layers with weights counted from the top, or a layer-name
+    prefix (``block5`` for VGG16). Counting only layers with weights makes a number
+    mean about the same in every architecture (3: VGG16's block 5, ResNet50's last
+    residual block, EfficientNet's last block and top convolution), whereas counting
+    pooling, activation and BatchNormalization layers too does not. BatchNormalization
+    layers among them stay frozen.
     """
+    before = {layer.name: layer.trainable for layer in backbone.layers}
+    backbone.trainable = True
+    for layer in backbone.layers:  # each one too, so that _learns sees its weights
+        layer.trainable = True
     layers = [layer for layer in backbone.layers if not isinstance(layer, keras.layers.InputLayer)]
-    if isinstance(what, int):
-        if what > len(layers):
-            raise FineTuneError(
-                f"fine_tune.unfreeze is {what} but backbone '{backbone.name}' has "
-                f"{len(layers)} layers; set it to at most {len(layers)}, or to a layer-name prefix."
-            )
-        chosen = layers[len(layers) - what :]
-    else:
-        chosen = [layer for layer in layers if layer.name.startswith(what)]
-        if not chosen:
-            prefixes = list(dict.fromkeys(layer.name.split("_")[0] for layer in layers))
-            raise FineTuneError(
-                f"fine_tune.unfreeze is '{what}' but no layer of backbone '{backbone.name}' "
-                f"has a name starting with it. Its layers' names start with: "
-                f"{', '.join(prefixes[-12:])}; or give a number of layers."
-            )
-    backbone.trainable = True  # lets layers inside be switched one by one
+    learning = [layer.name for layer in layers if _learns(layer)]
+    try:
+        trained = _select(layers, learning, what, backbone.name)
+    except FineTuneError:  # the backbone stays as it was
+        for layer in backbone.layers:
+            layer.trainable = before[layer.name]
+        raise
     for layer in backbone.layers:
-        layer.trainable = False
-    trained = []
-    for layer in chosen:
-        if not isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = True
-            trained += [layer.name] if layer.trainable_weights else []
+        layer.trainable = layer.name in trained
+    return trained
+
+
+def _select(layers, learning: list[str], what, name: str) -> list[str]:
+    """The names in ``learning`` (bottom to top) that ``what`` selects; FineTuneError if none."""
+    if isinstance(what, int):
+        if what > len(learning):
+            raise FineTuneError(
+                f"fine_tune.unfreeze is {what} but backbone '{name}' has {len(learning)} "
+                f"layers with weights to train; set it to at most {len(learning)}, or to "
+                "a layer-name prefix."
+            )
+        return learning[len(learning) - what :]
+    trained = [layer for layer in learning if layer.startswith(what)]
+    if not any(layer.name.startswith(what) for layer in layers):
+        prefixes = list(dict.fromkeys(layer.name.split("_")[0] for layer in layers))
+        raise FineTuneError(
+            f"fine_tune.unfreeze is '{what}' but no layer of backbone '{name}' has a name "
+            f"starting with it. Its layers' names start with: {', '.join(prefixes[-12:])}; "
+            "or give a number of layers."
+        )
     if not trained:
         raise FineTuneError(
             f"fine_tune.unfreeze '{what}' selects no layer with weights to train in "
-            f"backbone '{backbone.name}' (only pooling, activations or BatchNormalization); "
+            f"backbone '{name}' (only pooling, activations or BatchNormalization); "
             "select more layers."
         )
     return trained
