@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -220,3 +221,15 @@ def test_views_zero_is_the_workflow_without_augmentation(finished_copy):
     assert planned_jobs(finished_copy) == {}
     assert not [p for p in (finished_copy / "results").rglob("*") if "views" in p.name]
     assert "augmentation" not in json.loads((finished_copy / "results/vgg16/model.json").read_text())
+
+
+def test_the_head_asks_memory_for_its_views_as_float32_rows(augmented_run):
+    log = (augmented_run / "logs/vgg16/train_head.log").read_text()
+    peak, asked = map(float, re.search(r"peak memory (\d+) MB of the (\d+) MB asked", log).groups())
+    features = augmented_run / "results/vgg16/features"
+    mb = {name: (features / name).stat().st_size / 1e6
+          for name in ("train.npy", "validation.npy", "views/train.npy")}  # fmt: skip
+    # float16 views are joined to the originals as float32 rows: twice their file.
+    loaded = mb["train.npy"] + mb["validation.npy"] + 2 * mb["views/train.npy"]
+    assert asked >= 2000 + 2 * loaded
+    assert peak < asked

@@ -4,6 +4,7 @@
 # and hashes the images; a job that re-reads this file (a cluster job) takes
 # what it needs from the manifests, so it never walks data_dir.
 import json
+import math
 import tomllib
 from pathlib import Path
 
@@ -243,6 +244,11 @@ def view_files(split, *names):
         return {name: f"{prefix}{suffixes[name]}" for name in names}
 
     return files
+
+
+def widened_views_mb(input):
+    """MB the training views grow by in memory: float16 rows are joined as float32."""
+    return Path(input.views).stat().st_size / 1e6 if hasattr(input, "views") else 0
 
 
 def backbone_spec(wildcards):

@@ -32,7 +32,9 @@ rule train_head:
     resources:
         **gpu_request("head"),
         # The features are loaded whole: their size plus room for TensorFlow.
-        mem_mb=lambda wildcards, input: 2000 + 2 * input.size_mb,
+        mem_mb=lambda wildcards, input: math.ceil(
+            2000 + 2 * (input.size_mb + widened_views_mb(input))
+        ),
         runtime=lambda wildcards, input: 10 + input.size_mb // 100,
     params:
         settings=head_settings(),

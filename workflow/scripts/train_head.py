@@ -16,3 +16,4 @@ head.train_and_save(
         else None
     ),
 )
+logs.peak_memory(snakemake.resources.mem_mb)

@@ -15,3 +15,11 @@ def to_file(path) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         force=True,
     )
+
+
+def peak_memory(asked_mb) -> None:
+    """Log the job's peak resident memory beside its ``mem_mb`` request, to size it."""
+    import resource
+
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6  # KiB on Linux
+    logging.getLogger(__name__).info("peak memory %.0f MB of the %s MB asked", peak_mb, asked_mb)
