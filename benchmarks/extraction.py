@@ -7,6 +7,7 @@ Run from the repository root (README "Performance" shows the output):
     .venv/bin/python benchmarks/extraction.py --accuracy [--backbone efficientnet_lite0]
         [--data ../shared/data/catsdogs-dev]
     .venv/bin/python benchmarks/extraction.py --levers [--backbone vgg16]
+    .venv/bin/python benchmarks/extraction.py --overlap --images 640 [--repeats 3]
 
 Speed (the default): N images of the data's train split (repeated when it has
 fewer), each run a fresh process, the runs interleaved in every repeat:
@@ -27,6 +28,8 @@ a fresh process in the same minutes.
 default head (``tlflow.head.select``) on each with several seeds. ``--levers``
 times what each lever pays inside one process: batch size, the Keras bfloat16
 policy against oneDNN's own bfloat16 graph rewrite, XLA, channels-first, threads.
+``--overlap`` times the extraction loop with decoding beside the model against
+the same loop on pre-decoded images.
 
 The tutorial's traps that A does *not* copy (each silently costs accuracy):
 ``rescale=1/255`` instead of the backbone's ``preprocess_input``; ``steps = n //
@@ -342,6 +345,35 @@ def lever_child(backbone: str, variant: str, repeats: int) -> None:
         print(f"LEVER {name} {batch / seconds[name]:.1f} images/s")
 
 
+def overlap(args) -> None:
+    """Decoding beside the model, as ``features.compute`` does, against pre-decoded images.
+
+    One process, after start-up; real images of the data's train split, ``auto``
+    precision; the two interleaved in every repeat.
+    """
+    from tlflow import features, images, precision
+
+    paths = [str(p) for p in sorted((args.data / "train").glob("*/*"))[: args.images]]
+    spec = {**spec_of(args.backbone, precision.resolve("auto")[0]), "decode": images.DECODE}
+    decoded = {}
+
+    def keep(part, size):
+        decoded[tuple(part)] = images.decode_all(part, size)
+        return decoded[tuple(part)]
+
+    def run(decode) -> None:
+        assert sum(len(i) for i, _, _ in features.compute(paths, spec, 32, cpus(), decode)) == len(paths)
+
+    run(keep)  # start-up, warm-up and the decoded images
+    seconds = time_calls({"decoding beside the model": lambda: run(images.decode_all),
+                          "pre-decoded images": lambda: run(lambda part, _: decoded[tuple(part)])},
+                         args.repeats)  # fmt: skip
+    print(f"[{args.backbone}, {spec['precision']}, {len(paths)} images of {args.data.name}, "
+          f"{cpus()} cores, medians of {args.repeats}]")  # fmt: skip
+    for name, s in seconds.items():
+        print(f"  {name}: {len(paths) / s:.1f} images/s")
+
+
 def levers(args) -> None:
     variants = ["keras-bf16 batch", "onednn-bf16", "float32 batch", "float32 xla",
                 "keras-bf16 xla", "keras-bf16 channels-first", "keras-bf16 threads1"]  # fmt: skip
@@ -389,6 +421,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--accuracy", action="store_true")
     parser.add_argument("--levers", action="store_true")
+    parser.add_argument("--overlap", action="store_true")
     for hidden in ("--tutorial-child", "--peak-child", "--flops-child", "--lever-child"):
         parser.add_argument(hidden, nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -405,7 +438,8 @@ def main() -> None:
     args.data = args.data or DATA / ("catsdogs-dev" if args.accuracy else "catsdogs-2k")
     started = time.perf_counter()
     header()
-    (accuracy if args.accuracy else levers if args.levers else speed)(args)
+    mode = accuracy if args.accuracy else levers if args.levers else overlap if args.overlap else speed
+    mode(args)
     print(f"done in {time.perf_counter() - started:.0f} s; load average {os.getloadavg()[0]:.2f}")
 
 
