@@ -8,6 +8,7 @@ Run from the repository root (README "Performance" shows the output):
         [--data ../shared/data/catsdogs-dev]
     .venv/bin/python benchmarks/extraction.py --levers [--backbone vgg16]
     .venv/bin/python benchmarks/extraction.py --overlap --images 640 [--repeats 3]
+    .venv/bin/python benchmarks/extraction.py --precisions [--repeats 4]
 
 Speed (the default): N images of the data's train split (repeated when it has
 fewer), each run a fresh process, the runs interleaved in every repeat:
@@ -29,7 +30,8 @@ default head (``tlflow.head.select``) on each with several seeds. ``--levers``
 times what each lever pays inside one process: batch size, the Keras bfloat16
 policy against oneDNN's own bfloat16 graph rewrite, XLA, channels-first, threads.
 ``--overlap`` times the extraction loop with decoding beside the model against
-the same loop on pre-decoded images.
+the same loop on pre-decoded images. ``--precisions`` compares bfloat16 with float32
+for several keras.applications backbones.
 
 The tutorial's traps that A does *not* copy (each silently costs accuracy):
 ``rescale=1/255`` instead of the backbone's ``preprocess_input``; ``steps = n //
@@ -374,6 +376,35 @@ def overlap(args) -> None:
         print(f"  {name}: {len(paths) / s:.1f} images/s")
 
 
+PRECISION_BACKBONES = [("VGG16", 150), ("ResNet50", 150), ("DenseNet121", 150),
+                       ("EfficientNetB0", 128), ("MobileNetV2", 128)]  # fmt: skip
+
+
+def precisions(args) -> None:
+    """bfloat16 against float32 for several keras.applications backbones, in one process.
+
+    Random weights and inputs, batch 32, after two warm-up batches: which backbones
+    gain from ``precision: auto`` choosing bfloat16 on this machine.
+    """
+    import keras
+
+    print(f"[random weights and inputs, batch 32, {cpus()} cores, {args.repeats} batches each]")
+    x = {size: np.random.default_rng(0).random((32, size, size, 3), dtype=np.float32) * 255
+         for size in {size for _, size in PRECISION_BACKBONES}}  # fmt: skip
+    for name, size in PRECISION_BACKBONES:
+        rates = {}
+        for policy in ("float32", "mixed_bfloat16"):
+            keras.config.set_dtype_policy(policy)
+            model = getattr(keras.applications, name)(
+                include_top=False, weights=None, input_shape=(size, size, 3)
+            )
+            seconds = time_calls({policy: lambda: model.predict_on_batch(x[size])}, args.repeats)
+            rates[policy] = 32 / seconds[policy]
+        keras.config.set_dtype_policy("float32")
+        print(f"  {name} at {size}x{size}: float32 {rates['float32']:.0f}, bfloat16 "
+              f"{rates['mixed_bfloat16']:.0f} images/s = {rates['mixed_bfloat16'] / rates['float32']:.2f}x")  # fmt: skip
+
+
 def levers(args) -> None:
     variants = ["keras-bf16 batch", "onednn-bf16", "float32 batch", "float32 xla",
                 "keras-bf16 xla", "keras-bf16 channels-first", "keras-bf16 threads1"]  # fmt: skip
@@ -422,6 +453,7 @@ def main() -> None:
     parser.add_argument("--accuracy", action="store_true")
     parser.add_argument("--levers", action="store_true")
     parser.add_argument("--overlap", action="store_true")
+    parser.add_argument("--precisions", action="store_true")
     for hidden in ("--tutorial-child", "--peak-child", "--flops-child", "--lever-child"):
         parser.add_argument(hidden, nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -438,8 +470,8 @@ def main() -> None:
     args.data = args.data or DATA / ("catsdogs-dev" if args.accuracy else "catsdogs-2k")
     started = time.perf_counter()
     header()
-    mode = accuracy if args.accuracy else levers if args.levers else overlap if args.overlap else speed
-    mode(args)
+    modes = {"accuracy": accuracy, "levers": levers, "overlap": overlap, "precisions": precisions}
+    next((mode for flag, mode in modes.items() if getattr(args, flag)), speed)(args)
     print(f"done in {time.perf_counter() - started:.0f} s; load average {os.getloadavg()[0]:.2f}")
 
 
