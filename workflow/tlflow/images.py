@@ -107,6 +107,13 @@ def scan(data_dir: str | os.PathLike, splits: list[str]) -> Dataset:
             f"'{data_dir / reference_split}' has no class sub-folders. Put each class's "
             f"images in their own folder, e.g. {data_dir / reference_split}/cats/*.jpg."
         )
+    if len(classes) == 1:
+        raise DatasetError(
+            f"'{data_dir / reference_split}' has one class folder ('{classes[0]}'); a "
+            "classifier needs at least two. Put each class's images in their own folder, "
+            f"e.g. {data_dir / reference_split}/{classes[0]}/ and "
+            f"{data_dir / reference_split}/other/."
+        )
     for split, found in class_sets.items():
         if found != classes:
             raise DatasetError(
