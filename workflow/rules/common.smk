@@ -184,18 +184,17 @@ def shard_images(wildcards):
     return listing_size(f"{wildcards.split}/shard-{wildcards.k}")
 
 
-def split_images(wildcards):
-    return DATASET.count(wildcards.split)
-
-
-def evaluation_images(wildcards):
-    """Images of the evaluation split: listed by the main process, counted in a job."""
+def split_size(split):
+    """Images of a split: listed by the main process, counted from its shards' manifests in a job."""
     if MAIN:
-        return DATASET.count(EVAL_SPLIT)
+        return DATASET.count(split)
     return sum(
-        manifest.count_rows(path)
-        for path in Path(MANIFESTS, EVAL_SPLIT).glob("shard-*.csv")
+        manifest.count_rows(path) for path in Path(MANIFESTS, split).glob("shard-*.csv")
     )
+
+
+def split_images(wildcards):
+    return split_size(wildcards.split)
 
 
 def shard_numbers(split):
@@ -255,9 +254,11 @@ def backbone_spec(wildcards):
     return SPECS[wildcards.backbone]
 
 
-def head_settings():
-    """The head's settings without its resources: a thread count changes no result."""
-    return {k: v for k, v in config["head"].items() if k not in ("threads", "gpus")}
+def result_settings(section, *switches):
+    """A config section's settings without its resources and ``switches``: they change
+    no result, so as params they must rerun nothing."""
+    left_out = ("threads", "mem_mb", "runtime", "gpus", *switches)
+    return {k: v for k, v in config[section].items() if k not in left_out}
 
 
 def head_meta(wildcards):
@@ -294,12 +295,6 @@ def keras_env(section):
     to the rule files (workflow/rules/)."""
     gpus = config[section]["gpus"]
     return "../../envs/keras-gpu.yaml" if gpus else "../../envs/keras.yaml"
-
-
-def fine_tune_settings():
-    """Fine-tuning's settings without its switch and resources (they change no result)."""
-    resources = ("enabled", "threads", "mem_mb", "runtime", "gpus")
-    return {k: v for k, v in config["fine_tune"].items() if k not in resources}
 
 
 def predict_model(suffix):

@@ -35,7 +35,7 @@ rule fine_tune:
         mem_mb=config["fine_tune"]["mem_mb"],
         runtime=config["fine_tune"]["runtime"],
     params:
-        settings=fine_tune_settings(),
+        settings=result_settings("fine_tune", "enabled"),
         transforms=(
             augment.transforms(config["augmentation"])
             if config["fine_tune"]["augment"]
@@ -81,7 +81,7 @@ rule evaluate_fine_tuned:
         **gpu_request("fine_tune"),
         mem_mb=config["fine_tune"]["mem_mb"],
         # Minutes: start-up plus a slow CPU's 5 images/s, as for prediction.
-        runtime=lambda wildcards: 10 + evaluation_images(wildcards) // 300,
+        runtime=lambda wildcards: 10 + split_size(EVAL_SPLIT) // 300,
     params:
         data_dir=config["data_dir"],
         split=EVAL_SPLIT,

@@ -37,7 +37,7 @@ rule train_head:
         ),
         runtime=lambda wildcards, input: 10 + input.size_mb // 100,
     params:
-        settings=head_settings(),
+        settings=result_settings("head"),
         meta=head_meta,
     message:
         "{rule}: backbone {wildcards.backbone}"

@@ -15,7 +15,6 @@ import pandas as pd
 
 from . import calibration, test_time
 from .atomic import atomic_path
-from .manifest import read_manifest
 from .metadata import Meta, model_meta_path
 from .metrics import confusion_table, metrics, predictions_table
 from .probabilities import logits, predict_proba, probability_columns
@@ -93,14 +92,13 @@ def evaluate_model(model_path, manifest_csv, data_dir, split: str, out_predictio
     from .image_batches import ImageBatches
 
     meta = Meta.read(model_meta_path(model_path))
-    rows = read_manifest(manifest_csv)
-    files, labels = [r["file"] for r in rows], np.array([int(r["label"]) for r in rows])
-    batches = ImageBatches(data_dir, files, labels, meta.backbone.image_size, batch_size,
-                           workers=threads)  # fmt: skip
+    batches = ImageBatches.from_manifest(manifest_csv, data_dir, meta.backbone.image_size,
+                                         batch_size, workers=threads)  # fmt: skip
     raw = logits(keras.models.load_model(model_path, compile=False), batches)
     # From the logits in float64, as the model's own output but summing to 1 exactly.
     proba = calibration.probabilities(raw, meta.head["temperature"])
-    table = predictions_table(files, labels, proba, meta.classes)
+    labels = batches.labels
+    table = predictions_table(batches.files, labels, proba, meta.classes)
     return score(table, [raw], [], labels, meta.head["temperature"], split,
                  meta.classes, out_predictions, out_metrics, out_confusion, out_reliability)  # fmt: skip
 

@@ -30,7 +30,7 @@ import numpy as np
 from . import backbones, calibration, deploy
 from .atomic import atomic_path
 from .image_batches import EpochSetter, ImageBatches
-from .manifest import file_sha256, read_manifest
+from .manifest import file_sha256
 from .metadata import Meta
 from .probabilities import logits
 from .runtime import configure_threads
@@ -215,11 +215,9 @@ def checkpoint_path(out_model, key: dict) -> Path:
 
 
 def _batches(manifest_csv, data_dir, size, settings, threads, shuffle=False, transforms=None):
-    rows = read_manifest(manifest_csv)
-    return ImageBatches(
-        data_dir, [r["file"] for r in rows], [int(r["label"]) for r in rows], size,
-        settings["batch_size"], seed=settings["seed"], shuffle=shuffle,
-        transforms=transforms, workers=threads,
+    return ImageBatches.from_manifest(
+        manifest_csv, data_dir, size, settings["batch_size"], seed=settings["seed"],
+        shuffle=shuffle, transforms=transforms, workers=threads,
     )  # fmt: skip
 
 

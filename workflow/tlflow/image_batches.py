@@ -20,6 +20,7 @@ import numpy as np
 
 from . import augment
 from .images import load_rgb
+from .manifest import read_manifest
 
 
 class UnreadableImageError(ValueError):
@@ -37,11 +38,19 @@ class ImageBatches(keras.utils.PyDataset):
     def __init__(self, data_dir, files, labels, size, batch_size: int, seed: int = 0,
                  shuffle: bool = False, transforms: dict | None = None, workers: int = 1):  # fmt: skip
         super().__init__(workers=workers, use_multiprocessing=False)
-        self.paths = [Path(data_dir, name) for name in files]
+        self.files = list(files)
+        self.paths = [Path(data_dir, name) for name in self.files]
         self.labels = np.asarray(labels, dtype=np.int64)
         self.size, self.batch_size, self.seed = tuple(size), batch_size, seed
         self.shuffle, self.transforms = shuffle, transforms
         self.epoch = 0
+
+    @classmethod
+    def from_manifest(cls, manifest_csv, data_dir, size, batch_size: int, **options):
+        """The images and labels a (kept-image) manifest lists; ``options`` as for the class."""
+        rows = read_manifest(manifest_csv)
+        files, labels = [r["file"] for r in rows], [r["label"] for r in rows]
+        return cls(data_dir, files, labels, size, batch_size, **options)
 
     def __len__(self) -> int:
         return -(-len(self.paths) // self.batch_size)
