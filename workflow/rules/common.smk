@@ -30,6 +30,7 @@ try:
         augment,
         backbones,
         images,
+        intermediates,
         locks,
         manifest,
         precision,
@@ -144,6 +145,11 @@ if MAIN:
     DIGESTS = manifest.stage(
         {name: text for name, (text, _) in LISTINGS.items()}, STAGED
     )
+    # A damaged result looks up to date to Snakemake: set it aside, so this run rebuilds it.
+    for _path, _reason, _moved in intermediates.set_aside("results", f"{STATE}/damaged"):
+        logger.warning(
+            f"{_path} is damaged ({_reason}): moved to {_moved}; this run rebuilds it."
+        )
     # A run killed without clean-up (kill -9, power cut) must not block the next one.
     _cleared = locks.clear_stale_locks()
     if _cleared:

@@ -17,9 +17,10 @@ rule fine_tune:
         # The kept images (bad ones left out per on_bad_image), with content hashes.
         train="results/{backbone}/features/train_manifest.csv",
         validation="results/{backbone}/features/validation_manifest.csv",
+    # update(): the last good model is kept until a new one is written (deploy_model).
     output:
-        model="results/{backbone}/fine_tuned/model.keras",
-        meta="results/{backbone}/fine_tuned/model.json",
+        model=update("results/{backbone}/fine_tuned/model.keras"),
+        meta=update("results/{backbone}/fine_tuned/model.json"),
         history="results/{backbone}/fine_tuned/history.csv",
     log:
         "logs/{backbone}/fine_tune.log",

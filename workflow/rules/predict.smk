@@ -6,9 +6,11 @@ rule deploy_model:
     input:
         head="results/{backbone}/head/head.h5",
         meta="results/{backbone}/head/head.json",
+    # update(): Snakemake keeps the last good model until a new one is written, and
+    # puts it back if this job fails.
     output:
-        model="results/{backbone}/model.keras",
-        meta="results/{backbone}/model.json",
+        model=update("results/{backbone}/model.keras"),
+        meta=update("results/{backbone}/model.json"),
     log:
         "logs/{backbone}/deploy_model.log",
     benchmark:

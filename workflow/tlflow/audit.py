@@ -18,6 +18,7 @@ import pandas as pd
 
 from . import pooling
 from .atomic import atomic_path
+from .readers import load_array, read_table
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,9 @@ def load_splits(splits: dict) -> tuple[pd.DataFrame, np.ndarray]:
     """
     tables, vectors = [], []
     for split, (features_npy, labels_npy, manifest_csv) in splits.items():
-        features = np.load(features_npy, mmap_mode="r")
-        labels = np.load(labels_npy)
-        table = pd.read_csv(manifest_csv, dtype={"file": str, "class": str, "sha256": str})
+        features = load_array(features_npy)
+        labels = load_array(labels_npy, mmap=False)
+        table = read_table(manifest_csv)
         if not len(features) == len(labels) == len(table) or not np.array_equal(
             labels, table["label"].to_numpy()
         ):

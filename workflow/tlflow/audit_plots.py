@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
 from .plots import image_grid, plt, save
+from .readers import read_table
 
 
 def plot_suspects(suspects_csv, data_dir, out_png, title: str, most: int) -> int:
     """Grid of the strongest suspected label errors; returns how many are shown."""
-    shown = pd.read_csv(suspects_csv, dtype={"file": str}).head(most)
+    shown = read_table(suspects_csv).head(most)
     cells = [
         (
             row.file,
@@ -28,7 +27,7 @@ def plot_suspects(suspects_csv, data_dir, out_png, title: str, most: int) -> int
 
 def plot_pairs(duplicates_csv, data_dir, out_png, title: str, most: int) -> int:
     """The most alike pairs from different splits side by side; returns how many pairs."""
-    pairs = pd.read_csv(duplicates_csv, dtype={"file_a": str, "file_b": str})
+    pairs = read_table(duplicates_csv)
     shown = pairs[pairs.split_a != pairs.split_b].head(most)
     # The whole relative path: it names the split and the class folder of each copy.
     cells = [
@@ -43,8 +42,8 @@ def plot_pairs(duplicates_csv, data_dir, out_png, title: str, most: int) -> int:
 def plot_embedding(embedding_csv, predictions_csv, out_png, title: str) -> int:
     """Every image as a point of the 2-D map, coloured by class; the evaluation's
     misclassified images circled. Returns how many are circled."""
-    points = pd.read_csv(embedding_csv, dtype={"file": str, "class": str})
-    predictions = pd.read_csv(predictions_csv, dtype={"file": str})
+    points = read_table(embedding_csv)
+    predictions = read_table(predictions_csv)
     wrong = predictions.loc[predictions.true_class != predictions.predicted_class, "file"]
     marked = points[points.file.isin(wrong)]
     figure, axes = plt.subplots(figsize=(7, 6), dpi=100)

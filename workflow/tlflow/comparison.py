@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from .atomic import atomic_path
 from .metadata import Meta
+from .readers import read_json
 
 COLUMNS = [
     "rank", "backbone", "head", "validation_accuracy", "validation_log_loss", "validation_ece",
@@ -32,7 +32,7 @@ def job_seconds(benchmark_files) -> float | None:
 def _scores(meta_json, metrics_json, prefix: str = "") -> dict:
     """Validation scores (from the metadata) and evaluation scores of one model."""
     head = Meta.read(meta_json).head
-    scores = json.loads(Path(metrics_json).read_text())
+    scores = read_json(metrics_json)
     return {
         **{f"{prefix}validation_{k}": head["validation"][k] for k in ("accuracy", "log_loss", "ece")},
         **{f"{prefix}evaluation_{k}": scores[k] for k in ("accuracy", "log_loss", "ece")},
@@ -47,7 +47,7 @@ def row(backbone: str, head_meta, metrics_json, extraction_benchmarks, head_benc
         "backbone": backbone,
         "head": f"{selected['kind']} ({selected['pooling']})",
         **_scores(head_meta, metrics_json),
-        "evaluation_split": json.loads(Path(metrics_json).read_text())["split"],
+        "evaluation_split": read_json(metrics_json)["split"],
         "extraction_seconds": job_seconds(extraction_benchmarks),
         "head_seconds": job_seconds(head_benchmarks),
     }

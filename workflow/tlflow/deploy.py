@@ -17,6 +17,7 @@ import numpy as np
 from . import backbones
 from .atomic import atomic_path
 from .metadata import Meta
+from .readers import load_model
 
 
 def affine_preprocessing(preprocessing: str):
@@ -104,7 +105,7 @@ def build(head_model, meta: Meta, test_time=()):
     backbone = backbones.build(spec.to_dict())  # sets the global dtype policy to the spec's
     # Resize, preprocessing and head in float32, as during extraction and training.
     keras.config.set_dtype_policy("float32")
-    head = keras.models.load_model(head_model, compile=False)
+    head = load_model(head_model)
     inputs, branches = preprocessed_input(spec, test_time)
     outputs = [head(backbone(branch, training=False)) for branch in branches]
     x = outputs[0] if len(outputs) == 1 else keras.layers.Average(name="test_time")(outputs)

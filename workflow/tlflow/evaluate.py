@@ -18,6 +18,7 @@ from .atomic import atomic_path
 from .metadata import Meta, model_meta_path
 from .metrics import confusion_table, metrics, predictions_table
 from .probabilities import logits, predict_proba, probability_columns
+from .readers import load_array, load_model, read_table
 from .runtime import configure_threads
 
 log = logging.getLogger(__name__)
@@ -28,11 +29,9 @@ def predict_split(features_npy, labels_npy, manifest_csv, head_model, classes):
 
     Rows stay in the manifest's order; the logits are those before calibration.
     """
-    import keras
-
-    features = np.load(features_npy, mmap_mode="r")
-    labels = np.load(labels_npy)
-    manifest = pd.read_csv(manifest_csv, dtype={"file": str, "class": str})
+    features = load_array(features_npy)
+    labels = load_array(labels_npy, mmap=False)
+    manifest = read_table(manifest_csv)
     if not len(features) == len(labels) == len(manifest):
         raise ValueError(
             f"{features_npy} has {len(features)} rows, {labels_npy} {len(labels)} and "
@@ -44,7 +43,7 @@ def predict_split(features_npy, labels_npy, manifest_csv, head_model, classes):
             f"labels in {labels_npy} differ from those in {manifest_csv}; delete both "
             "and rerun the workflow to rebuild the split."
         )
-    model = keras.models.load_model(head_model, compile=False)
+    model = load_model(head_model)
     proba = predict_proba(model, features)
     if proba.shape[1] != len(classes):
         raise ValueError(
@@ -68,12 +67,10 @@ def evaluate(
     meta = Meta.read(head_meta)
     classes = meta.classes
     table, raw = predict_split(features_npy, labels_npy, manifest_csv, head_model, classes)
-    labels = np.load(labels_npy)
+    labels = load_array(labels_npy, mmap=False)
     sets, names = [raw], []  # logits of the originals, then of each test-time view
     if views is not None:
-        import keras
-
-        head = keras.models.load_model(head_model, compile=False)
+        head = load_model(head_model)
         table, sets, names = test_time.average(table, raw, head, views, manifest_csv, classes)
     return score(table, sets, names, labels, meta.head["temperature"], split, classes,
                  out_predictions, out_metrics, out_confusion, out_reliability)  # fmt: skip
@@ -87,14 +84,12 @@ def evaluate_model(model_path, manifest_csv, data_dir, split: str, out_predictio
     The model's layer ``logits`` gives the log loss and ECE before its temperature.
     """
     configure_threads(threads)
-    import keras
-
     from .image_batches import ImageBatches
 
     meta = Meta.read(model_meta_path(model_path))
     batches = ImageBatches.from_manifest(manifest_csv, data_dir, meta.backbone.image_size,
                                          batch_size, workers=threads)  # fmt: skip
-    raw = logits(keras.models.load_model(model_path, compile=False), batches)
+    raw = logits(load_model(model_path), batches)
     # From the logits in float64, as the model's own output but summing to 1 exactly.
     proba = calibration.probabilities(raw, meta.head["temperature"])
     labels = batches.labels

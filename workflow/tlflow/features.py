@@ -24,6 +24,7 @@ from .atomic import atomic_path
 from .images import decode_all
 from .manifest import MANIFEST_FIELDS, manifest_text, read_manifest
 from .progress import Progress
+from .readers import read_table
 from .runtime import configure_threads
 
 log = logging.getLogger(__name__)
@@ -262,7 +263,7 @@ def join_shards(shards, out_features, out_labels, out_manifest, out_skipped) -> 
 
     parts, manifests = [], []
     for number, (features, manifest, _) in enumerate(shards):
-        frame = pd.read_csv(manifest, dtype={"file": str, "class": str, "sha256": str, "view": str})
+        frame = read_table(manifest)
         frame["shard"], frame["row"] = number, range(len(frame))
         manifests.append(frame)
         parts.append(np.load(features, mmap_mode="r"))
@@ -283,7 +284,7 @@ def join_shards(shards, out_features, out_labels, out_manifest, out_skipped) -> 
     with atomic_path(out_manifest) as tmp:
         fields = view_sets.VIEW_FIELDS if "view" in table else MANIFEST_FIELDS
         table[fields].to_csv(tmp, index=False)
-    skipped = pd.concat([pd.read_csv(s, dtype=str) for _, _, s in shards])
+    skipped = pd.concat([read_table(s) for _, _, s in shards])
     with atomic_path(out_skipped) as tmp:
         skipped.sort_values("file").to_csv(tmp, index=False)
     return len(table)

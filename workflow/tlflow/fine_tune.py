@@ -33,6 +33,7 @@ from .image_batches import EpochSetter, ImageBatches
 from .manifest import file_sha256
 from .metadata import Meta
 from .probabilities import logits
+from .readers import READ_ERRORS, load_model
 from .runtime import configure_threads
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ def build(head_model, meta: Meta, precision: str):
     """
     spec = meta.backbone
     backbone = backbones.build({**spec.to_dict(), "precision": precision})
-    head = keras.models.load_model(head_model, compile=False)
+    head = load_model(head_model)
     inputs, (x,) = deploy.preprocessed_input(spec)
     x = backbone(x, training=False)  # BatchNormalization in inference mode, always
     for layer in head.layers:  # fresh copies: layers of this model alone, so .output is here
@@ -153,10 +154,18 @@ class Checkpoint(keras.callbacks.Callback):
         self.state = self._read_state()
 
     def _read_state(self) -> dict:
+        fresh = {"epoch": 0, "stopped": False, "rows": []}
         if not self.path.is_file():
-            return {"epoch": 0, "stopped": False, "rows": []}
-        with np.load(self.path) as saved:
-            return json.loads(str(saved["state"]))
+            return fresh
+        try:
+            with np.load(self.path) as saved:
+                return json.loads(str(saved["state"]))
+        except READ_ERRORS as error:  # a resume point, not a result: start again
+            aside = self.path.with_name(f"{self.path.name}.damaged")
+            self.path.replace(aside)
+            log.warning("checkpoint %s cannot be read (%s: %s): moved to %s; training "
+                        "starts from the first epoch", self.path, type(error).__name__, error, aside)  # fmt: skip
+            return fresh
 
     def restore(self, model) -> None:
         """Put the saved state into ``model`` (compiled) and the early stopping."""

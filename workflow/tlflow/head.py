@@ -19,6 +19,7 @@ from . import calibration, pooling, selection
 from .atomic import atomic_path
 from .metadata import Meta
 from .probabilities import logits
+from .readers import load_array
 from .runtime import configure_threads
 
 log = logging.getLogger(__name__)
@@ -195,9 +196,9 @@ def train_and_save(features: dict, settings: dict, meta: dict, threads: int, out
 
     configure_threads(threads)
     started = time.perf_counter()
-    train, validation = ((np.load(x, mmap_mode="r"), np.load(y)) for x, y in features.values())
+    train, validation = ((load_array(x), load_array(y, mmap=False)) for x, y in features.values())
     if views is not None:
-        extra = np.load(views[0], mmap_mode="r"), np.load(views[1])
+        extra = load_array(views[0]), load_array(views[1], mmap=False)
         log.info("%d training images and %d augmented views of them", len(train[1]), len(extra[1]))
         train = tuple(np.concatenate(pair) for pair in zip(train, extra))
     n_classes = len(meta["classes"])

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .atomic import atomic_path
+from .readers import damaged, read_json
 
 
 @dataclass(frozen=True)
@@ -59,15 +60,11 @@ class Meta:
 
     @classmethod
     def read(cls, path) -> Meta:
-        """The metadata in ``path``; ValueError naming the file if it is not such metadata."""
+        """The metadata in ``path``; DamagedFileError naming the file if it is not such metadata."""
         try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
+            return cls.from_dict(read_json(path))
         except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(
-                f"'{path}' is not the metadata the workflow writes ({type(error).__name__}: "
-                f"{error}). Rerun the workflow to rewrite it, or copy the .json that was "
-                "written beside the model."
-            ) from None
+            raise damaged(path, error) from None
 
     def to_dict(self) -> dict:
         meta = {**asdict(self), "backbone": self.backbone.to_dict()}

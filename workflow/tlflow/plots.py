@@ -10,17 +10,17 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display on servers and cluster nodes
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
 from .metrics import confident_mistakes  # noqa: E402
+from .readers import read_table  # noqa: E402
 
 
 def curve(history_csv, metric: str, out_png, title: str, best_epoch: int | None = None) -> None:
     """Train vs validation ``metric`` per epoch; the kept epoch marked."""
-    history = pd.read_csv(history_csv)
+    history = read_table(history_csv)
     figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
     axes.plot(history["epoch"], history[metric], marker="o", label=f"train {metric}")
     axes.plot(history["epoch"], history[f"val_{metric}"], marker="o", label=f"validation {metric}")
@@ -38,7 +38,7 @@ def curve(history_csv, metric: str, out_png, title: str, best_epoch: int | None 
 
 def confusion(confusion_csv, out_png, title: str) -> None:
     """The confusion matrix as a heat map, each cell labelled with its count."""
-    counts = pd.read_csv(confusion_csv, index_col=0)
+    counts = read_table(confusion_csv, index_col=0)
     n = len(counts)
     side = max(4.0, 1.0 + 0.6 * n)
     figure, axes = plt.subplots(figsize=(side + 1, side), dpi=100)
@@ -59,7 +59,7 @@ def confusion(confusion_csv, out_png, title: str) -> None:
 
 def mistakes(predictions_csv, data_dir, out_png, title: str, most: int = 16) -> int:
     """Grid of the most confident mistakes, each captioned; returns how many are shown."""
-    table = pd.read_csv(predictions_csv, dtype={"file": str})
+    table = read_table(predictions_csv)
     classes = [c.removeprefix("prob_") for c in table.columns if c.startswith("prob_")]
     shown = confident_mistakes(table, classes, most)
     cells = [
@@ -76,7 +76,7 @@ def mistakes(predictions_csv, data_dir, out_png, title: str, most: int = 16) -> 
 
 def reliability(reliability_csv, out_png, title: str) -> None:
     """Reliability diagram: accuracy against confidence per bin, before and after calibration."""
-    table = pd.read_csv(reliability_csv)
+    table = read_table(reliability_csv)
     figure, axes = plt.subplots(figsize=(5, 5), dpi=100)
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
     for name, group in table.groupby("probabilities", sort=False):
@@ -95,7 +95,7 @@ def reliability(reliability_csv, out_png, title: str) -> None:
 
 def comparison(comparison_csv, out_png, title: str) -> None:
     """Backbones side by side: accuracy, log loss and ECE on validation and evaluation."""
-    table = pd.read_csv(comparison_csv)
+    table = read_table(comparison_csv)
     metrics = [("accuracy", "accuracy"), ("log_loss", "log loss"), ("ece", "ECE")]
     figure, grid = plt.subplots(1, 3, figsize=(12, 0.5 * len(table) + 2.5), dpi=100, squeeze=False)
     positions = np.arange(len(table))

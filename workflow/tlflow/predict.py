@@ -1,6 +1,6 @@
 """Class probabilities for a folder of new images, from a deployed ``model.keras``.
 
-    PYTHONPATH=workflow python -m tlflow.predict results/vgg16/model.keras photos/ out.csv
+    python -m tlflow.predict results/vgg16/model.keras photos/ out.csv
 
 Reads the class names from ``model.json`` beside the model. Every image file below
 the folder gets a row; one that cannot be decoded gets its error instead of
@@ -22,6 +22,7 @@ from .images import decode_all, files_below, is_image
 from .metadata import Meta, model_meta_path
 from .probabilities import probability_columns
 from .progress import Progress
+from .readers import DamagedFileError, load_model
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def read_meta(model_path) -> Meta:
         )
     try:
         return Meta.read(path)
-    except ValueError as error:
+    except DamagedFileError as error:
         raise PredictError(str(error)) from None
 
 
@@ -70,12 +71,10 @@ def predict_folder(
     meta = read_meta(model_path)  # a bad path fails here, before TensorFlow starts
     classes = meta.classes
     files = list_images(folder) if files is None else files
-    import keras
-
     from .runtime import configure_threads
 
     configure_threads(threads)
-    model = keras.models.load_model(model_path, compile=False)
+    model = load_model(model_path)
     # Decode and resize exactly as the features were made (PIL bilinear); the model's
     # own resize then leaves the images unchanged, so predictions match training.
     size = tuple(meta.backbone.image_size)
@@ -115,7 +114,7 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
         counts = predict_folder(args.model, args.folder, args.out_csv, args.batch_size, args.threads)
-    except PredictError as error:
+    except (PredictError, DamagedFileError) as error:
         parser.exit(2, f"error: {error}\n")
     print(f"wrote {args.out_csv}: {counts}")
 

@@ -6,7 +6,6 @@ values and the tables it shows.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +13,7 @@ import pandas as pd
 from . import __version__
 from .atomic import atomic_path
 from .metadata import Meta
+from .readers import read_json, read_table
 
 TEMPLATE = Path(__file__).with_name("templates") / "summary.html"
 
@@ -23,8 +23,8 @@ def split_sizes(manifests: dict, skipped: dict, classes) -> pd.DataFrame:
     sizes = pd.DataFrame(
         {
             split: {
-                **pd.read_csv(manifests[split], dtype=str)["class"].value_counts().to_dict(),
-                "skipped (unreadable)": len(pd.read_csv(skipped[split], dtype=str)),
+                **read_table(manifests[split])["class"].value_counts().to_dict(),
+                "skipped (unreadable)": len(read_table(skipped[split])),
             }
             for split in manifests
         }
@@ -49,7 +49,7 @@ def leak_warnings(audit_json) -> list[str]:
     """Sentences warning of validation or test images with a copy in train (from the audit)."""
     if audit_json is None:
         return []
-    copies = json.loads(Path(audit_json).read_text())["copies_in_train"]
+    copies = read_json(audit_json)["copies_in_train"]
     return [
         f"{count} {split} image(s) have an exact or near copy in train "
         f"(results/<backbone>/audit/duplicates.csv): scores on {split} overstate how "
@@ -82,7 +82,7 @@ def _fine_tuned(model_meta, metrics_json):
         f"{tuned['trained_layers'][-1]}) and the head, {settings['optimizer']} at learning rate "
         f"{settings['learning_rate']:g}; best epoch {tuned['best_epoch']} of {tuned['epochs_run']}"
     )
-    return words, _overall(json.loads(Path(metrics_json).read_text()))
+    return words, _overall(read_json(metrics_json))
 
 
 def summary_html(head_meta, manifests: dict, skipped: dict, metrics_json, out_html,
@@ -95,7 +95,7 @@ def summary_html(head_meta, manifests: dict, skipped: dict, metrics_json, out_ht
     import jinja2
 
     meta = Meta.read(head_meta)
-    result = json.loads(Path(metrics_json).read_text())
+    result = read_json(metrics_json)
     spec = meta.backbone
     source, weights = spec.describe()
     setup = {

@@ -15,12 +15,13 @@ from scipy.special import log_softmax, logsumexp
 from . import calibration
 from .metrics import predictions_table
 from .probabilities import logits, predict_proba, probability_columns
+from .readers import load_array, read_table
 
 
 def view_rows(manifest_csv, views_manifest_csv) -> dict[str, np.ndarray]:
     """``{view name: rows of the views' features}``, each in the split manifest's order."""
-    files = pd.read_csv(manifest_csv, dtype={"file": str})["file"]
-    views = pd.read_csv(views_manifest_csv, dtype={"file": str, "view": str})
+    files = read_table(manifest_csv)["file"]
+    views = read_table(views_manifest_csv)
     where = {key: i for i, key in enumerate(zip(views["file"], views["view"]))}
     try:
         return {
@@ -41,7 +42,7 @@ def average(table: pd.DataFrame, raw, head, views, manifest_csv, classes):
     ``table`` and ``raw`` are the originals' (evaluate.predict_split); ``views`` is
     (features.npy, manifest.csv) of the split's test-time views.
     """
-    features = np.load(views[0], mmap_mode="r")
+    features = load_array(views[0])
     probas, sets = [table[probability_columns(classes)].to_numpy(np.float64)], [raw]
     rows_of = view_rows(manifest_csv, views[1])
     for rows in rows_of.values():
