@@ -85,6 +85,9 @@ def test_figures_and_summary_are_written(binary_run):
     summary = results(binary_run, "evaluation/summary.html").read_text()
     for text in ("circles, squares", "float32", "validation", "<th>train</th>", ">27<"):
         assert text in summary  # 13 + 14 training images used
+    # No test split: the scores are on the split that chose the head, and the page says so.
+    assert "<th>split scored</th><td>validation</td>" in summary
+    assert "also chose and calibrated the head: they are optimistic" in summary
 
 
 def test_evaluation_uses_the_test_split_when_configured(finished_run):
@@ -93,6 +96,8 @@ def test_evaluation_uses_the_test_split_when_configured(finished_run):
     assert found["split"] == "test" and found["images"] == 5 + 6 + 7
     assert table["file"].str.startswith("test/").all()
     assert len(found["per_class"]) == 3 and "roc_auc" not in found  # AUC: two classes only
+    summary = (finished_run / "results/vgg16/evaluation/summary.html").read_text()
+    assert "<th>split scored</th><td>test</td>" in summary and "optimistic" not in summary
 
 
 def test_deployed_model_gives_the_probabilities_of_features_then_head(binary_run):

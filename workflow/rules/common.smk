@@ -35,6 +35,7 @@ try:
         manifest,
         precision,
         predict,
+        splits,
         views,
     )
 except ModuleNotFoundError as _error:
@@ -55,13 +56,12 @@ if workflow.is_main_process:
 validate(config, schema="../schemas/config.schema.yaml")
 
 SPLITS = config["splits"]
-for _required in ("train", "validation"):
-    if _required not in SPLITS:
-        raise WorkflowError(
-            f"config 'splits' is {SPLITS} but must include '{_required}'; "
-            "'test' is optional."
-        )
-EVAL_SPLIT = "test" if "test" in SPLITS else "validation"
+# The split the evaluation scores; train fits the head and validation chooses and
+# calibrates it (tlflow.splits).
+try:
+    EVAL_SPLIT = splits.evaluation_split(SPLITS, config["evaluation"].get("split"))
+except splits.SplitError as _error:
+    raise WorkflowError(str(_error)) from None
 FINE_TUNE = config["fine_tune"]["enabled"]
 if config["predict"]["model"] == "fine_tuned" and not FINE_TUNE:
     raise WorkflowError(

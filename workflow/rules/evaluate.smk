@@ -1,6 +1,6 @@
-# Trained head -> predictions on the evaluation split (test if configured, else
-# validation) -> metrics, confusion matrix, mistakes grid, reliability diagram and
-# a run summary; with several backbones, a table ranking them.
+# Trained head -> predictions on the evaluation split (config 'evaluation: split:';
+# test if configured, else validation) -> metrics, confusion matrix, mistakes grid,
+# reliability diagram and a run summary; with several backbones, a table ranking them.
 
 
 localrules:
@@ -140,6 +140,7 @@ rule summarise_run:
         runtime=5,
     params:
         splits=SPLITS,
+        split=EVAL_SPLIT,
     message:
         "{rule}: backbone {wildcards.backbone}"
     script:

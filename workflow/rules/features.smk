@@ -92,6 +92,8 @@ rule join_split:
         mem_mb=1000,
         runtime=lambda wildcards, input: 5 + input.size_mb // 500,
     params:
+        # Every class must keep an image in the split (tlflow.splits.check_classes).
+        classes=CLASSES,
         images=split_images,
     message:
         "{rule}: backbone {wildcards.backbone}, split {wildcards.split}, "

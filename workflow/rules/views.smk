@@ -65,6 +65,7 @@ rule join_views:
         mem_mb=1000,
         runtime=lambda wildcards, input: 5 + input.size_mb // 500,
     params:
+        classes=CLASSES,
         images=split_images,
     message:
         "{rule}: backbone {wildcards.backbone}, split {wildcards.split}, "

@@ -1,7 +1,11 @@
-from tlflow import features, logs
+from tlflow import features, logs, splits
 
 logs.to_file(snakemake.log[0])
 inputs = snakemake.input
+# Before anything is written: a split without a class must not look joined.
+splits.check_classes(
+    snakemake.wildcards.split, snakemake.params.classes, inputs.manifests, inputs.skipped
+)
 shards = list(zip(inputs.features, inputs.manifests, inputs.skipped, strict=True))
 rows = features.join_shards(
     shards,

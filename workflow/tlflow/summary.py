@@ -14,6 +14,7 @@ from . import __version__
 from .atomic import atomic_path
 from .metadata import Meta
 from .readers import read_json, read_table
+from .splits import SELECTION
 
 TEMPLATE = Path(__file__).with_name("templates") / "summary.html"
 
@@ -40,9 +41,20 @@ def _head_words(head: dict) -> str:
     extra = ", ".join(f"{k} {v}" for k, v in selected.items() if k not in ("candidate", "kind", "pooling"))
     return (
         f"{selected['kind']}, {selected['pooling']} pooling, {extra}; best of "
-        f"{head['candidates']} on validation ({head['settings']['criterion']}); "
+        f"{head['candidates']} on {SELECTION} ({head['settings']['criterion']}); "
         f"temperature {head['temperature']:.3f}"
     )
+
+
+def selection_warnings(split: str) -> list[str]:
+    """A sentence saying the scores are optimistic when ``split`` also chose the head."""
+    if split != SELECTION:
+        return []
+    return [
+        f"The scores below are on {SELECTION}, the split that also chose and calibrated "
+        "the head: they are optimistic. For scores the choice never saw, add a test split "
+        "(data_dir/test/<class>/) or set 'evaluation: split:' to a held-out split."
+    ]
 
 
 def leak_warnings(audit_json) -> list[str]:
@@ -108,6 +120,8 @@ def summary_html(head_meta, manifests: dict, skipped: dict, metrics_json, out_ht
         "feature shape": " x ".join(map(str, meta.feature_shape)),
         "classes": ", ".join(meta.classes),
         "head": _head_words(meta.head),
+        "split scored": result["split"],
+        "split that chose and calibrated the head": SELECTION,
         # With augmentation only, so a run without it shows the page it showed before.
         **({"augmented views": f"{meta.augmentation['views']} per training image, seed "
             f"{meta.augmentation['seed']}"} if "views" in meta.augmentation else {}),
@@ -131,7 +145,7 @@ def summary_html(head_meta, manifests: dict, skipped: dict, metrics_json, out_ht
     environment = jinja2.Environment(autoescape=True, keep_trailing_newline=True)
     page = environment.from_string(TEMPLATE.read_text()).render(
         backbone=spec.id,
-        warnings=leak_warnings(audit_json),
+        warnings=selection_warnings(result["split"]) + leak_warnings(audit_json),
         setup=setup,
         sizes=split_sizes(manifests, skipped, meta.classes).to_html(),
         split=result["split"],

@@ -1,0 +1,85 @@
+"""What each split is for, and what it must hold.
+
+``train`` fits the head, ``validation`` chooses and calibrates it, and the
+evaluation split (config ``evaluation: split:``) scores it. A split with none of
+these roles would be extracted and counted but never scored, so it is refused; and
+a split that lost every image of a class would choose, calibrate or score a head
+without that class, so it stops the run.
+"""
+
+from __future__ import annotations
+
+TRAIN = "train"
+SELECTION = "validation"  # chooses the head and fits its temperature
+
+
+class SplitError(ValueError):
+    """The splits cannot do their roles: the config names the wrong ones, or one lacks a class."""
+
+
+def evaluation_split(splits: list[str], chosen: str | None = None) -> str:
+    """The split the evaluation scores: ``chosen`` (config ``evaluation: split:``),
+    else ``test`` when configured, else validation; every split must have a role."""
+    for required in (TRAIN, SELECTION):
+        if required not in splits:
+            raise SplitError(
+                f"config 'splits' is {splits} but must include '{required}'; "
+                "'test' is optional."
+            )
+    if chosen is None:
+        chosen = "test" if "test" in splits else SELECTION
+    elif chosen == TRAIN:
+        raise SplitError(
+            "config 'evaluation: split: train' would score the head on the images it "
+            "was fitted on: name a split held out from training, e.g. 'test'."
+        )
+    elif chosen not in splits:
+        raise SplitError(
+            f"config 'evaluation: split: {chosen}' is not one of 'splits' {splits}: "
+            f"add '{chosen}' to 'splits', or name one of them."
+        )
+    unscored = [split for split in splits if split not in (TRAIN, SELECTION, chosen)]
+    if unscored:
+        raise SplitError(
+            f"split(s) {unscored} in 'splits' would be extracted but never scored: the "
+            f"evaluation scores '{chosen}'. Set 'evaluation: split: {unscored[0]}' to "
+            "score it instead, or remove it from 'splits'."
+        )
+    return chosen
+
+
+def check_classes(split: str, classes: list[str], manifests, skipped) -> None:
+    """Raise SplitError when a class has no row in ``split``'s shard ``manifests``.
+
+    Called before the shards are joined: a class can lose its last image there when
+    'on_bad_image: skip' left out its undecodable ones (listed in the shards'
+    ``skipped`` CSVs, which stay on disk when the join fails).
+    """
+    import pandas as pd
+
+    from .readers import read_table
+
+    found = set()
+    for manifest in manifests:
+        found.update(read_table(manifest, usecols=["class"])["class"])
+    missing = [name for name in classes if name not in found]
+    if not missing:
+        return
+    left_out = pd.concat(
+        [read_table(path).assign(list=str(path)) for path in skipped],
+        ignore_index=True,
+    )
+    left_out = left_out[left_out["file"].str.split("/").str[1].isin(missing)]
+    files = sorted(left_out["file"])
+    listing = "".join(f"\n  {file}" for file in files[:10])
+    if len(files) > 10:
+        listing += f"\n  ... and {len(files) - 10} more"
+    raise SplitError(
+        f"split '{split}' has no image left of class(es) {missing}: 'on_bad_image: skip' "
+        f"left out its {len(files)} undecodable image(s):{listing}\n(listed with their "
+        f"errors in {', '.join(sorted(set(left_out['list'])))}). A head chosen, calibrated or "
+        "scored without a class gives results that look complete and are wrong. Replace "
+        "the broken images, or add images of "
+        + ", ".join(f"'{name}' to {split}/{name}/" for name in missing)
+        + " in data_dir."
+    )
