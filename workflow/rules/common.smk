@@ -100,8 +100,10 @@ else:
     PRECISION = _decided[_precision_key]
 
 # Weights files and saved models are hashed once; later reads of the workflow (a
-# job's too) find the hash by the file's size, mtime and inode.
-_file_hashes = manifest.HashCache(f"{STATE}/file-hashes.json")
+# job's too) find the hash by the file's size, mtimes, inode and device.
+# `verify_hashes` re-reads them in the main process only: a job plans nothing.
+VERIFY = MAIN and config["verify_hashes"] in (True, "true")
+_file_hashes = manifest.HashCache(f"{STATE}/file-hashes.json", verify=VERIFY)
 try:
     SPECS = {}
     for _entry in config["backbones"]:
@@ -130,7 +132,7 @@ if MAIN:
     # Each listing (a shard's images, or the images to predict) with content hashes,
     # staged by its digest for the manifest rule: an edited image reruns its shard,
     # a merely touched one does not.
-    _image_hashes = manifest.HashCache(f"{STATE}/image-hashes.json")
+    _image_hashes = manifest.HashCache(f"{STATE}/image-hashes.json", verify=VERIFY)
     try:
         LISTINGS = manifest.shard_listings(DATASET, SHARDS, _image_hashes)
         if PREDICT_DIR:
