@@ -5,6 +5,7 @@
 # what it needs from the manifests, so it never walks data_dir.
 import json
 import math
+import os
 import tomllib
 from pathlib import Path
 
@@ -30,6 +31,7 @@ try:
         augment,
         backbones,
         images,
+        listing,
         locks,
         manifest,
         precision,
@@ -74,6 +76,8 @@ MANIFESTS = "results/manifests"
 # rule. Written when the workflow is read, also by `snakemake -n`.
 STATE = ".snakemake/tlflow"
 STAGED = f"{STATE}/staged"
+# Every entry under data_dir (and the images to predict) that is not used, and why.
+IGNORED_LIST = "logs/ignored_files.csv"
 MAIN = workflow.is_main_process
 # Augmented views of the training images and test-time views of the evaluation
 # split (tlflow.views); None when off.
@@ -125,7 +129,9 @@ if MAIN:
     try:
         DATASET = images.scan(config["data_dir"], SPLITS)
         # New images to classify, listed now so that a wrong folder fails at once.
-        _to_predict = predict.list_images(PREDICT_DIR) if PREDICT_DIR else []
+        _to_predict, _predict_ignored = (
+            predict.list_images(PREDICT_DIR) if PREDICT_DIR else ([], [])
+        )
     except (images.DatasetError, predict.PredictError) as _error:
         raise WorkflowError(str(_error)) from None
     CLASSES = DATASET.classes
@@ -150,12 +156,27 @@ if MAIN:
     _cleared = locks.clear_stale_locks()
     if _cleared:
         logger.warning(f"Removed the locks of a killed run: {_cleared}")
-    if DATASET.ignored:
-        logger.warning(
-            f"Ignoring {len(DATASET.ignored)} file(s) that are not images: "
-            + ", ".join(DATASET.ignored[:10])
-            + (", ..." if len(DATASET.ignored) > 10 else "")
+    # Nothing below the folders is left out unnamed: one warning, and every entry
+    # with its reason in a file, rewritten only when the list changed.
+    _ignored = [
+        (os.path.join(folder, name), reason)
+        for folder, found in (
+            (config["data_dir"], DATASET.ignored),
+            (PREDICT_DIR, _predict_ignored),
         )
+        for name, reason in found
+    ]
+    if _ignored:
+        _rows = [{"file": name, "reason": reason} for name, reason in _ignored]
+        manifest.write_if_changed(
+            IGNORED_LIST, manifest.manifest_text(_rows, ["file", "reason"])
+        )
+        logger.warning(
+            f"Ignoring {len(_ignored)} entries that are no images of a class: "
+            f"{listing.summary(_ignored)}. Each with its reason: {IGNORED_LIST}"
+        )
+    else:
+        Path(IGNORED_LIST).unlink(missing_ok=True)
 else:
     CLASSES = images.class_folders(Path(config["data_dir"], SPLITS[0]))
 
