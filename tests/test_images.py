@@ -1,10 +1,18 @@
 """Finding images, checking the layout, decoding every colour mode to RGB."""
 
+import csv
+import os
+import socket
+import subprocess
+
 import numpy as np
 import pytest
+from conftest import REPO, SNAKEMAKE, job_stats, make_workdir
 from PIL import Image
 
-from tlflow.images import DatasetError, load_rgb, scan
+from tlflow import listing
+from tlflow.images import DatasetError, class_folders, load_rgb, scan
+from tlflow.manifest import HashCache, UnreadableError, shard_listings, shard_rows
 from tlflow.synthetic import make_dataset
 
 
@@ -18,7 +26,108 @@ def test_scan_lists_images_by_split_and_class_and_ignores_the_rest(tmp_path):
     assert dataset.classes == ["circles", "squares"]
     assert dataset.count("train") == 3 + 4 + 1 and dataset.count("validation") == 2 + 3
     assert "train/circles/nested/CAPS.JPG" in dataset.images["train"]["circles"]
-    assert dataset.ignored == ["train/circles/.DS_Store", "train/circles/readme.txt"]
+    assert dataset.ignored == [
+        ("train/circles/.DS_Store", listing.HIDDEN),
+        ("train/circles/readme.txt", listing.NOT_IMAGE),
+    ]
+
+
+def test_every_entry_under_data_dir_is_used_or_named_with_its_reason(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    make_dataset(data, {"train": 2, "validation": 2}, classes=2)
+    circles = data / "train/circles"
+    os.mkfifo(circles / "y.jpg")  # opened, it would block for ever
+    monkeypatch.chdir(circles)  # a socket's path is limited to 108 bytes
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind("s.png")
+    (circles / "gone.txt").symlink_to(tmp_path / "nowhere")
+    (circles / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")  # kept: hashing names it
+    (data / "train/stray.jpg").write_bytes(b"x")
+    (data / "train/.ipynb_checkpoints").mkdir()
+    (data / "test").mkdir()  # not in the config's splits
+    (data / "notes.txt").write_text("x")
+    dataset = scan(data, ["train", "validation"])
+    assert "train/circles/gone.jpg" in dataset.images["train"]["circles"]
+    assert dataset.ignored == [
+        ("notes.txt", listing.NOT_A_SPLIT),
+        ("test/", listing.NOT_A_SPLIT),
+        ("train/.ipynb_checkpoints/", listing.HIDDEN),
+        ("train/circles/gone.txt", listing.BROKEN_LINK),
+        ("train/circles/s.png", f"{listing.NOT_REGULAR}: socket"),
+        ("train/circles/y.jpg", f"{listing.NOT_REGULAR}: FIFO"),
+        ("train/stray.jpg", listing.NOT_IN_CLASS),
+    ]
+    with pytest.raises(UnreadableError, match="train/circles/gone.jpg"):
+        shard_listings(dataset, 2, HashCache(tmp_path / "hashes.json"))
+
+
+def test_folder_links_are_followed_and_a_loop_is_named(tmp_path):
+    data = tmp_path / "data"
+    make_dataset(data, {"train": 2, "validation": 2}, classes=2)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere/far.png").write_bytes(b"x")
+    circles = data / "train/circles"
+    (circles / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (circles / "nested").mkdir()
+    (circles / "nested/up").symlink_to("..", target_is_directory=True)  # a loop
+    (circles / "squares").symlink_to("../squares", target_is_directory=True)
+    (circles / "all").symlink_to("../..", target_is_directory=True)  # data_dir itself
+    dataset = scan(data, ["train", "validation"])
+    assert "train/circles/linked/far.png" in dataset.images["train"]["circles"]
+    assert dataset.count("train") == 2 + 3 + 1  # no image twice, none in two classes
+    assert dataset.ignored == [
+        ("train/circles/all/", f"{listing.LISTED_ALREADY}: {data}/"),
+        ("train/circles/nested/up/", f"{listing.LISTED_ALREADY}: {data}/train/circles/"),
+        ("train/circles/squares/", f"{listing.LISTED_ALREADY}: {data}/train/squares/"),
+    ]
+
+
+def test_a_folder_that_cannot_be_listed_is_named(tmp_path, monkeypatch):
+    make_dataset(tmp_path, {"train": 2, "validation": 2}, classes=2)
+    (tmp_path / "train/circles/locked").mkdir()
+    scandir = os.scandir
+
+    def no_permission(path):  # chmod 0 is no obstacle to root, who runs CI
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", path)
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", no_permission)
+    with pytest.raises(DatasetError, match="cannot list the folder '.*locked' \\(Permission denied"):
+        scan(tmp_path, ["train", "validation"])
+
+
+def test_classes_match_between_splits_after_nfc_normalisation(tmp_path):
+    nfc, nfd = "caf\u00e9", "cafe\u0301"
+    for split, name in (("train", nfc), ("validation", nfd)):
+        for cls in (name, "tea"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            Image.new("RGB", (4, 4)).save(tmp_path / split / cls / "a.png")
+    dataset = scan(tmp_path, ["train", "validation"])
+    assert dataset.classes == [nfc, "tea"] == class_folders(tmp_path / "validation")
+    assert dataset.images["validation"][nfc] == [f"validation/{nfd}/a.png"]  # as on disk
+    rows = shard_rows(dataset, "validation", 1, 0)
+    assert [row["class"] for row in rows] == [nfc, "tea"]
+    assert all((tmp_path / row["file"]).is_file() for row in rows)
+
+
+def test_folders_that_differ_only_in_normalisation_are_refused_with_code_points(tmp_path):
+    make_dataset(tmp_path, {"train": 2, "validation": 2}, classes=2)
+    for name in ("caf\u00e9", "cafe\u0301"):
+        (tmp_path / "train" / name).mkdir()
+    with pytest.raises(DatasetError) as error:
+        scan(tmp_path, ["train", "validation"])
+    assert "(caf\\u00e9)" in str(error.value) and "(cafe\\u0301)" in str(error.value)
+    assert "differ only in Unicode normalisation" in str(error.value)
+
+
+def test_a_class_mismatch_shows_code_points_of_lookalike_names(tmp_path):
+    make_dataset(tmp_path, {"train": 2, "validation": 2}, classes=2)
+    (tmp_path / "validation/circles").rename(tmp_path / "validation/circles\u200b")
+    with pytest.raises(DatasetError) as error:
+        scan(tmp_path, ["train", "validation"])
+    message = str(error.value)
+    assert "missing: 'circles', extra: 'circles\u200b' (circles\\u200b)" in message
 
 
 def test_hidden_class_folders_are_not_classes(tmp_path):
@@ -98,3 +207,30 @@ def test_one_class_is_refused_before_anything_runs(tmp_path):
     make_dataset(tmp_path, {"train": 2, "validation": 2}, classes=1)
     with pytest.raises(DatasetError, match="one class folder \\('circles'\\).*at least two"):
         scan(tmp_path, ["train", "validation"])
+
+
+def test_a_dry_run_lists_odd_entries_once_and_never_opens_a_fifo(tmp_path):
+    workdir = make_workdir(tmp_path / "run")
+    data = workdir / "data"
+    nfc, nfd = "caf\u00e9", "cafe\u0301"
+    for split, name in (("train", nfc), ("validation", nfd), ("test", nfd)):
+        (data / split / "circles").rename(data / split / name)
+    os.mkfifo(data / f"train/{nfc}/y.jpg")
+    (data / "train/stray.png").write_bytes(b"x")
+    command = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+               "--configfile", str(workdir / "config.yaml"), "--dry-run"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert job_stats(result.stdout)["extract_shard"] == 6  # two shards of each split
+    output = result.stdout + result.stderr
+    assert "Ignoring 2 entries" in output and "1 not a regular file" in output
+    listed = workdir / "logs/ignored_files.csv"
+    assert f"Each with its reason: {listed.relative_to(workdir)}" in output
+    with open(listed, newline="", encoding="utf-8") as handle:
+        assert list(csv.DictReader(handle)) == [
+            {"file": f"data/train/{nfc}/y.jpg", "reason": "not a regular file: FIFO"},
+            {"file": "data/train/stray.png", "reason": "not in a class folder"},
+        ]
+    written = listed.stat().st_mtime_ns
+    subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
+    assert listed.stat().st_mtime_ns == written  # rewritten only when it changes

@@ -1,13 +1,19 @@
 """Shard membership, content hashes, and listings that change only with content."""
 
+import json
 import os
+import time
 
 import pytest
+from conftest import job_stats, planned_jobs, snakemake
 
+from tlflow import manifest
 from tlflow.images import scan
 from tlflow.manifest import (
     HashCache,
     UnreadableError,
+    file_sha256,
+    folder_listing,
     publish,
     read_manifest,
     shard_listings,
@@ -25,20 +31,85 @@ def test_shard_membership_does_not_move_when_files_are_added():
     assert len(set(before.values())) == 8  # spread over every shard
 
 
-def test_hash_cache_rereads_only_changed_files(tmp_path):
+@pytest.fixture
+def settled(monkeypatch):
+    """Files count as settled as soon as written (they are, after a clock tick)."""
+    monkeypatch.setattr(manifest, "RACY_NS", 0)
+
+
+def _edit_in_place(path, data: bytes):
+    """Same size, same inode, mtime set back: what `touch -r` or `rsync -t` leaves."""
+    before = os.stat(path)
+    assert len(data) == before.st_size
+    with open(path, "r+b") as handle:
+        handle.write(data)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (
+        before.st_size, before.st_mtime_ns, before.st_ino
+    )  # fmt: skip
+
+
+def test_hash_cache_rereads_only_changed_files(tmp_path, settled):
     path = str(tmp_path / "a.jpg")
     (tmp_path / "a.jpg").write_bytes(b"one")
     cache = HashCache(tmp_path / "cache.json")
     first = cache.sha256(path)
     cache.save()
     reloaded = HashCache(tmp_path / "cache.json")
-    reloaded.entries[path][3] = "remembered"  # proves the next call does not re-read
+    reloaded.entries[path][-1] = "remembered"  # proves the next call does not re-read
     assert reloaded.sha256(path) == "remembered"
     os.utime(path, ns=(1, 1))  # touched: re-read, same content
     assert reloaded.sha256(path) == first
 
 
-def test_hash_cache_forgets_files_not_asked_for(tmp_path):
+def test_an_edit_in_place_with_its_mtime_set_back_is_read_again(tmp_path, settled):
+    path = str(tmp_path / "a.jpg")
+    (tmp_path / "a.jpg").write_bytes(b"one")
+    cache = HashCache(tmp_path / "cache.json")
+    first = cache.sha256(path)
+    time.sleep(0.05)  # past the file system's timestamp tick: the edit moves ctime
+    _edit_in_place(path, b"two")
+    assert cache.sha256(path) == file_sha256(path) != first
+
+
+def test_a_file_changed_just_before_hashing_is_not_remembered(tmp_path):
+    """Within one timestamp tick two edits leave the same ctime: such a hash is not kept."""
+    path = str(tmp_path / "a.jpg")
+    (tmp_path / "a.jpg").write_bytes(b"one")
+    cache = HashCache(tmp_path / "cache.json")
+    first = cache.sha256(path)
+    _edit_in_place(path, b"two")  # at once: ctime may well not move
+    assert cache.sha256(path) == file_sha256(path) != first
+    cache.save()
+    assert HashCache(tmp_path / "cache.json").entries == {}
+
+
+def test_verify_reads_every_file_and_corrects_a_wrong_entry(tmp_path, settled):
+    path = str(tmp_path / "a.jpg")
+    (tmp_path / "a.jpg").write_bytes(b"one")
+    cache = HashCache(tmp_path / "cache.json")
+    right = cache.sha256(path)
+    cache.entries[path][-1] = "0" * 64  # its key matches; its digest is wrong
+    cache.save()
+    assert HashCache(tmp_path / "cache.json").sha256(path) == "0" * 64  # trusted
+    verified = HashCache(tmp_path / "cache.json", verify=True)
+    assert verified.sha256(path) == right
+    verified.save()
+    assert HashCache(tmp_path / "cache.json").sha256(path) == right
+    # An entry that was right is rewritten by no verification.
+    again = HashCache(tmp_path / "cache.json", verify=True)
+    again.sha256(path)
+    assert not again.changed
+
+
+def test_a_fifo_is_never_opened(tmp_path):
+    os.mkfifo(tmp_path / "y.jpg")
+    with pytest.raises(UnreadableError, match="y.jpg \\(not a regular file"):
+        folder_listing(tmp_path, ["y.jpg"], HashCache(tmp_path / "cache.json"))
+
+
+def test_hash_cache_forgets_files_not_asked_for(tmp_path, settled):
     for name in ("a.jpg", "b.jpg"):
         (tmp_path / name).write_bytes(name.encode())
     cache = HashCache(tmp_path / "cache.json")
@@ -116,3 +187,41 @@ def test_unreadable_images_are_all_named_before_anything_runs(tmp_path):
     (data / "train/circles/broken link.jpg").unlink()
     with pytest.raises(UnreadableError, match="validation/squares/also gone.png"):
         shard_listings(scan(data, ["train", "validation"]), 3, cache)
+
+
+def _settle(path, seconds=manifest.RACY_NS / 1e9):
+    """Wait until ``path`` last changed long enough ago for its hash to be remembered."""
+    time.sleep(max(0.0, seconds + 0.1 - (time.time() - os.stat(path).st_ctime)))
+
+
+def test_an_edit_that_keeps_size_and_mtime_reruns_its_shard_and_verify_corrects_the_cache(
+    finished_copy,
+):
+    relpath = "train/squares/square_00002.jpg"
+    image = finished_copy / "data" / relpath
+    _settle(image)
+    # A copy (new inodes, ctimes) re-reads every image; verifying reruns nothing by itself.
+    assert planned_jobs(finished_copy, "--config", "verify_hashes=true") == {}
+    hashes = finished_copy / ".snakemake/tlflow/image-hashes.json"
+    key = f"data/{relpath}"
+    old_digest = json.loads(hashes.read_text())[key][-1]
+
+    data = bytearray(image.read_bytes())
+    data[-3] ^= 0xFF  # one byte of the last scan, before the end marker
+    _edit_in_place(image, bytes(data))
+    shard = f"shards/train/shard-{shard_of(relpath, 2)}.npy"
+    dry_run = snakemake(finished_copy, "--dry-run")
+    planned = job_stats(dry_run.stdout)
+    assert planned["extract_shard"] == 1 and planned["write_manifest"] == 1
+    assert shard in dry_run.stdout
+
+    # A file system whose ctime cannot be trusted: the key matches, the digest is stale.
+    info = os.stat(image)
+    entries = json.loads(hashes.read_text())
+    entries[key] = [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev,
+                    old_digest]  # fmt: skip
+    hashes.write_text(json.dumps(entries))
+    assert planned_jobs(finished_copy) == {}  # trusted
+    planned = planned_jobs(finished_copy, "--config", "verify_hashes=true")
+    assert planned["extract_shard"] == 1
+    assert json.loads(hashes.read_text()).get(key, [""])[-1] != old_digest

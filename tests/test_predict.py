@@ -32,7 +32,10 @@ def test_list_images_walks_sub_folders_and_skips_other_files(tmp_path):
     (tmp_path / "a/b").mkdir(parents=True)
     for name in ("x.jpg", "a/y.PNG", "a/b/z.webp", "notes.txt", ".hidden.jpg"):
         (tmp_path / name).write_bytes(b"")
-    assert predict.list_images(tmp_path) == ["a/b/z.webp", "a/y.PNG", "x.jpg"]
+    assert predict.list_images(tmp_path) == (
+        ["a/b/z.webp", "a/y.PNG", "x.jpg"],
+        [(".hidden.jpg", "hidden"), ("notes.txt", "not an image file (by its extension)")],
+    )
 
 
 def test_folder_and_model_errors_say_what_to_do(tmp_path):

@@ -132,7 +132,7 @@ def test_class_folder_without_images(workdir):
 
 def test_class_sets_differ_between_splits(workdir):
     (workdir / "data/test/squares").rename(workdir / "data/test/rectangles")
-    _fails_with(workdir, "class folders differ", "missing: ['squares']", "extra: ['rectangles']")
+    _fails_with(workdir, "class folders differ", "missing: 'squares'", "extra: 'rectangles'")
 
 
 def test_unknown_backbone_lists_valid_names(workdir):
@@ -162,7 +162,8 @@ def test_non_image_files_are_ignored_and_listed(workdir):
     (workdir / "data/train/circles/notes.txt").write_text("shot on a phone")
     result = snakemake(workdir, "--dry-run")
     output = result.stdout + result.stderr
-    assert "Ignoring 3 file(s) that are not images" in output
+    assert "Ignoring 3 entries that are not images in a class folder: 2 not an image file" in output
+    assert "1 hidden" in output and "Each with its reason: logs/ignored_files.csv" in output
     for name in (".DS_Store", "Thumbs.db", "notes.txt"):
         assert f"train/circles/{name}" in output
 

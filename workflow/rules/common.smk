@@ -5,6 +5,7 @@
 # what it needs from the manifests, so it never walks data_dir.
 import json
 import math
+import os
 import tomllib
 from pathlib import Path
 
@@ -31,6 +32,7 @@ try:
         backbones,
         images,
         intermediates,
+        listing,
         locks,
         manifest,
         precision,
@@ -75,6 +77,8 @@ MANIFESTS = "results/manifests"
 # rule. Written when the workflow is read, also by `snakemake -n`.
 STATE = ".snakemake/tlflow"
 STAGED = f"{STATE}/staged"
+# Every entry under data_dir (and the images to predict) that is not used, and why.
+IGNORED_LIST = "logs/ignored_files.csv"
 MAIN = workflow.is_main_process
 # Augmented views of the training images and test-time views of the evaluation
 # split (tlflow.views); None when off.
@@ -86,7 +90,10 @@ TEST_TIME_VIEWS = views.test_time_views(config["augmentation"])
 # have another CPU, and must compute the features the plan was made for.
 _precision_state = Path(STATE, "precision.json")
 _precision_key = config["extraction"]["precision"]
-_decided = json.loads(_precision_state.read_text()) if _precision_state.exists() else {}
+try:
+    _decided = json.loads(_precision_state.read_text())
+except (OSError, ValueError):  # none yet, or damaged: decided again
+    _decided = {}
 if MAIN or _precision_key not in _decided:
     PRECISION, _why = precision.resolve(_precision_key)
     if MAIN:
@@ -101,8 +108,10 @@ else:
     PRECISION = _decided[_precision_key]
 
 # Weights files and saved models are hashed once; later reads of the workflow (a
-# job's too) find the hash by the file's size, mtime and inode.
-_file_hashes = manifest.HashCache(f"{STATE}/file-hashes.json")
+# job's too) find the hash by the file's size, mtimes, inode and device.
+# `verify_hashes` re-reads them in the main process only: a job plans nothing.
+VERIFY = MAIN and config["verify_hashes"] in (True, "true")
+_file_hashes = manifest.HashCache(f"{STATE}/file-hashes.json", verify=VERIFY)
 try:
     SPECS = {}
     for _entry in config["backbones"]:
@@ -124,14 +133,16 @@ if MAIN:
     try:
         DATASET = images.scan(config["data_dir"], SPLITS)
         # New images to classify, listed now so that a wrong folder fails at once.
-        _to_predict = predict.list_images(PREDICT_DIR) if PREDICT_DIR else []
+        _to_predict, _predict_ignored = (
+            predict.list_images(PREDICT_DIR) if PREDICT_DIR else ([], [])
+        )
     except (images.DatasetError, predict.PredictError) as _error:
         raise WorkflowError(str(_error)) from None
     CLASSES = DATASET.classes
     # Each listing (a shard's images, or the images to predict) with content hashes,
     # staged by its digest for the manifest rule: an edited image reruns its shard,
     # a merely touched one does not.
-    _image_hashes = manifest.HashCache(f"{STATE}/image-hashes.json")
+    _image_hashes = manifest.HashCache(f"{STATE}/image-hashes.json", verify=VERIFY)
     try:
         LISTINGS = manifest.shard_listings(DATASET, SHARDS, _image_hashes)
         if PREDICT_DIR:
@@ -154,12 +165,27 @@ if MAIN:
     _cleared = locks.clear_stale_locks()
     if _cleared:
         logger.warning(f"Removed the locks of a killed run: {_cleared}")
-    if DATASET.ignored:
-        logger.warning(
-            f"Ignoring {len(DATASET.ignored)} file(s) that are not images: "
-            + ", ".join(DATASET.ignored[:10])
-            + (", ..." if len(DATASET.ignored) > 10 else "")
+    # Nothing below the folders is left out unnamed: one warning, and every entry
+    # with its reason in a file, rewritten only when the list changed.
+    _ignored = [
+        (os.path.join(folder, name), reason)
+        for folder, found in (
+            (config["data_dir"], DATASET.ignored),
+            (PREDICT_DIR, _predict_ignored),
         )
+        for name, reason in found
+    ]
+    if _ignored:
+        _rows = [{"file": name, "reason": reason} for name, reason in _ignored]
+        manifest.write_if_changed(
+            IGNORED_LIST, manifest.manifest_text(_rows, ["file", "reason"])
+        )
+        logger.warning(
+            f"Ignoring {len(_ignored)} entries that are not images in a class folder: "
+            f"{listing.summary(_ignored)}. Each with its reason: {IGNORED_LIST}"
+        )
+    else:
+        Path(IGNORED_LIST).unlink(missing_ok=True)
 else:
     CLASSES = images.class_folders(Path(config["data_dir"], SPLITS[0]))
 

@@ -1,22 +1,23 @@
 """Find the images of a dataset, check its layout, decode images to RGB.
 
 Layout: ``<data_dir>/<split>/<class>/<image>``. Classes are the sorted names of
-the sub-folders; every split must have the same classes.
+the sub-folders, matched between splits after Unicode NFC normalisation (a Mac
+may write ``café`` decomposed); every split must have the same classes.
 """
 
 from __future__ import annotations
 
 import os
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
-# Extensions Pillow decodes; anything else in a class folder is listed, not read.
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-)
+from . import listing
+from .listing import IMAGE_EXTENSIONS
+
 # How load_rgb decodes; part of the backbone spec, so that a change of method
 # recomputes cached features rather than mixing rows of two methods.
 DECODE = "pillow-jpeg-draft-bilinear"
@@ -31,46 +32,63 @@ class Dataset:
     """What was found under ``data_dir``: image paths relative to it, by split and class."""
 
     data_dir: Path
-    classes: list[str]
+    classes: list[str]  # NFC names
     images: dict[str, dict[str, list[str]]]  # split -> class -> sorted relative paths
-    ignored: list[str] = field(default_factory=list)  # non-image files, relative
+    # Everything else under data_dir, (relative path, reason), sorted; a folder ends in '/'.
+    ignored: list[tuple[str, str]] = field(default_factory=list)
 
     def count(self, split: str) -> int:
         return sum(len(files) for files in self.images[split].values())
 
 
-def is_image(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and not name.startswith(".")
-
-
-def class_folders(split_dir: str | os.PathLike) -> list[str]:
-    """Sorted class folder names of a split: one directory listing, no walk."""
-    return sorted(
-        entry.name
-        for entry in os.scandir(split_dir)
-        if entry.is_dir() and not entry.name.startswith(".")
+def code_points(name: str) -> str:
+    """``name`` with every character outside printable ASCII as its code point (caf\\u00e9)."""
+    return "".join(
+        c if " " <= c <= "~" else f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"
+        for c in name
     )
 
 
-def files_below(folder: str | os.PathLike) -> list[str]:
-    """Every file below ``folder`` (sub-folders included), relative to it, sorted.
+def shown(names) -> str:
+    """Names quoted, with their code points where two could look the same."""
+    return ", ".join(
+        f"'{n}'" + ("" if code_points(n) == n else f" ({code_points(n)})") for n in names
+    ) or "none"
 
-    Hidden folders are skipped and folder links are not followed, as in os.walk.
-    Plain strings, no Path objects: a million files list in about a second.
+
+def _entries(folder) -> list:
+    try:
+        return listing.entries(folder)
+    except listing.ListingError as error:
+        raise DatasetError(str(error)) from None
+
+
+def class_dirs(split_dir: str | os.PathLike) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """``{NFC class name: folder name on disk}`` of a split, sorted, and what else it holds.
+
+    One directory listing, no walk. Two folders that differ only in normalisation
+    would be one class: refused, with their code points.
     """
-    found = []
-    pending = [(os.fspath(folder), "")]
-    while pending:
-        directory, prefix = pending.pop()
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                if entry.is_dir():
-                    if not entry.is_symlink() and not entry.name.startswith("."):
-                        pending.append((entry.path, f"{prefix}{entry.name}/"))
-                else:
-                    found.append(prefix + entry.name)
-    found.sort()
-    return found
+    classes: dict[str, str] = {}
+    ignored = []
+    for entry, kind in _entries(split_dir):
+        if not listing.is_folder(entry, kind):
+            ignored.append(listing.outside(entry, kind, listing.NOT_IN_CLASS))
+            continue
+        name = unicodedata.normalize("NFC", entry.name)
+        if name in classes:
+            raise DatasetError(
+                f"'{split_dir}' has class folders that differ only in Unicode "
+                f"normalisation: {shown(sorted([classes[name], entry.name]))}. They name one "
+                "class: move the images of one into the other and remove it."
+            )
+        classes[name] = entry.name
+    return dict(sorted(classes.items())), sorted(ignored)
+
+
+def class_folders(split_dir: str | os.PathLike) -> list[str]:
+    """Sorted NFC class names of a split, as scan() finds them (a cluster job's CLASSES)."""
+    return list(class_dirs(split_dir)[0])
 
 
 def _undecodable(names: list[str]) -> list[str]:
@@ -84,8 +102,20 @@ def _undecodable(names: list[str]) -> list[str]:
     return bad
 
 
+def _outside_splits(data_dir: Path, splits: list[str]) -> list[tuple[str, str]]:
+    """Entries of data_dir that are no configured split: named, never walked."""
+    return [
+        listing.outside(entry, kind, listing.NOT_A_SPLIT)
+        for entry, kind in _entries(data_dir)
+        if entry.name not in splits
+    ]
+
+
 def scan(data_dir: str | os.PathLike, splits: list[str]) -> Dataset:
-    """List the images of each split and class; raise DatasetError on a bad layout."""
+    """List the images of each split and class; raise DatasetError on a bad layout.
+
+    Every other entry under data_dir is in ``ignored`` with the reason.
+    """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DatasetError(
@@ -99,9 +129,13 @@ def scan(data_dir: str | os.PathLike, splits: list[str]) -> Dataset:
             f"Create them with one sub-folder per class, or remove the split from 'splits' "
             "in the config."
         )
-    class_sets = {split: class_folders(data_dir / split) for split in splits}
+    ignored = _outside_splits(data_dir, splits)
+    folders = {}
+    for split in splits:
+        folders[split], outside = class_dirs(data_dir / split)
+        ignored.extend((f"{split}/{name}", reason) for name, reason in outside)
     reference_split = splits[0]
-    classes = class_sets[reference_split]
+    classes = list(folders[reference_split])
     if not classes:
         raise DatasetError(
             f"'{data_dir / reference_split}' has no class sub-folders. Put each class's "
@@ -109,44 +143,54 @@ def scan(data_dir: str | os.PathLike, splits: list[str]) -> Dataset:
         )
     if len(classes) == 1:
         raise DatasetError(
-            f"'{data_dir / reference_split}' has one class folder ('{classes[0]}'); a "
+            f"'{data_dir / reference_split}' has one class folder ({shown(classes)}); a "
             "classifier needs at least two. Put each class's images in their own folder, "
             f"e.g. {data_dir / reference_split}/{classes[0]}/ and "
             f"{data_dir / reference_split}/other/."
         )
-    for split, found in class_sets.items():
-        if found != classes:
+    for split, found in folders.items():
+        if list(found) != classes:
             raise DatasetError(
-                f"class folders differ between splits: '{data_dir / reference_split}' has "
-                f"{classes} but '{data_dir / split}' has {found}. Every split needs the "
-                "same class folders (missing: "
-                f"{sorted(set(classes) - set(found))}, extra: {sorted(set(found) - set(classes))})."
+                f"class folders differ between splits (compared after Unicode NFC "
+                f"normalisation): '{data_dir / split}' against "
+                f"'{data_dir / reference_split}' has missing: "
+                f"{shown(sorted(set(classes) - set(found)))}, extra: "
+                f"{shown(sorted(set(found) - set(classes)))}. Every split needs the "
+                "same class folders."
             )
-    images: dict[str, dict[str, list[str]]] = {}
-    ignored: list[str] = []
-    for split in splits:
-        images[split] = {}
-        for cls in classes:
-            rel = f"{split}/{cls}"
-            files = files_below(data_dir / rel)
-            images_here = [is_image(f.rpartition("/")[2]) for f in files]
-            kept = [f"{rel}/{f}" for f, keep in zip(files, images_here) if keep]
-            ignored.extend(f"{rel}/{f}" for f, keep in zip(files, images_here) if not keep)
-            undecodable = _undecodable(kept)
-            if undecodable:
-                raise DatasetError(
-                    f"{len(undecodable)} file name(s) under '{data_dir / rel}' are not "
-                    f"valid UTF-8 ({', '.join(undecodable[:5])}): rename them (e.g. with "
-                    "`convmv -f latin1 -t utf-8`), so that manifests can record them."
-                )
-            if not kept:
-                raise DatasetError(
-                    f"class folder '{data_dir / rel}' has no images (looked for "
-                    f"{', '.join(sorted(IMAGE_EXTENSIONS))}). Add images or remove the "
-                    "folder from every split."
-                )
-            images[split][cls] = kept
-    return Dataset(data_dir, classes, images, ignored)
+    # The data folder and the splits count as listed: a link back to them is named.
+    base = os.path.join(data_dir, "")
+    seen = {listing.identify(base): base}
+    seen.update({listing.identify(f"{base}{split}"): f"{base}{split}/" for split in splits})
+    roots = {
+        (split, cls): (data_dir / split / disk, f"{split}/{disk}/")
+        for split in splits
+        for cls, disk in folders[split].items()
+    }
+    try:
+        found, below = listing.walk(roots, seen, base)
+    except listing.ListingError as error:
+        raise DatasetError(str(error)) from None
+    ignored.extend(below)
+    images: dict[str, dict[str, list[str]]] = {split: {} for split in splits}
+    for (split, cls), kept in found.items():
+        rel = data_dir / split / folders[split][cls]
+        undecodable = _undecodable(kept)
+        if undecodable:
+            raise DatasetError(
+                f"{len(undecodable)} file name(s) under '{rel}' are not "
+                f"valid UTF-8 ({', '.join(undecodable[:5])}): rename them (e.g. with "
+                "`convmv -f latin1 -t utf-8`), so that manifests can record them."
+            )
+        if not kept:
+            why = dict(below).get(roots[split, cls][1])  # a second path to a folder
+            raise DatasetError(
+                f"class folder '{rel}' has no images ("
+                + (why or f"looked for {', '.join(sorted(IMAGE_EXTENSIONS))}")
+                + "). Add images or remove the folder from every split."
+            )
+        images[split][cls] = kept
+    return Dataset(data_dir, classes, images, sorted(ignored))
 
 
 def load_rgb(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:

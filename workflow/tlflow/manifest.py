@@ -17,8 +17,10 @@ import io
 import json
 import os
 import shutil
+import time
 import zlib
 from pathlib import Path
+from stat import S_ISREG
 
 from .atomic import atomic_path
 
@@ -40,14 +42,25 @@ def file_sha256(path: str | os.PathLike) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-class HashCache:
-    """Content hashes remembered by (size, mtime, inode), so only new or touched files are read.
+# A file's ctime is coarse (the kernel's clock tick, a few ms), so a file changed
+# less than this before it was hashed could change again within the same tick,
+# with the same key: its hash is used but not remembered (git's "racy" files).
+RACY_NS = 100_000_000
 
-    A cache never decides a result: a missing or damaged one only costs re-hashing.
+
+class HashCache:
+    """Content hashes remembered by what no ordinary tool sets back, so only changed files are read.
+
+    The key is size, mtime, ctime, inode and device: `touch -r` and `rsync -t` set
+    mtime back, but any write or rename moves ctime, which only the kernel sets.
+    ``verify`` reads every file again (for file systems whose ctime is unreliable);
+    it corrects the cache and changes no hash that was right. A cache never decides
+    a result: a missing or damaged one only costs re-hashing.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, verify: bool = False):
         self.path = Path(path)
+        self.verify = verify
         self.entries: dict[str, list] = {}
         try:
             self.entries = json.loads(self.path.read_text())
@@ -58,20 +71,27 @@ class HashCache:
 
     def sha256(self, path: str) -> str:
         self.used.add(path)
-        stat = os.stat(path)
-        key = [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+        info = os.stat(path)
+        if not S_ISREG(info.st_mode):  # a FIFO would block the read for ever
+            raise OSError(f"not a regular file (mode {info.st_mode:o})")
+        key = [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev]
         entry = self.entries.get(path)
-        if entry and entry[:3] == key:
-            return entry[3]
+        if entry and entry[:-1] == key and not self.verify:
+            return entry[-1]
         digest = file_sha256(path)
-        self.entries[path] = key + [digest]
-        self.changed = True
+        if time.time_ns() - info.st_ctime_ns < RACY_NS:
+            # Changed just now: a second change could keep this ctime (racy git).
+            self.changed |= self.entries.pop(path, None) is not None
+        elif entry != key + [digest]:
+            self.entries[path] = key + [digest]
+            self.changed = True
         return digest
 
     def save(self) -> None:
         """Store the entries of the files asked for: deleted files are forgotten."""
-        if len(self.used) != len(self.entries):
-            self.entries = {p: self.entries[p] for p in self.used}
+        kept = {p: entry for p, entry in self.entries.items() if p in self.used}
+        if len(kept) != len(self.entries):
+            self.entries = kept
             self.changed = True
         if self.changed:
             with atomic_path(self.path) as tmp:

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
-from .images import decode_all, files_below, is_image
+from .images import decode_all
+from .listing import ListingError, images_below
 from .metadata import Meta, model_meta_path
 from .probabilities import probability_columns
 from .progress import Progress
@@ -31,20 +32,24 @@ class PredictError(ValueError):
     """The model or the folder cannot be used; the message says how to fix it."""
 
 
-def list_images(folder) -> list[str]:
-    """Image files below ``folder``, relative to it, sorted; raise PredictError if none."""
+def list_images(folder) -> tuple[list[str], list[tuple[str, str]]]:
+    """Image files below ``folder``, relative to it, sorted, and the other entries with
+    the reason; raise PredictError if there is no image."""
     folder = Path(folder)
     if not folder.is_dir():
         raise PredictError(
             f"image folder '{folder}' does not exist. Give the folder of the images to "
             "predict (config 'predict: images:', or the command line)."
         )
-    found = [f for f in files_below(folder) if is_image(Path(f).name)]
+    try:
+        found, ignored = images_below(folder)
+    except ListingError as error:
+        raise PredictError(str(error)) from None
     if not found:
         raise PredictError(
             f"no image files below '{folder}'. Add images there, or point to another folder."
         )
-    return found
+    return found, ignored
 
 
 def read_meta(model_path) -> Meta:
@@ -70,7 +75,7 @@ def predict_folder(
     """
     meta = read_meta(model_path)  # a bad path fails here, before TensorFlow starts
     classes = meta.classes
-    files = list_images(folder) if files is None else files
+    files = list_images(folder)[0] if files is None else files
     from .runtime import configure_threads
 
     configure_threads(threads)
