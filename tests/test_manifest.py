@@ -225,3 +225,16 @@ def test_an_edit_that_keeps_size_and_mtime_reruns_its_shard_and_verify_corrects_
     planned = planned_jobs(finished_copy, "--config", "verify_hashes=true")
     assert planned["extract_shard"] == 1
     assert json.loads(hashes.read_text()).get(key, [""])[-1] != old_digest
+
+
+def test_a_damaged_published_manifest_is_staged_again_and_republished(tmp_path):
+    staged = tmp_path / "staged"
+    texts = {"train/shard-0": "file\nx\n"}
+    digest = stage(texts, staged)["train/shard-0"]
+    out = tmp_path / "manifests/train/shard-0.csv"
+    publish(staged / f"{digest}.csv", out)
+    with open(out, "r+b") as handle:  # edited in place: the staged hard link too
+        handle.write(b"FILE")
+    stage(texts, staged)
+    assert (staged / f"{digest}.csv").read_text() == "file\nx\n"
+    assert out.stat().st_mtime_ns <= (staged / f"{digest}.csv").stat().st_mtime_ns

@@ -196,18 +196,26 @@ def text_digest(text: str) -> str:
 def stage(texts: dict[str, str], staged_dir: str | os.PathLike) -> dict[str, str]:
     """Keep each text as ``<staged_dir>/<digest>.csv``; return ``{name: digest}``.
 
-    Staged files are named by content: an unchanged listing costs one stat, and a
+    Staged files are named by content: an unchanged listing is left as it is, and a
     changed one is a new, newer file. As the manifest rule's input, it reruns that
     rule by its name and time alone (no need for Snakemake's records), and the
-    job publishes it without recomputing anything. Texts no longer listed are removed.
+    job publishes it without recomputing anything. A staged file whose bytes are not
+    its text (edited or damaged, maybe through the published manifest, its hard
+    link) is written again, so the manifest is published again. Texts no longer
+    listed are removed.
     """
     staged_dir = Path(staged_dir)
     digests = {name: text_digest(text) for name, text in texts.items()}
     for name, digest in digests.items():
         target = staged_dir / f"{digest}.csv"
-        if not target.exists():
+        data = texts[name].encode("utf-8")
+        try:
+            whole = target.read_bytes() == data
+        except OSError:
+            whole = False
+        if not whole:
             with atomic_path(target) as tmp:
-                tmp.write_text(texts[name], encoding="utf-8")
+                tmp.write_bytes(data)
     current = {f"{d}.csv" for d in digests.values()}
     if staged_dir.is_dir():
         for old in staged_dir.glob("*.csv"):
