@@ -91,7 +91,10 @@ rule join_split:
     resources:
         mem_mb=1000,
         runtime=lambda wildcards, input: 5 + input.size_mb // 500,
+    # The split's feature cache, pruned once all its shards are done.
     params:
+        spec=backbone_spec,
+        cache="results/{backbone}/.cache/{split}",
         images=split_images,
     message:
         "{rule}: backbone {wildcards.backbone}, split {wildcards.split}, "
