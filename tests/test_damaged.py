@@ -116,3 +116,15 @@ def test_a_damaged_fine_tuning_checkpoint_restarts_training_instead_of_failing(t
     checkpoint = Checkpoint(path)
     assert checkpoint.state["epoch"] == 0
     assert not path.exists() and (tmp_path / "checkpoint.npz.damaged").exists()
+
+
+def test_shards_of_an_earlier_version_without_checksums_are_recomputed_unasked(finished_copy):
+    run = finished_copy
+    shard = run / "results/vgg16/features/shards/train/shard-0.csv"
+    table = pd.read_csv(shard, dtype=str, keep_default_na=False)
+    assert "blake2b" in table
+    table.drop(columns="blake2b").to_csv(shard, index=False)
+    result = snakemake(run, "--dry-run")
+    output = result.stdout + result.stderr
+    assert f"{shard.relative_to(run)} is damaged (no 'blake2b' column" in output
+    assert planned_jobs(run)["extract_shard"] == 1

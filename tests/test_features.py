@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from tlflow.backbones import resolve
-from tlflow.features import BadImagesError, extract_shard, join_shards
+from tlflow.features import BadImagesError, cache_folder, extract_shard, join_shards
 from tlflow.images import scan
 from tlflow.manifest import HashCache, manifest_text, shard_rows
 from tlflow.synthetic import make_dataset
@@ -88,19 +88,32 @@ def test_rows_computed_before_a_failure_are_kept_for_the_next_run(tmp_path):
     counts, (features, _, _) = _extract(tmp_path, manifest, data)
     assert counts == {"images": 9, "computed": 0, "skipped": 0}
     assert np.load(features).shape == (9, 1, 1, 512)
-    leftovers = [p.name for p in (tmp_path / "cache").rglob("*.part*")]
-    assert leftovers == []  # parts are folded into the shard's cache entry
+    # The failed attempt's parts stay until the split is joined: then only the
+    # shard's own entry (a hard link of its output) is left.
+    join_shards([(features, tmp_path / "out.csv", tmp_path / "out.skipped.csv")],
+                *_joined(tmp_path / "joined"), cache_dir=cache_folder(tmp_path / "cache", SPEC))  # fmt: skip
+    (entry,) = (tmp_path / "cache").glob("*/*.npy")
+    assert entry.samefile(features) and len(list(entry.parent.iterdir())) == 2
+
+
+def _extract_shards(tmp_path, counts, shards):
+    """Every shard of ``train`` extracted: their (features, manifest, skipped) files."""
+    make_dataset(tmp_path / "data", counts, classes=2)
+    shard_outputs = []
+    for k in range(shards):
+        data, manifest, _ = _shard(tmp_path, shards=shards, k=k)
+        _, outputs = _extract(tmp_path, manifest, data, name=f"shard-{k}")
+        shard_outputs.append(tuple(outputs))
+    return shard_outputs
+
+
+def _joined(folder):
+    return [folder / n for n in ("train.npy", "labels.npy", "manifest.csv", "skipped.csv")]
 
 
 def test_join_orders_rows_by_class_then_file_whatever_the_shards(tmp_path):
-    data = tmp_path / "data"
-    make_dataset(data, {"train": 5, "validation": 2}, classes=2)
-    shard_outputs = []
-    for k in range(3):
-        data, manifest, _ = _shard(tmp_path, shards=3, k=k)
-        _, outputs = _extract(tmp_path, manifest, data, name=f"shard-{k}")
-        shard_outputs.append(tuple(outputs))
-    joined = [tmp_path / n for n in ("train.npy", "labels.npy", "manifest.csv", "skipped.csv")]
+    shard_outputs = _extract_shards(tmp_path, {"train": 5, "validation": 2}, 3)
+    joined = _joined(tmp_path)
     assert join_shards(shard_outputs, *joined) == 11
     manifest = pd.read_csv(joined[2])
     assert manifest["file"].tolist() == sorted(manifest["file"], key=lambda f: (f.split("/")[1], f))

@@ -91,9 +91,12 @@ rule join_split:
     resources:
         mem_mb=1000,
         runtime=lambda wildcards, input: 5 + input.size_mb // 500,
+    # The split's feature cache, pruned once all its shards are done.
     params:
         # Every class must keep an image in the split (tlflow.splits.check_classes).
         classes=CLASSES,
+        spec=backbone_spec,
+        cache="results/{backbone}/.cache/{split}",
         images=split_images,
     message:
         "{rule}: backbone {wildcards.backbone}, split {wildcards.split}, "

@@ -64,8 +64,12 @@ rule join_views:
     resources:
         mem_mb=1000,
         runtime=lambda wildcards, input: 5 + input.size_mb // 500,
+    # The split's feature cache, pruned once all its shards are done.
     params:
         classes=CLASSES,
+        spec=backbone_spec,
+        views=view_set,
+        cache="results/{backbone}/.cache/{split}",
         images=split_images,
     message:
         "{rule}: backbone {wildcards.backbone}, split {wildcards.split}, "

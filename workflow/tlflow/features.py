@@ -9,8 +9,10 @@ rows are streamed to the cache in parts and then copied into a memory-mapped
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 import os
+import shlex
 import shutil
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -18,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backbones
+from . import backbones, disk
 from . import views as view_sets
 from .atomic import atomic_path
 from .images import decode_all
-from .manifest import MANIFEST_FIELDS, manifest_text, read_manifest
+from .manifest import MANIFEST_FIELDS, manifest_text, read_listing, read_manifest
 from .progress import Progress
 from .readers import read_table
 from .runtime import configure_threads
@@ -92,27 +94,98 @@ def _image_key(row: dict) -> str:
     return row["sha256"]
 
 
-def _load_cache(cache_dir: Path, key=_image_key):
-    """Rows cached by any shard of the split, as {key(row): row} (memory-mapped).
+# The cache of a split: entries of rows, each a ``<digest>.npy`` and its manifest
+# ``<digest>.csv`` (written last: it marks the entry whole). Each manifest row has
+# the CHECKSUM of its feature row's bytes, so every row is checked before it is
+# used (one bad row costs that row only) and a shard's output is checked again
+# when joined: shard outputs and cache entries are hard links of the same inode,
+# so damage to one is damage to both. An entry is named by the digest of its
+# manifest, i.e. of its rows and their checksums: no job ever replaces another's
+# entry by another one, so any shard count finds every row any other wrote.
+CHECKSUM = "blake2b"
 
-    Looking across the split's shards means a file that moved shard (or a new shard
-    count) still finds its features.
+
+def _digest(data) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _row_checksum(vector: np.ndarray) -> str:
+    return _digest(np.ascontiguousarray(vector))
+
+
+def cache_folder(cache_dir, spec: dict, views: dict | None = None) -> Path:
+    """The cache of one split, spec (and view set): keyed by everything that shapes
+    the features, so another spec never reuses rows."""
+    folder = Path(cache_dir, backbones.spec_digest(spec))
+    return folder / view_sets.directory(views) if views is not None else folder
+
+
+class _Unfit(ValueError):
+    """Rows on disk that cannot be used, and why."""
+
+
+def _reason(error: Exception) -> str:
+    return str(error) if isinstance(error, _Unfit) else f"{type(error).__name__}: {error}"
+
+
+def _read_entry(features: Path, manifest: Path, dtype=None) -> tuple[list[dict], np.ndarray]:
+    """An entry's manifest rows and its memory-mapped features; _Unfit when they
+    do not fit (the checksums are checked row by row, by the caller)."""
+    rows = read_listing(manifest)
+    if rows and CHECKSUM not in rows[0]:
+        raise _Unfit(f"its manifest {manifest.name} has no '{CHECKSUM}' column")
+    array = np.load(features, mmap_mode="r")
+    if array.ndim < 1 or len(array) != len(rows) or (dtype is not None and array.dtype != dtype):
+        raise _Unfit(
+            f"it holds {array.shape} {array.dtype} rows for {len(rows)} manifest rows"
+            + (f" of {np.dtype(dtype)}" if dtype is not None else "")
+        )
+    return rows, array
+
+
+def _load_cache(cache_dir: Path, key, dtype, wanted: set) -> dict:
+    """The ``wanted`` rows found in the cache whose checksums match, as
+    {key: (row, checksum)} (memory-mapped).
+
+    An entry that cannot be read, does not fit or holds a row that does not match
+    is named in a warning and deleted: the rows of it that match are still used,
+    the others recomputed.
     """
     cached = {}
-    for manifest in sorted(cache_dir.glob("*.csv")):
+    for manifest in sorted(cache_dir.glob("[!.]*.csv")):  # not the partial files
         features = manifest.with_suffix(".npy")
-        if features.exists():
-            rows = np.load(features, mmap_mode="r")
-            cached.update(
-                (key(row), rows[i]) for i, row in enumerate(read_manifest(manifest))
-            )
+        try:
+            rows, array = _read_entry(features, manifest, dtype)
+            bad = 0
+            for i, row in enumerate(rows):
+                if key(row) in wanted and key(row) not in cached:
+                    if _row_checksum(array[i]) == row[CHECKSUM]:
+                        cached[key(row)] = array[i], row[CHECKSUM]
+                    else:
+                        bad += 1
+            if bad:
+                raise _Unfit(f"{bad} of its rows do not match their checksums")
+        except Exception as error:  # any fault of an entry costs its rows, never the job
+            if not manifest.exists():
+                continue  # deleted meanwhile by another job (its rows are in that job's entry)
+            log.warning(
+                "damaged cache entry %s (%s): deleted it, its rows are recomputed "
+                "unless they match their checksums", features, _reason(error),
+            )  # fmt: skip
+            _remove_entry(manifest)
     return cached
+
+
+def _remove_entry(manifest: Path) -> None:
+    manifest.unlink(missing_ok=True)  # first: the entry is gone for every reader at once
+    manifest.with_suffix(".npy").unlink(missing_ok=True)
 
 
 def _store_cache(cache_dir: Path, name: str, features: Path, manifest: Path):
     """Keep this shard's rows for later runs: a hard link costs no disk.
 
     ``cache_dir`` is named by the spec digest; caches of other specs are useless now.
+    The entry's name is its manifest's digest, as _prune_cache computes it.
     """
     for other in cache_dir.parent.glob("*"):
         if other != cache_dir:
@@ -124,25 +197,37 @@ def _store_cache(cache_dir: Path, name: str, features: Path, manifest: Path):
                 os.link(source, tmp)
             except OSError:  # another file system, or links not allowed
                 shutil.copyfile(source, tmp)
-    for part in cache_dir.glob(f"{name}.part*"):  # the whole shard is stored now
-        part.unlink()
+
+
+def _prune_cache(cache_dir: Path, manifests) -> None:
+    """Delete every cache file but the entries of the split's current shards.
+
+    Called once all of the split's shards are done (when they are joined): their
+    entries hold every row the split needs now, and no job of the split still reads
+    the others (parts, entries of other shard counts or of removed images, partial
+    files of killed jobs). The views' cache, a folder in it, is pruned by its own join.
+    """
+    keep = {_digest(Path(m).read_bytes()) for m in manifests}
+    for path in cache_dir.glob("*"):
+        if path.is_file() and path.name.split(".")[0] not in keep:
+            path.unlink(missing_ok=True)
 
 
 class _PartWriter:
-    """Streams computed rows into the cache in parts of ``rows_per_part``.
+    """Streams computed rows into the cache in entries of ``rows_per_part``.
 
     Memory stays at one part whatever the shard's size, and a run killed midway
     leaves its finished parts for the next run to reuse.
     """
 
-    def __init__(self, cache_dir: Path, name: str, fields=MANIFEST_FIELDS, dtype=np.float32,
+    def __init__(self, cache_dir: Path, fields=MANIFEST_FIELDS, dtype=np.float32,
                  rows_per_part: int = 256):  # fmt: skip
-        self.cache_dir, self.name, self.rows_per_part = cache_dir, name, rows_per_part
-        self.fields, self.dtype = fields, dtype
+        self.cache_dir, self.rows_per_part = cache_dir, rows_per_part
+        self.fields, self.dtype = [*fields, CHECKSUM], dtype
         self.meta: list[dict] = []
         self.vectors: list[np.ndarray] = []
+        self.written: list[Path] = []
         cache_dir.mkdir(parents=True, exist_ok=True)
-        self.number = len(list(cache_dir.glob(f"{name}.part*.csv")))
 
     def add(self, row: dict, vector: np.ndarray) -> None:
         self.meta.append(row)
@@ -153,12 +238,15 @@ class _PartWriter:
     def flush(self) -> None:
         if not self.meta:
             return
-        stem = f"{self.name}.part{self.number:05d}"
-        with atomic_path(self.cache_dir / f"{stem}.npy") as tmp:
-            np.save(tmp, np.stack(self.vectors).astype(self.dtype, copy=False))
-        with atomic_path(self.cache_dir / f"{stem}.csv") as tmp:  # last: marks the part whole
-            tmp.write_text(manifest_text(self.meta, self.fields))
-        self.number += 1
+        array = np.stack(self.vectors).astype(self.dtype, copy=False)
+        meta = [{**row, CHECKSUM: _row_checksum(v)} for row, v in zip(self.meta, array)]
+        text = manifest_text(meta, self.fields).encode("utf-8")
+        manifest = self.cache_dir / f"{_digest(text)}.csv"
+        with atomic_path(manifest.with_suffix(".npy")) as tmp:
+            disk.save(tmp, array)
+        with atomic_path(manifest) as tmp:  # last: marks the part whole
+            tmp.write_bytes(text)
+        self.written.append(manifest)
         self.meta, self.vectors = [], []
 
     def __enter__(self):
@@ -188,15 +276,13 @@ def extract_shard(
     """
     rows = read_manifest(manifest_path)
     data_dir = Path(data_dir)
-    # Keyed by everything that shapes the features: another spec never reuses rows.
-    cache_dir = Path(cache_dir, backbones.spec_digest(spec))
+    cache_dir = cache_folder(cache_dir, spec, views)
     fields, key, decode, dtype = MANIFEST_FIELDS, _image_key, decode_all, np.dtype(np.float32)
     if views is not None:
         rows = view_sets.rows(views, rows)
-        cache_dir = cache_dir / view_sets.directory(views)
         fields, key, decode = view_sets.VIEW_FIELDS, view_sets.key, view_sets.decoder(views)
         dtype = view_sets.dtype(views)
-    cache = _load_cache(cache_dir, key)
+    cache = _load_cache(cache_dir, key, dtype, {key(row) for row in rows})
     todo = [i for i, row in enumerate(rows) if key(row) not in cache]
     log.info("backbone %s, precision %s", spec["id"], spec["precision"])
     log.info(
@@ -205,18 +291,19 @@ def extract_shard(
     )  # fmt: skip
     failures: dict[int, str] = {}
     progress = Progress(len(todo), log)
-    name = Path(out_features).stem
+    parts = _PartWriter(cache_dir, fields, dtype)
     if todo:
         paths = [data_dir / rows[i]["file"] for i in todo]
         if views is not None:  # what view_sets.decoder reads
             paths = [(path, rows[i]) for path, i in zip(paths, todo)]
-        with _PartWriter(cache_dir, name, fields, dtype) as parts:
+        with parts:
             for good, features, failed in compute(paths, spec, batch_size, threads, decode):
                 for j, vector in zip(good, features if features is not None else []):
                     parts.add(rows[todo[j]], vector)
                 failures.update({todo[j]: message for j, message in failed})
                 progress.update(len(good) + len(failed))
-        cache = _load_cache(cache_dir, key)  # now holds every computed row, on disk
+        # Read back from disk, so checked like any cached row.
+        cache.update(_load_cache(cache_dir, key, dtype, {key(rows[i]) for i in todo}))
     # An image that cannot be decoded fails in each of its views: listed once.
     bad = dict.fromkeys((rows[i]["file"], message) for i, message in sorted(failures.items()))
     if failures and on_bad_image == "fail":
@@ -231,60 +318,99 @@ def extract_shard(
         raise BadImagesError(
             f"no image of shard {manifest_path} could be decoded; see the list above."
         )
-    shape = cache[key(rows[kept[0]])].shape
+    shape = cache[key(rows[kept[0]])][0].shape
     with atomic_path(out_features) as tmp:
-        out = np.lib.format.open_memmap(
-            tmp, mode="w+", dtype=dtype, shape=(len(kept), *shape)
-        )
+        out = disk.open_memmap(tmp, dtype, (len(kept), *shape))
         for position, i in enumerate(kept):
-            out[position] = cache[key(rows[i])]
+            out[position] = cache[key(rows[i])][0]
         out.flush()
         del out
+    text = manifest_text(
+        [{**rows[i], CHECKSUM: cache[key(rows[i])][1]} for i in kept], [*fields, CHECKSUM]
+    ).encode("utf-8")
     with atomic_path(out_manifest) as tmp:
-        tmp.write_text(manifest_text([rows[i] for i in kept], fields))
+        tmp.write_bytes(text)
     with atomic_path(out_skipped) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["file", "error"])
         writer.writerows(bad)
+    name = _digest(text)
     _store_cache(cache_dir, name, Path(out_features), Path(out_manifest))
+    # This job's parts are in its entry now (one may be that entry: same rows, same
+    # name); the other entries are pruned when the split is joined (_prune_cache),
+    # as other shards may still read them.
+    for part in parts.written:
+        if part.stem != name:
+            _remove_entry(part)
     computed = len(todo) - len(failures)
     return {"rows" if views else "images": len(rows), "computed": computed, "skipped": len(bad)}
 
 
-def join_shards(shards, out_features, out_labels, out_manifest, out_skipped) -> int:
+class DamagedShardError(ValueError):
+    """A shard's output that cannot be read or does not match its checksums."""
+
+
+def _damaged_shards(problems: list[tuple[str, str]]) -> DamagedShardError:
+    """The error for shard outputs that cannot be used: (file, reason) each, and the fix."""
+    listing = "\n".join(f"  shard output {features} {reason}" for features, reason in problems)
+    files = " ".join(shlex.quote(str(features)) for features, _ in problems)
+    return DamagedShardError(
+        f"{listing}\nDamaged after it was written (its cache entry, a hard link of it, "
+        f"too), or written by an earlier version without checksums. Recompute with "
+        f"`snakemake --forcerun {files}` (or delete the file and rerun): its rows that "
+        "still match their checksums are not computed again."
+    )
+
+
+def join_shards(shards, out_features, out_labels, out_manifest, out_skipped, cache_dir=None) -> int:
     """Join shard outputs into one split, rows sorted by (class label, file).
 
     ``shards`` is a list of (features.npy, manifest.csv, skipped.csv). The order does
     not depend on how many shards there are, so changing the shard count keeps rows.
     Views (a ``view`` column) stay after their image's other views, as each shard
-    wrote them: an image's views are all in its shard.
+    wrote them: an image's views are all in its shard. Every row is checked against
+    its checksum as it is copied. With ``cache_dir`` (the split's, cache_folder),
+    cache files no shard needs now are deleted.
     """
     import pandas as pd
 
-    parts, manifests = [], []
+    parts, manifests, unfit = [], [], []
     for number, (features, manifest, _) in enumerate(shards):
+        try:
+            rows, array = _read_entry(Path(features), Path(manifest))
+        except Exception as error:  # whatever it is: named with the fix
+            unfit.append((features, f"cannot be read ({_reason(error)})"))
+            continue
         frame = read_table(manifest)
         frame["shard"], frame["row"] = number, range(len(frame))
+        frame[CHECKSUM] = [row[CHECKSUM] for row in rows]
         manifests.append(frame)
-        parts.append(np.load(features, mmap_mode="r"))
+        parts.append(array)
+    if unfit:
+        raise _damaged_shards(unfit)
     table = pd.concat(manifests, ignore_index=True).sort_values(
         ["label", "file"], kind="stable", ignore_index=True
     )
     shape = parts[0].shape[1:]
     with atomic_path(out_features) as tmp:
-        out = np.lib.format.open_memmap(
-            tmp, mode="w+", dtype=parts[0].dtype, shape=(len(table), *shape)
-        )
-        for position, (shard, row) in enumerate(zip(table["shard"], table["row"])):
+        out = disk.open_memmap(tmp, parts[0].dtype, (len(table), *shape))
+        for position, (shard, row, checksum) in enumerate(
+            zip(table["shard"], table["row"], table[CHECKSUM])
+        ):
+            if _row_checksum(parts[shard][row]) != checksum:
+                file = table["file"][position]
+                raise _damaged_shards([(shards[shard][0], f"row {row} ({file}) does not match its checksum")])
             out[position] = parts[shard][row]
         out.flush()
         del out
     with atomic_path(out_labels) as tmp:
-        np.save(tmp, table["label"].to_numpy(dtype=np.int64))
+        disk.save(tmp, table["label"].to_numpy(dtype=np.int64))
     with atomic_path(out_manifest) as tmp:
         fields = view_sets.VIEW_FIELDS if "view" in table else MANIFEST_FIELDS
         table[fields].to_csv(tmp, index=False)
     skipped = pd.concat([read_table(s) for _, _, s in shards])
     with atomic_path(out_skipped) as tmp:
         skipped.sort_values("file").to_csv(tmp, index=False)
+    if cache_dir is not None:
+        _prune_cache(Path(cache_dir), [manifest for _, manifest, _ in shards])
     return len(table)

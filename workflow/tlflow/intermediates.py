@@ -10,8 +10,10 @@ rebuilds it and what follows, with no file to delete by hand.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import re
 import shutil
 import time
 import zipfile
@@ -19,12 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
+from .features import CHECKSUM
+
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 PNG_SIGNATURE, PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
 NPY_HEADERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
     (2, 0): np.lib.format.read_array_header_2_0,
 }
+# What extract_shard writes beside a shard's rows (not its .skipped.csv).
+SHARD_MANIFEST = re.compile(r"shard-\d+\.csv")
 # JSON files are small (metadata, metrics): parsed whole.
 JSON_LIMIT = 50_000_000
 
@@ -78,6 +84,18 @@ def _text_table(path: Path) -> str | None:
         return None if handle.read(1) == b"\n" else "cut short (no final newline)"
 
 
+def _shard_manifest(path: Path) -> str | None:
+    """A shard's manifest also carries its rows' checksums (tlflow.features)."""
+    reason = _text_table(path)
+    if reason is not None:
+        return reason
+    with open(path, encoding="utf-8", newline="") as handle:
+        header = next(csv.reader(handle), [])
+    if CHECKSUM not in header:
+        return f"no '{CHECKSUM}' column of row checksums (written by an earlier version)"
+    return None
+
+
 def _png(path: Path) -> str | None:
     with open(path, "rb") as handle:
         start = handle.read(8)
@@ -95,7 +113,8 @@ CHECKS = {
 def damage(path: str | os.PathLike) -> str | None:
     """Why ``path`` is not a whole file of its kind, or None (also for unknown kinds)."""
     path = Path(path)
-    check = CHECKS.get(path.suffix)
+    shard = SHARD_MANIFEST.fullmatch(path.name) and "shards" in path.parts
+    check = _shard_manifest if shard else CHECKS.get(path.suffix)
     if check is None:
         return None
     try:

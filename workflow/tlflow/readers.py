@@ -19,7 +19,7 @@ import numpy as np
 # views, backbones), never numbers.
 TEXT_COLUMNS = frozenset(
     {
-        "file", "class", "sha256", "view", "error", "split", "true_class",
+        "file", "class", "sha256", "blake2b", "view", "error", "split", "true_class",
         "predicted_class", "given_class", "likely_class", "file_a", "file_b",
         "split_a", "split_b", "kind", "backbone", "probabilities", "true \\ predicted",
     }
