@@ -157,7 +157,8 @@ if MAIN:
         {name: text for name, (text, _) in LISTINGS.items()}, STAGED
     )
     # A damaged result looks up to date to Snakemake: set it aside, so this run rebuilds it.
-    for _path, _reason, _moved in intermediates.set_aside("results", f"{STATE}/damaged"):
+    _damaged = intermediates.set_aside("results", f"{STATE}/damaged")
+    for _path, _reason, _moved in _damaged:
         logger.warning(
             f"{_path} is damaged ({_reason}): moved to {_moved}; this run rebuilds it."
         )
