@@ -69,13 +69,15 @@ def labels_of(dataset, split: str, repeat: int = 1) -> np.ndarray:
     return np.repeat([label for label, cls in enumerate(dataset.classes) for _ in dataset.images[split][cls]], repeat)
 
 
-def fit(train, validation, settings: dict, seed: int):
+def fit(train, validation, settings: dict, seed: int, storage: str):
     """The default head on ``train``: (model, temperature, validation scores, seconds)."""
     started = time.perf_counter()
     settings = {**settings, "seed": seed}
-    table, winner, state = head.select(train, validation, 2, settings)
+    table, winner, state = head.select(train, validation, 2, settings, storage)
     candidate = {k: v for k, v in table[winner].items() if k in selection.GRID_KEYS}
-    model, temperature, scores = head.finalise(list(train[0].shape[1:]), 2, settings, candidate, state, validation[1])
+    model, temperature, scores = head.finalise(
+        list(train[0].shape[1:]), 2, settings, candidate, state, validation[1], storage
+    )
     return model, temperature, scores, time.perf_counter() - started, f"{candidate['kind']}/{candidate['pooling']}"
 
 
@@ -118,7 +120,9 @@ def compare(args, workdir: Path) -> None:
         train = (x, np.concatenate([y["train"], labels_of(dataset, "train", k)]) if k else y["train"])
         found = []
         for seed in args.seeds:
-            model, temperature, scores, seconds, chosen = fit(train, validation, config["head"], seed)
+            model, temperature, scores, seconds, chosen = fit(
+                train, validation, config["head"], seed, spec["features"]
+            )
             result = {"val acc": scores["accuracy"], "val log loss": scores["log_loss"], "head s": seconds}
             for split in flips:
                 tta = score(model, temperature, [originals[split][0], flips[split][0]], y[split])

@@ -280,7 +280,8 @@ def accuracy(args) -> None:
         for precision in ("float32", "bfloat16"):
             train, validation = feats[precision, "train"], feats[precision, "validation"]
             for seed in range(settings["seed"], settings["seed"] + args.seeds):
-                table, winner, _ = head.select(train, validation, 2, {**settings, "seed": seed})
+                storage = spec_of(args.backbone, precision)["features"]
+                table, winner, _ = head.select(train, validation, 2, {**settings, "seed": seed}, storage)
                 scores.setdefault(precision, []).append(table[winner])
             accs = [row["val_accuracy"] for row in scores[precision]]
             losses = [row["val_log_loss"] for row in scores[precision]]

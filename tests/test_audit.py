@@ -37,7 +37,7 @@ def clustered(counts: dict, seed: int = 0, dims: int = 16):
                 rows.append((f"{split}/{cls}/{n}.jpg", cls, label, f"{split}{cls}{n}", split))
                 maps.append(centres[label] + rng.normal(0, 0.1, (2, 2, dims)))
     table = pd.DataFrame(rows, columns=["file", "class", "label", "sha256", "split"])
-    return table, pooling.pool(np.stack(maps), "avg")
+    return table, pooling.pool(np.stack(maps), "avg", "map")
 
 
 def relabel(table, index, label):
@@ -95,7 +95,7 @@ def test_tiny_classes_lower_the_folds_or_skip_the_label_audit(tmp_path):
         rows.drop(columns="split").to_csv(f"{stem}_manifest.csv", index=False)
         splits[split] = (f"{stem}.npy", f"{stem}_labels.npy", f"{stem}_manifest.csv")
     outputs = [tmp_path / name for name in ("s.csv", "d.csv", "e.csv", "a.json")]
-    summary = audit.audit(splits, CLASSES, *outputs, folds=5)
+    summary = audit.audit(splits, CLASSES, *outputs, folds=5, storage="map")
     assert summary["folds_used"] == 0 and summary["label_audit"].startswith("skipped")
     assert pd.read_csv(outputs[0]).columns.tolist() == audit.SUSPECT_COLUMNS
     assert json.loads(outputs[3].read_text())["images"] == {"train": 5, "validation": 2}
@@ -109,7 +109,19 @@ def test_mismatched_split_files_name_the_files_and_the_fix(tmp_path):
     )
     paths = tuple(str(tmp_path / name) for name in ("f.npy", "l.npy", "m.csv"))
     with pytest.raises(ValueError, match="f.npy.*l.npy.*m.csv.*Delete them and rerun"):
-        audit.load_splits({"train": paths})
+        audit.load_splits({"train": paths}, "map")
+
+
+def test_pooled_rows_are_audited_by_their_average(tmp_path):
+    maps = np.random.default_rng(0).normal(size=(4, 2, 2, 3)).astype(np.float32)
+    np.save(tmp_path / "f.npy", pooling.summarise(maps))
+    np.save(tmp_path / "l.npy", np.zeros(4, np.int64))
+    pd.DataFrame({"file": list("wxyz"), "class": "a", "label": 0, "sha256": "h"}).to_csv(
+        tmp_path / "m.csv", index=False
+    )
+    paths = tuple(str(tmp_path / name) for name in ("f.npy", "l.npy", "m.csv"))
+    _, vectors = audit.load_splits({"train": paths}, "pooled")
+    np.testing.assert_allclose(vectors, pooling.pool(maps, "avg", "map"), rtol=1e-6)
 
 
 def test_exact_and_near_copies_across_splits_are_found_and_distinct_images_are_not():

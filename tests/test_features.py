@@ -35,11 +35,29 @@ def test_every_image_is_kept_when_the_last_batch_is_partial(tmp_path):
     counts, (features, out_manifest, _) = _extract(tmp_path, manifest, data, batch_size=4)
     assert counts == {"images": 9, "computed": 9, "skipped": 0}
     array = np.load(features)
-    assert array.shape == (9, 1, 1, 512)
+    assert array.shape == (9, 2, 512)  # stored pooled: average and maximum of 1x1x512
     assert pd.read_csv(out_manifest)["file"].tolist() == [row["file"] for row in rows]
     # the padded last batch gives the same rows as batches of one
     _, (single, _, _) = _extract(tmp_path, manifest, data, name="one", batch_size=1)
     np.testing.assert_allclose(np.load(single), array, rtol=1e-4, atol=1e-5)
+
+
+def test_pooled_rows_are_the_average_and_maximum_of_the_map(tmp_path):
+    """VGG16 at 64x64 gives a 2x2x512 map; stored pooled, each row is its average and
+    its maximum over the 4 positions. The storage keys the cache: nothing is reused."""
+    data, manifest, _ = _shard(tmp_path)
+    stored = {}
+    for storage in ("pooled", "map"):
+        spec = resolve({"name": "vgg16", "weights": "none"}, [64, 64], "float32", features=storage)
+        outputs = [tmp_path / f"{storage}{suffix}" for suffix in (".npy", ".csv", ".skipped.csv")]
+        counts = extract_shard(manifest, data, spec, *outputs, tmp_path / "cache", batch_size=4)
+        assert counts == {"images": 9, "computed": 9, "skipped": 0}
+        stored[storage] = np.load(outputs[0])
+    maps, pooled = stored["map"], stored["pooled"]
+    assert maps.shape == (9, 2, 2, 512) and pooled.shape == (9, 2, 512) and pooled.dtype == np.float32
+    np.testing.assert_allclose(pooled[:, 0], maps.mean(axis=(1, 2)), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(pooled[:, 1], maps.max(axis=(1, 2)), rtol=1e-6, atol=1e-7)
+    assert not np.allclose(pooled[:, 0], pooled[:, 1])  # a real map: average is not maximum
 
 
 def test_cached_rows_are_reused_and_only_new_images_computed(tmp_path):
@@ -87,7 +105,7 @@ def test_rows_computed_before_a_failure_are_kept_for_the_next_run(tmp_path):
     data, manifest, _ = _shard(tmp_path)
     counts, (features, _, _) = _extract(tmp_path, manifest, data)
     assert counts == {"images": 9, "computed": 0, "skipped": 0}
-    assert np.load(features).shape == (9, 1, 1, 512)
+    assert np.load(features).shape == (9, 2, 512)
     # The failed attempt's parts stay until the split is joined: then only the
     # shard's own entry (a hard link of its output) is left.
     join_shards([(features, tmp_path / "out.csv", tmp_path / "out.skipped.csv")],

@@ -76,18 +76,25 @@ def test_unfreeze_trains_only_the_named_layers_and_batchnorm_stays_in_inference_
 def test_two_class_model_gives_both_columns_and_its_logits(tmp_path):
     import keras
 
-    from tlflow import head
+    from tlflow import backbones, head, pooling
     from tlflow.backbones import resolve
     from tlflow.fine_tune import build, set_temperature
     from tlflow.metadata import Meta
     from tlflow.probabilities import logits
 
-    spec = resolve({"name": "vgg16", "weights": "none"}, [32, 32], "float32")
-    head.assemble([1, 1, 512], 2, "avg", temperature=2.0).save(tmp_path / "head.h5")
+    spec = resolve({"name": "vgg16", "weights": "none"}, [64, 64], "float32")
+    assert spec["features"] == "pooled"  # the head reads (average, maximum) rows
+    head.assemble([2, 512], 2, "max", temperature=2.0, storage="pooled").save(tmp_path / "head.h5")
     meta = Meta.from_dict({"classes": ["a", "b"], "backbone": spec})
-    model, _ = build(tmp_path / "head.h5", meta, "float32")
-    images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    model, backbone = build(tmp_path / "head.h5", meta, "float32")
+    images = np.random.default_rng(0).uniform(0, 255, (3, 64, 64, 3)).astype(np.float32)
     z = logits(model, images)  # before the temperature
+    # The model pools the backbone's 2x2 maps as extraction stores them.
+    maps = backbone.predict(backbones.preprocess_function("vgg16")(images.copy()), verbose=0)
+    rows = pooling.summarise(maps)
+    assert maps.shape == (3, 2, 2, 512) and not np.allclose(rows[:, 0], rows[:, 1])
+    stored = logits(keras.models.load_model(tmp_path / "head.h5", compile=False), rows)
+    np.testing.assert_allclose(z, stored, rtol=1e-4, atol=1e-4)
     set_temperature(model, 4.0)
     model.save(tmp_path / "model.keras")
     proba = keras.models.load_model(tmp_path / "model.keras").predict(images, verbose=0)

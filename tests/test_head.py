@@ -29,8 +29,16 @@ def _data(n_classes, rows=40, seed=0, shape=(2, 2, 8)):
     return features, labels
 
 
-def _fit(tmp_path, settings, n_classes=2, rows=40):
-    train, validation = _data(n_classes, rows), _data(n_classes, rows // 2, seed=1)
+def _stored(data, storage):
+    """``_data``'s maps as extraction stores them for ``storage``."""
+    maps, labels = data
+    return (pooling.summarise(maps) if storage == "pooled" else maps), labels
+
+
+def _fit(tmp_path, settings, n_classes=2, rows=40, storage="map"):
+    """Fit on ``_data``'s maps stored as ``storage``; (outputs, train, validation) as stored."""
+    train = _stored(_data(n_classes, rows), storage)
+    validation = _stored(_data(n_classes, rows // 2, seed=1), storage)
     paths = {}
     for split, (x, y) in (("train", train), ("validation", validation)):
         paths[split] = (tmp_path / f"{split}.npy", tmp_path / f"{split}_labels.npy")
@@ -41,44 +49,93 @@ def _fit(tmp_path, settings, n_classes=2, rows=40):
     })  # fmt: skip
     outputs.model, outputs.history = outputs.__dict__.pop("head.h5"), outputs.__dict__.pop("history.csv")
     outputs.candidates, outputs.meta = outputs.__dict__.pop("candidates.csv"), outputs.__dict__.pop("head.json")
-    spec = {"id": "b", "image_size": [8, 8], "precision": "float32", "preprocessing": "none"}
+    spec = {"id": "b", "image_size": [8, 8], "precision": "float32", "preprocessing": "none",
+            "features": storage}  # fmt: skip
     meta = {"classes": [f"c{i}" for i in range(n_classes)], "backbone": spec}
     head.train_and_save(paths, settings, meta, threads=1, outputs=outputs)
     return outputs, train, validation
 
 
+SHAPES = pytest.mark.parametrize("shape", [(3, 2, 5), (6, 5), (5,)], ids=["map", "sequence", "vector"])
+
+
 @pytest.mark.parametrize("how", pooling.POOLINGS)
-@pytest.mark.parametrize("shape", [(3, 2, 5), (6, 5), (5,)], ids=["map", "sequence", "vector"])
+@SHAPES
 def test_numpy_pooling_equals_the_keras_layer(how, shape):
     import keras
 
     x = np.random.default_rng(0).normal(size=(7, *shape)).astype(np.float32)
-    model = keras.Sequential([keras.Input(shape), pooling.layer(how, shape)])
-    np.testing.assert_allclose(pooling.pool(x, how), model.predict(x, verbose=0), rtol=1e-6)
-    assert pooling.pool(x, how).shape == (7, int(np.prod(shape)) if how == "flatten" else 5)
+    model = keras.Sequential([keras.Input(shape), *pooling.layers(how, shape, "map")])
+    np.testing.assert_allclose(pooling.pool(x, how, "map"), model.predict(x, verbose=0), rtol=1e-6)
+    assert pooling.pool(x, how, "map").shape == (7, int(np.prod(shape)) if how == "flatten" else 5)
+
+
+@pytest.mark.parametrize("how", ["avg", "max"])
+@SHAPES
+def test_pooled_rows_give_the_vectors_of_pooling_the_map(how, shape):
+    """Stored pooled, a row is (average, maximum): the head's layers and numpy pick
+    from it the vector that pooling the whole map gives."""
+    import keras
+
+    x = np.random.default_rng(0).normal(size=(7, *shape)).astype(np.float32)
+    rows = pooling.summarise(x)
+    assert rows.shape == (7, 2, 5) and rows.dtype == np.float32
+    expected = pooling.pool(x, how, "map")
+    np.testing.assert_allclose(pooling.pool(rows, how, "pooled"), expected, rtol=1e-6)
+    model = keras.Sequential([keras.Input((2, 5)), *pooling.layers(how, (2, 5), "pooled")])
+    np.testing.assert_array_equal(model.predict(rows, verbose=0), pooling.pool(rows, how, "pooled"))
+    # What model.keras computes from the backbone's output: the rows extraction stores.
+    inputs = keras.Input(shape)
+    summary = keras.Model(inputs, pooling.summary(shape)(inputs))
+    np.testing.assert_allclose(summary.predict(x, verbose=0), rows, rtol=1e-6, atol=1e-7)
+
+
+def test_pooled_rows_hold_no_map_to_flatten():
+    rows = pooling.summarise(np.ones((2, 3, 3, 4)))
+    for attempt in (lambda: pooling.pool(rows, "flatten", "pooled"),
+                    lambda: pooling.layers("flatten", (2, 4), "pooled")):  # fmt: skip
+        with pytest.raises(ValueError, match="stored pooled.*flatten.*features: map"):
+            attempt()
+
+
+def test_flatten_or_the_setting_stores_the_map():
+    assert pooling.storage(["avg", "max"]) == "pooled"
+    assert pooling.storage(["avg", "flatten"]) == "map" and pooling.storage(["max"], "map") == "map"
+    assert pooling.stored({"id": "b"}) == "map"  # metadata written before pooled storage
 
 
 def test_a_one_by_one_map_is_pooled_one_way_only():
-    assert pooling.distinct_poolings([1, 1, 512], ["avg", "flatten", "max"]) == ["avg"]
-    assert pooling.distinct_poolings([4, 4, 512], ["avg", "flatten", "avg"]) == ["avg", "flatten"]
-    assert pooling.distinct_poolings([512], ["max", "avg"]) == ["max"]
+    rng = np.random.default_rng(0)
+    one, four, vector = (rng.normal(size=(3, *shape)) for shape in ((1, 1, 512), (4, 4, 512), (512,)))
+    assert pooling.distinct_poolings(one, ["avg", "flatten", "max"], "map") == ["avg"]
+    assert pooling.distinct_poolings(four, ["avg", "flatten", "avg"], "map") == ["avg", "flatten"]
+    assert pooling.distinct_poolings(vector, ["max", "avg"], "map") == ["max"]
+    # Pooled rows do not show the map: equal averages and maxima do.
+    assert pooling.distinct_poolings(pooling.summarise(one), ["avg", "max"], "pooled", block=2) == ["avg"]
+    assert pooling.distinct_poolings(pooling.summarise(vector), ["max", "avg"], "pooled") == ["max"]
+    assert pooling.distinct_poolings(pooling.summarise(four), ["avg", "max"], "pooled") == ["avg", "max"]
 
 
 @pytest.mark.parametrize("kind", ["linear", "mlp"])
-@pytest.mark.parametrize("how", pooling.POOLINGS)
+@pytest.mark.parametrize(
+    "how, storage", [("flatten", "map"), ("avg", "map"), ("max", "map"), ("avg", "pooled"), ("max", "pooled")]
+)
 @pytest.mark.parametrize("n_classes", [2, 3])
-def test_saved_head_gives_the_fitted_probabilities(tmp_path, kind, how, n_classes):
+def test_saved_head_gives_the_fitted_probabilities(tmp_path, kind, how, storage, n_classes):
     import keras
 
     settings = {**DEFAULTS, "search": False, "kind": kind, "pooling": how, "epochs": 3,
                 "hidden_units": [8], "batch_size": 8}  # fmt: skip
-    outputs, _, (val_x, val_y) = _fit(tmp_path, settings, n_classes)
-    meta = Meta.read(outputs.meta).head
+    outputs, _, (val_x, val_y) = _fit(tmp_path, settings, n_classes, storage=storage)
+    meta = Meta.read(outputs.meta)
+    assert meta.feature_shape == list(val_x.shape[1:]) and meta.backbone.storage == storage
+    meta = meta.head
     saved = keras.models.load_model(outputs.model)
     assert meta["selected"]["kind"] == kind and meta["selected"]["pooling"] == how
-    assert saved.layers[0].__class__.__name__ == {
-        "flatten": "Flatten", "avg": "GlobalAveragePooling2D", "max": "GlobalMaxPooling2D"
-    }[how]  # fmt: skip
+    first = {"flatten": ["Flatten"], "avg": ["GlobalAveragePooling2D"], "max": ["GlobalMaxPooling2D"]}
+    if storage == "pooled":
+        first = {"avg": ["Cropping1D", "Flatten"], "max": ["Cropping1D", "Flatten"]}
+    assert [layer.__class__.__name__ for layer in saved.layers[: len(first[how])]] == first[how]
     proba = predict_proba(saved, val_x)
     assert proba.shape == (len(val_x), n_classes)
     # The head's own probabilities are its logits through the recorded temperature.
@@ -97,7 +154,7 @@ def test_linear_head_equals_scikit_learns_probe(tmp_path):
     settings = {**DEFAULTS, "search": False, "kind": "linear", "pooling": "avg", "l2": 0.01,
                 "calibrate": False}  # fmt: skip
     outputs, (x, y), (val_x, _) = _fit(tmp_path, settings, n_classes=3)
-    pooled, val_pooled = pooling.pool(x, "avg"), pooling.pool(val_x, "avg")
+    pooled, val_pooled = pooling.pool(x, "avg", "map"), pooling.pool(val_x, "avg", "map")
     mean, std = pooled.mean(0), pooled.std(0)
     probe = LogisticRegression(C=1 / (0.01 * len(x)), max_iter=5000, tol=1e-8)
     probe.fit((pooled - mean) / std, y)
@@ -105,6 +162,25 @@ def test_linear_head_equals_scikit_learns_probe(tmp_path):
     np.testing.assert_allclose(
         predict_proba(saved, val_x), probe.predict_proba((val_pooled - mean) / std), atol=1e-4
     )
+
+
+def test_pooled_storage_gives_the_head_of_pooling_the_map(tmp_path):
+    """The same maps stored whole and stored pooled: the same candidates, scores,
+    winner and probabilities (to float tolerance)."""
+    import keras
+
+    settings = {**DEFAULTS, "kind": "linear", "criterion": "log_loss"}
+    found = {}
+    for storage in ("map", "pooled"):
+        (tmp_path / storage).mkdir()
+        outputs, _, (val_x, _) = _fit(tmp_path / storage, settings, n_classes=3, storage=storage)
+        saved = keras.models.load_model(outputs.model)
+        found[storage] = pd.read_csv(outputs.candidates), predict_proba(saved, val_x)
+    (maps, maps_proba), (pooled, pooled_proba) = found["map"], found["pooled"]
+    assert len(maps) == 2 * 4 and maps["selected"].tolist() == pooled["selected"].tolist()
+    assert maps[["pooling", "l2"]].equals(pooled[["pooling", "l2"]])
+    np.testing.assert_allclose(pooled["val_log_loss"], maps["val_log_loss"], atol=1e-5)
+    np.testing.assert_allclose(pooled_proba, maps_proba, atol=1e-5)
 
 
 def test_the_winner_has_the_best_validation_score_and_ties_go_to_the_earlier():
@@ -132,7 +208,7 @@ def test_grid_spans_each_kinds_own_hyper_parameters_and_search_off_pins_the_firs
 
 def test_search_writes_every_candidate_and_keeps_the_best(tmp_path):
     settings = {**DEFAULTS, "epochs": 4, "hidden_units": [8], "batch_size": 8}
-    outputs, _, _ = _fit(tmp_path, settings)
+    outputs, _, _ = _fit(tmp_path, settings, storage="pooled")  # the default storage
     table = pd.read_csv(outputs.candidates)
     assert len(table) == 2 * 4 + 2 * 1  # 2 poolings x (4 L2 strengths + 1 learning rate)
     assert table["selected"].sum() == 1
@@ -157,7 +233,8 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path):
     train = _data(2, rows=40)
     rng = np.random.default_rng(5)
     noise = (rng.normal(size=(20, 2, 2, 8)).astype(np.float32), rng.integers(0, 2, 20))
-    model, rows, best = head.fit_mlp(train, noise, 2, head.selection.candidates(settings, ["flatten"])[0], settings)
+    candidate = head.selection.candidates(settings, ["flatten"])[0]
+    model, rows, best = head.fit_mlp(train, noise, 2, candidate, settings, "map")
     losses = [r["val_loss"] for r in rows]
     assert len(rows) < 60, "training did not stop early"
     assert best == int(np.argmin(losses)) + 1 and best <= len(rows) - 3
@@ -203,7 +280,7 @@ def test_binary_logit_log_loss_matches_scikit_learn():
 
 def test_tutorial_preset_builds_the_tutorials_head():
     model = head.assemble((4, 4, 512), 2, TUTORIAL["pooling"], TUTORIAL["hidden_units"],
-                          TUTORIAL["activation"], TUTORIAL["dropout"])  # fmt: skip
+                          TUTORIAL["activation"], TUTORIAL["dropout"], storage="map")  # fmt: skip
     kinds = [layer.__class__.__name__ for layer in model.layers]
     assert kinds == ["Flatten", "Dense", "Dropout", "Dense", "Rescaling", "Activation"]
     assert model.layers[1].units == 256 and model.layers[2].rate == 0.5
@@ -216,9 +293,9 @@ def test_same_seed_same_head_other_seed_other_head():
     x, y = _data(2)
     settings = {**TUTORIAL, "epochs": 3, "hidden_units": [8], "batch_size": 5}
     candidate = selection.candidates(settings, ["flatten"])[0]
-    first = head.fit_mlp((x, y), (x, y), 2, candidate, settings)[1]
-    again = head.fit_mlp((x, y), (x, y), 2, candidate, settings)[1]
-    other = head.fit_mlp((x, y), (x, y), 2, candidate, {**settings, "seed": 7})[1]
+    first = head.fit_mlp((x, y), (x, y), 2, candidate, settings, "map")[1]
+    again = head.fit_mlp((x, y), (x, y), 2, candidate, settings, "map")[1]
+    other = head.fit_mlp((x, y), (x, y), 2, candidate, {**settings, "seed": 7}, "map")[1]
     assert first == again and first != other
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, planned_jobs, snakemake, write_config
+from conftest import REPO, TINY_CONFIG, make_workdir, planned_jobs, snakemake, write_config
 
 RESULTS = "results/vgg16"
 
@@ -69,20 +69,53 @@ def test_a_changed_resource_plans_no_job(finished_copy, resource):
     assert planned_jobs(finished_copy) == {}
 
 
-def test_search_off_and_the_tutorial_preset_fit_one_head(finished_copy):
+def test_search_off_and_the_tutorial_preset_fit_one_head_on_the_maps(finished_copy):
     preset = yaml.safe_load((REPO / "config/tutorial.yaml").read_text())
     config = _config(finished_copy)
     config["head"] = {**config["head"], **preset["head"], "epochs": 3}
     write_config(finished_copy, config)
     planned = planned_jobs(finished_copy)
-    assert planned["train_head"] == 1 and "extract_shard" not in planned  # features reused
+    # Stored pooled until now: flatten needs the maps, of every shard of every split.
+    assert planned["train_head"] == 1 and planned["extract_shard"] == 3 * 2
+    assert np.load(finished_copy / RESULTS / "features/train.npy").shape[1:] == (2, 512)
     snakemake(finished_copy)
+    assert np.load(finished_copy / RESULTS / "features/train.npy").shape[1:] == (1, 1, 512)
     table = pd.read_csv(finished_copy / RESULTS / "head/candidates.csv")
     meta = json.loads((finished_copy / RESULTS / "head/head.json").read_text())["head"]
     assert len(table) == 1 and table["kind"][0] == "mlp" and table["pooling"][0] == "flatten"
     assert meta["temperature"] == 1.0 and meta["best_epoch"] == meta["epochs_run"] == 3
     history = pd.read_csv(finished_copy / RESULTS / "head/history.csv")
     assert len(history) == 3  # no early stopping: every epoch, the last one kept
+
+
+def test_pooled_storage_gives_the_head_of_the_stored_maps(tmp_path):
+    """VGG16 at 64x64 (2x2x512 maps): linear heads fitted on pooled rows and on the
+    whole maps, pooled as they are read, score and predict alike (float tolerance)."""
+    import keras
+
+    from tlflow.probabilities import predict_proba
+
+    config = {
+        **TINY_CONFIG, "image_size": [64, 64], "splits": ["train", "validation"],
+        "extraction": {**TINY_CONFIG["extraction"], "shards": 1, "precision": "float32"},
+        "head": {**TINY_CONFIG["head"], "kind": "linear", "criterion": "log_loss"},
+    }  # fmt: skip
+    workdir = make_workdir(tmp_path / "run", config, {"train": 13, "validation": 7})
+    target, found = f"{RESULTS}/head/head.json", {}
+    for storage in ("auto", "map"):
+        write_config(workdir, {**config, "extraction": {**config["extraction"], "features": storage}})
+        if storage == "map":  # a change of what is stored: the features are computed again
+            assert planned_jobs(workdir, target) == {"extract_shard": 2, "join_split": 2, "train_head": 1}
+        snakemake(workdir, target)
+        validation = np.load(workdir / RESULTS / "features/validation.npy")
+        head = keras.models.load_model(workdir / RESULTS / "head/head.h5", compile=False)
+        table = pd.read_csv(workdir / RESULTS / "head/candidates.csv")
+        found[storage] = validation.shape[1:], table, predict_proba(head, validation)
+    (pooled_shape, pooled, pooled_proba), (map_shape, maps, map_proba) = found["auto"], found["map"]
+    assert pooled_shape == (2, 512) and map_shape == (2, 2, 512)
+    assert len(pooled) == 2 * 4 and pooled["selected"].tolist() == maps["selected"].tolist()
+    np.testing.assert_allclose(pooled["val_log_loss"], maps["val_log_loss"], atol=1e-5)
+    np.testing.assert_allclose(pooled_proba, map_proba, atol=1e-5)
 
 
 def test_two_backbones_are_ranked_in_one_table(finished_copy):

@@ -162,7 +162,8 @@ def test_the_head_trains_on_originals_and_views_and_validation_stays_originals(a
     assert train_views["view"].tolist() == ["0", "1"] * len(train)
     assert train_views["file"].tolist() == [f for f in train["file"] for _ in range(2)]
     stored = np.load(features_dir / "views/train.npy")
-    assert stored.shape[0] == 2 * len(train) and stored.dtype == np.float16  # the default
+    # Stored pooled like the originals, in the views' dtype (float16, the default).
+    assert stored.shape == (2 * len(train), 2, 512) and stored.dtype == np.float16
     assert not list(features_dir.glob("views/validation*"))
     log = (augmented_run / "logs/vgg16/train_head.log").read_text()
     assert f"{3 * len(train)} training rows" in log

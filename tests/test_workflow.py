@@ -31,7 +31,8 @@ def test_every_image_becomes_one_row_with_its_folder_label(finished_run, split):
     for row, label in zip(manifest.itertuples(), labels):
         folder = row.file.split("/")[1]
         assert row._2 == folder and classes[label] == folder and row.label == label
-    assert features.shape[1:] == (1, 1, 512)  # VGG16 at 32x32: one 1x1x512 map
+    # VGG16 at 32x32 gives a 1x1x512 map, stored pooled: its average and its maximum.
+    assert features.shape[1:] == (2, 512) and features.dtype == np.float32
     assert np.isfinite(features).all()
 
 
@@ -45,6 +46,7 @@ def test_rows_match_the_features_of_each_image_alone(finished_run):
     picks = [0, len(manifest) // 2, len(manifest) - 1]
     paths = [finished_run / "data" / manifest.file[i] for i in picks]
     ((_, rows, _),) = features.compute(paths, spec, batch_size=4, threads=1)
+    assert spec["features"] == "pooled" and rows.shape == (3, 2, 512)
     np.testing.assert_allclose(rows, joined[picks], rtol=0.02, atol=1e-3)
     assert not np.allclose(rows[0], rows[1])  # distinct images, distinct rows
 
@@ -66,6 +68,7 @@ def test_head_metadata_records_what_shapes_the_features(finished_run):
     assert backbone["application"] == "vgg16" and backbone["weights"] == "none"
     assert backbone["image_size"] == [32, 32]
     assert backbone["preprocessing"] == "vgg16"
+    assert backbone["features"] == "pooled" and meta["feature_shape"] == [2, 512]
     # The config leaves `precision: auto`: what this machine computes natively.
     assert backbone["precision"] == precision.resolve("auto")[0]
 

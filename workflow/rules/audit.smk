@@ -52,6 +52,8 @@ rule audit:
         similarity=config["audit"]["near_duplicate_similarity"],
         neighbours=config["audit"]["near_duplicates_per_image"],
         projection=config["audit"]["projection"],
+        # What the features store (pooled vectors or maps), and so how to pool them.
+        spec=backbone_spec,
     message:
         "{rule}: backbone {wildcards.backbone}"
     script:

@@ -35,8 +35,10 @@ try:
         listing,
         locks,
         manifest,
+        pooling,
         precision,
         predict,
+        selection,
         splits,
         views,
     )
@@ -112,6 +114,12 @@ else:
 # `verify_hashes` re-reads them in the main process only: a job plans nothing.
 VERIFY = MAIN and config["verify_hashes"] in (True, "true")
 _file_hashes = manifest.HashCache(f"{STATE}/file-hashes.json", verify=VERIFY)
+# What is stored per image: the pooled vectors the heads read, or the whole map
+# when a head needs it (flatten) or the config asks for it. Part of every spec, so
+# switching computes the other kind.
+FEATURES = pooling.storage(
+    selection.values(config["head"], "pooling"), config["extraction"]["features"]
+)
 try:
     SPECS = {}
     for _entry in config["backbones"]:
@@ -120,6 +128,7 @@ try:
             config["image_size"],
             PRECISION,
             sha256=_file_hashes.sha256,
+            features=FEATURES,
         )
         if _spec["id"] in SPECS:
             raise backbones.BackboneError(

@@ -14,4 +14,5 @@ audit.audit(
     neighbours=snakemake.params.neighbours,
     projection=snakemake.params.projection,
     threads=snakemake.threads,
+    storage=snakemake.params.spec["features"],
 )

@@ -1,7 +1,8 @@
 """Data audit from the cached features: suspected label errors, duplicates and leaks
 across splits, and a 2-D map of the images. No extraction and no Keras.
 
-Every image is one pooled feature vector (the spatial map averaged). Label errors
+Every image is one pooled feature vector (the spatial map averaged, as stored or
+from the stored map). Label errors
 come from confident learning (Northcutt et al., 2021): out-of-fold probabilities of
 a cross-validated linear probe, and per-class thresholds. Near-duplicates are pairs
 whose cosine similarity reaches a cut-off, found block by block so memory does not
@@ -28,10 +29,11 @@ SUSPECT_COLUMNS = [
 ]  # fmt: skip
 
 
-def load_splits(splits: dict) -> tuple[pd.DataFrame, np.ndarray]:
+def load_splits(splits: dict, storage: str) -> tuple[pd.DataFrame, np.ndarray]:
     """Manifest rows of every split (with a ``split`` column) and their pooled features.
 
-    ``splits`` maps each split to its (features.npy, labels.npy, manifest.csv).
+    ``splits`` maps each split to its (features.npy, labels.npy, manifest.csv), whose
+    rows are of ``storage`` (pooling.STORAGES).
     """
     tables, vectors = [], []
     for split, (features_npy, labels_npy, manifest_csv) in splits.items():
@@ -47,7 +49,7 @@ def load_splits(splits: dict) -> tuple[pd.DataFrame, np.ndarray]:
                 "to rebuild the split."
             )
         tables.append(table.assign(split=split))
-        vectors.append(pooling.pool(features, "avg"))
+        vectors.append(pooling.pool(features, "avg", storage))
     return pd.concat(tables, ignore_index=True), np.concatenate(vectors)
 
 
@@ -268,14 +270,14 @@ def project(features, method: str, seed: int = 0) -> np.ndarray:
 def audit(
     splits: dict, classes, out_suspects, out_duplicates, out_embedding, out_summary,
     folds: int = 5, similarity: float = 0.9, neighbours: int = 5, projection: str = "pca",
-    seed: int = 0, threads: int = 1,
+    seed: int = 0, threads: int = 1, *, storage: str,
 ) -> dict:  # fmt: skip
     """Audit the cached features of ``splits`` (see load_splits); write the suspects,
     the duplicates, the 2-D map and a JSON of counts. Returns the counts."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(threads):
-        table, features = load_splits(splits)
+        table, features = load_splits(splits, storage)
         proba, used = score_labels(table, features, len(classes), folds, seed)
         if proba is None:
             label_audit = "skipped: a class has fewer than 2 training and validation images"

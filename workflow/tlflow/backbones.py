@@ -52,12 +52,14 @@ class BackboneError(ValueError):
     """A backbone entry of the config cannot be used; the message says how to fix it."""
 
 
-def resolve(entry: dict, image_size, precision: str, base_dir=".", sha256=file_sha256) -> dict:
+def resolve(entry: dict, image_size, precision: str, base_dir=".", sha256=file_sha256,
+            features: str = "pooled") -> dict:  # fmt: skip
     """Turn one ``backbones:`` entry of the config into a spec, or raise BackboneError.
 
     Paths are taken relative to ``base_dir``. Files are hashed with ``sha256(path)``
     (the workflow passes a cache), so that replacing a weights file or a saved model
-    changes the spec and so reruns its features.
+    changes the spec and so reruns its features. ``features`` is what is stored
+    per image (pooling.storage): ``pooled`` or the whole ``map``.
     """
     name = str(entry["name"])
     size = list(entry.get("image_size") or image_size)
@@ -101,7 +103,7 @@ def resolve(entry: dict, image_size, precision: str, base_dir=".", sha256=file_s
             spec["weights_sha256"] = sha256(str(path))
         # The preprocessing is the application's own; recorded so prediction repeats it.
         spec["preprocessing"] = entry.get("preprocessing") or _application_default(key)
-    spec.update(image_size=size, precision=precision, decode=DECODE)
+    spec.update(image_size=size, precision=precision, decode=DECODE, features=features)
     return spec
 
 

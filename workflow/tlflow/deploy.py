@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import backbones
+from . import backbones, pooling
 from .atomic import atomic_path
 from .metadata import Meta
 from .readers import load_model
@@ -97,8 +97,21 @@ def class_columns(x, n_classes: int, name: str = "probabilities"):
     )
 
 
+def features(backbone, spec):
+    """A function from image tensors to what the head reads, as it was stored: the
+    backbone's map, or its average and maximum stacked (pooling.summary)."""
+    summary = pooling.summary(backbone.output.shape[1:]) if spec.storage == "pooled" else None
+
+    def apply(x):
+        x = backbone(x, training=False)  # BatchNormalization in inference mode, always
+        return summary(x) if summary else x
+
+    return apply
+
+
 def build(head_model, meta: Meta, test_time=()):
-    """Resize -> [views] -> preprocess -> frozen backbone -> head -> probabilities (keras.Model)."""
+    """Resize -> [views] -> preprocess -> frozen backbone -> [pooling] -> head ->
+    probabilities (keras.Model)."""
     import keras
 
     spec = meta.backbone
@@ -107,7 +120,8 @@ def build(head_model, meta: Meta, test_time=()):
     keras.config.set_dtype_policy("float32")
     head = load_model(head_model)
     inputs, branches = preprocessed_input(spec, test_time)
-    outputs = [head(backbone(branch, training=False)) for branch in branches]
+    stored = features(backbone, spec)
+    outputs = [head(stored(branch)) for branch in branches]
     x = outputs[0] if len(outputs) == 1 else keras.layers.Average(name="test_time")(outputs)
     x = class_columns(x, len(meta.classes))
     return keras.Model(inputs, x, name=f"{spec.id}_classifier")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backbones, disk
+from . import backbones, disk, pooling
 from . import views as view_sets
 from .atomic import atomic_path
 from .images import decode_all
@@ -43,6 +43,10 @@ DECODE_AHEAD = 512
 
 def compute(paths, spec, batch_size: int, threads: int, decode=decode_all):
     """Yield (indices, features) batches for ``paths``; failures as (indices, messages).
+
+    The features are what the spec stores (pooling.stored): each image's map, or
+    its average and maximum (pooling.summarise), pooled here so that no map
+    outlives its batch.
 
     Decoding runs in threads, batches ahead of the model. It starts before
     TensorFlow is imported and the model built, which take seconds on one core, so
@@ -67,6 +71,7 @@ def compute(paths, spec, batch_size: int, threads: int, decode=decode_all):
         configure_threads(threads)
         model = backbones.build(spec)
         preprocess = backbones.preprocess_function(spec["preprocessing"])
+        pooled = pooling.stored(spec) == "pooled"
         for position, start in enumerate(starts):
             parts = [(offset, future.result()) for offset, future in ahead.popleft()]
             if position + len(ahead) + 1 < len(starts):
@@ -85,6 +90,8 @@ def compute(paths, spec, batch_size: int, threads: int, decode=decode_all):
             if slots:
                 out = model.predict_on_batch(preprocess(batch))
                 rows = np.asarray(out, dtype=np.float32)[slots]
+                if pooled:
+                    rows = pooling.summarise(rows)
                 yield [start + slot for slot in slots], rows, failed
             else:
                 yield [], None, failed

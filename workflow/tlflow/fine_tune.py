@@ -113,7 +113,8 @@ def _select(layers, learning: list[str], what, name: str) -> list[str]:
 
 
 def build(head_model, meta: Meta, precision: str):
-    """(model, backbone): raw RGB -> resize -> preprocess -> backbone -> head layers -> probabilities.
+    """(model, backbone): raw RGB -> resize -> preprocess -> backbone -> [pooling] -> head
+    layers -> probabilities.
 
     The head's layers are applied one by one, not nested, so that its ``logits`` and
     ``temperature`` are layers of the model itself.
@@ -122,7 +123,7 @@ def build(head_model, meta: Meta, precision: str):
     backbone = backbones.build({**spec.to_dict(), "precision": precision})
     head = load_model(head_model)
     inputs, (x,) = deploy.preprocessed_input(spec)
-    x = backbone(x, training=False)  # BatchNormalization in inference mode, always
+    x = deploy.features(backbone, spec)(x)
     for layer in head.layers:  # fresh copies: layers of this model alone, so .output is here
         copy = layer.__class__.from_config(layer.get_config())
         x = copy(x)

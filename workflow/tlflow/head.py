@@ -5,7 +5,9 @@ scikit-learn) and ``mlp`` (the tutorial's Dense+Dropout head, trained by Keras w
 early stopping). Every candidate is scored on the validation split, the best is
 calibrated there (temperature scaling), and it is saved as one Keras model,
 ``head.h5``: pooling -> layers -> logits -> temperature -> probabilities, standard
-layers only, so evaluation, deployment and prediction load it as they are.
+layers only, so evaluation, deployment and prediction load it as they are. It reads
+the stored rows (tlflow.pooling): of pooled storage, its pooling picks the average
+or the maximum.
 """
 
 from __future__ import annotations
@@ -40,11 +42,14 @@ MLP_FIT = "Keras fit on the training split; early stopping on validation loss re
 
 
 def assemble(feature_shape, n_classes: int, how: str, hidden_units=(), activation="relu",
-             dropout: float = 0.0, temperature: float = 1.0):  # fmt: skip
-    """pool -> (Dense, Dropout)* -> logits -> logits / T -> sigmoid (2 classes) or softmax."""
+             dropout: float = 0.0, temperature: float = 1.0, *, storage: str):  # fmt: skip
+    """pool -> (Dense, Dropout)* -> logits -> logits / T -> sigmoid (2 classes) or softmax.
+
+    ``feature_shape`` is a stored row's, of ``storage`` (pooling.STORAGES).
+    """
     import keras
 
-    layers = [keras.Input(shape=tuple(feature_shape)), pooling.layer(how, feature_shape)]
+    layers = [keras.Input(shape=tuple(feature_shape)), *pooling.layers(how, feature_shape, storage)]
     for i, units in enumerate(hidden_units):
         layers.append(keras.layers.Dense(units, activation=activation, name=f"hidden_{i}"))
         if dropout > 0:
@@ -58,14 +63,14 @@ def assemble(feature_shape, n_classes: int, how: str, hidden_units=(), activatio
     return keras.Sequential(layers, name="head")
 
 
-def fit_mlp(train, validation, n_classes: int, candidate: dict, settings: dict):
-    """Train one mlp candidate; returns (model, history rows, best epoch)."""
+def fit_mlp(train, validation, n_classes: int, candidate: dict, settings: dict, storage: str):
+    """Train one mlp candidate on rows of ``storage``; returns (model, history rows, best epoch)."""
     import keras
 
     keras.utils.set_random_seed(settings["seed"])
     model = assemble(
         train[0].shape[1:], n_classes, candidate["pooling"], settings["hidden_units"],
-        settings["activation"], candidate["dropout"],
+        settings["activation"], candidate["dropout"], storage=storage,
     )  # fmt: skip
     optimizer = keras.optimizers.get(
         {"class_name": settings["optimizer"], "config": {"learning_rate": candidate["learning_rate"]}}
@@ -124,15 +129,15 @@ def _scores(logits, labels) -> dict:
     }
 
 
-def select(train, validation, n_classes: int, settings: dict):
-    """Fit every candidate and pick one on validation.
+def select(train, validation, n_classes: int, settings: dict, storage: str):
+    """Fit every candidate on rows of ``storage`` and pick one on validation.
 
     Returns (candidate table rows, winner index, winner's fitted state) where the
     state holds what ``finalise`` needs: the fitted weights, history rows, best
     epoch, validation logits and temperature.
     """
     (train_x, train_y), (val_x, val_y) = train, validation
-    poolings = pooling.distinct_poolings(train_x.shape[1:], selection.values(settings, "pooling"))
+    poolings = pooling.distinct_poolings(train_x, selection.values(settings, "pooling"), storage)
     candidates = selection.candidates(settings, poolings)
     log.info("%d candidate head(s), chosen by validation %s", len(candidates), settings["criterion"])
     pooled, table, states = {}, [], []
@@ -141,7 +146,7 @@ def select(train, validation, n_classes: int, settings: dict):
         if candidate["kind"] == "linear":
             if candidate["pooling"] not in pooled:  # pooled once for all its L2 strengths
                 pooled[candidate["pooling"]] = tuple(
-                    pooling.pool(x, candidate["pooling"]).astype(np.float64) for x in (train_x, val_x)
+                    pooling.pool(x, candidate["pooling"], storage).astype(np.float64) for x in (train_x, val_x)
                 )
             train_p, val_p = pooled[candidate["pooling"]]
             kernel, bias = fit_linear(train_p, train_y, candidate["l2"], settings["seed"])
@@ -151,7 +156,7 @@ def select(train, validation, n_classes: int, settings: dict):
                      "val_loss": scores["loss"], "val_accuracy": scores["accuracy"]}]  # fmt: skip
             state = {"weights": [kernel.astype(np.float32), bias.astype(np.float32)], "best_epoch": 1}
         else:
-            model, rows, best_epoch = fit_mlp(train, validation, n_classes, candidate, settings)
+            model, rows, best_epoch = fit_mlp(train, validation, n_classes, candidate, settings, storage)
             val_logits = logits(model, val_x)
             scores = _scores(val_logits, val_y)
             state = {"weights": model.get_weights(), "best_epoch": best_epoch}
@@ -173,14 +178,15 @@ def select(train, validation, n_classes: int, settings: dict):
     return table, winner, states[winner]
 
 
-def finalise(feature_shape, n_classes: int, settings: dict, candidate: dict, state: dict, val_y):
+def finalise(feature_shape, n_classes: int, settings: dict, candidate: dict, state: dict, val_y,
+             storage: str):  # fmt: skip
     """The winner as one Keras model with its temperature, and its validation figures."""
     logits, temperature = state["val_logits"], state["temperature"]
     mlp = candidate["kind"] == "mlp"
     model = assemble(
         feature_shape, n_classes, candidate["pooling"],
         settings["hidden_units"] if mlp else (), settings["activation"],
-        candidate.get("dropout", 0.0), temperature,
+        candidate.get("dropout", 0.0), temperature, storage=storage,
     )  # fmt: skip
     model.set_weights(state["weights"])
     return model, temperature, calibration.scores(logits, val_y, temperature)
@@ -204,10 +210,13 @@ def train_and_save(features: dict, settings: dict, meta: dict, threads: int, out
     n_classes = len(meta["classes"])
     log.info("%d training rows, %d validation rows, %d classes",
              len(train[1]), len(validation[1]), n_classes)  # fmt: skip
-    table, winner, state = select(train, validation, n_classes, settings)
+    storage = pooling.stored(meta["backbone"])
+    table, winner, state = select(train, validation, n_classes, settings, storage)
     candidate = {k: v for k, v in table[winner].items() if k in selection.GRID_KEYS}
     feature_shape = list(train[0].shape[1:])
-    model, temperature, scores = finalise(feature_shape, n_classes, settings, candidate, state, validation[1])
+    model, temperature, scores = finalise(
+        feature_shape, n_classes, settings, candidate, state, validation[1], storage
+    )
     log.info("selected candidate %d %s, temperature %.4f, validation %s",
              winner, candidate, temperature, scores)  # fmt: skip
     with atomic_path(outputs.model) as tmp:

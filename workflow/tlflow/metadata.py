@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import pooling
 from .atomic import atomic_path
 from .readers import damaged, read_json
 
@@ -29,6 +30,7 @@ class BackboneSpec:
     weights_sha256: str | None = None
     model: str | None = None  # ... or a saved .keras model
     model_sha256: str | None = None
+    features: str | None = None  # pooling.STORAGES; absent from heads before it: "map"
 
     @classmethod
     def from_dict(cls, spec: dict) -> BackboneSpec:
@@ -37,6 +39,11 @@ class BackboneSpec:
     def to_dict(self) -> dict:
         """The plain dict backbones.build and the feature cache work with."""
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @property
+    def storage(self) -> str:
+        """What the features store per image: ``pooled`` or ``map`` (pooling.stored)."""
+        return pooling.stored(self.to_dict())
 
     def describe(self) -> tuple[str, str]:
         """(source, weights) in words, for people."""

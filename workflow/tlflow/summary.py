@@ -117,7 +117,8 @@ def summary_html(head_meta, manifests: dict, skipped: dict, metrics_json, out_ht
         "preprocessing": spec.preprocessing,
         "image size (height x width)": " x ".join(map(str, spec.image_size)),
         "precision": spec.precision,
-        "feature shape": " x ".join(map(str, meta.feature_shape)),
+        "feature shape": " x ".join(map(str, meta.feature_shape))
+        + (" (average and maximum of each channel)" if spec.storage == "pooled" else ""),
         "classes": ", ".join(meta.classes),
         "head": _head_words(meta.head),
         "split scored": result["split"],
