@@ -70,8 +70,7 @@ def test_above_the_threshold_the_winner_is_fitted_again_on_every_row():
     best = selection.best(searched, LINEAR["criterion"])
     assert (refit["candidate"], refit["l2"], refit["train_rows"]) == (best, searched[best]["l2"], 3000)
     kernel, bias = state["weights"]
-    # Its training accuracy is over every training row, and the warm start from the
-    # subsample's fit reached the exact probe on all rows.
+    # Its training accuracy is over every training row, and it is the exact probe on all rows.
     train_proba = calibration.probabilities(train[0] @ kernel + bias)
     assert state["rows"][0]["accuracy"] == pytest.approx(np.mean(train_proba.argmax(1) == train[1]))
     expected = _exact_probe(*train, refit["l2"])(validation[0])

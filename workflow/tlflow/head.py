@@ -106,8 +106,8 @@ BLOCK_VALUES = 2**22
 # Standardised features up to this size are fitted in float64, as exactly as lbfgs's
 # tolerance asks. Larger ones stay float32: scikit-learn then fits in float32 without
 # a copy, and lbfgs stops where float32 resolves the loss (about 1e-7), which moved
-# probabilities by up to 3e-4 in tests/test_head.py's small case and by 1e-4 on
-# 20,000 rows x 1,280 features.
+# probabilities by up to 3e-4 in tests/test_head.py's small case, 1e-4 on 20,000
+# rows x 1,280 features and 2e-3 on 100,000 (l2 0.001).
 FLOAT64_BYTES = 2**30
 
 
@@ -122,11 +122,6 @@ class Standardised(NamedTuple):
         """Weights on ``z`` (k, d), (k,) -> (kernel (d, k), bias (k,)) on the raw features."""
         kernel = np.asarray(coef, dtype=np.float64).T / self.scale[:, None]
         return kernel, np.asarray(intercept, dtype=np.float64) - self.mean @ kernel
-
-    def unfold(self, kernel, bias):
-        """``fold`` undone: raw-feature weights as weights on ``z``."""
-        kernel = np.asarray(kernel, dtype=np.float64)
-        return (kernel * self.scale[:, None]).T, np.asarray(bias, dtype=np.float64) + self.mean @ kernel
 
 
 def standardise(x, owned: bool) -> Standardised:
@@ -152,23 +147,17 @@ def standardise(x, owned: bool) -> Standardised:
     return Standardised(z, mean, scale)
 
 
-def fit_linear(train: Standardised, train_y, l2: float, seed: int, start=None):
+def fit_linear(train: Standardised, train_y, l2: float, seed: int):
     """Logistic regression on standardised features; returns (kernel (d, k), bias (k,),
     training logits (n, k)).
 
     ``kernel`` and ``bias`` act on the raw pooled features: the standardisation the
     fit used is folded into them, so ``x @ kernel + bias`` are the fitted logits.
-    scikit-learn fits ``train.z`` in its own dtype (no copy). ``start`` (kernel,
-    bias) of the same problem, e.g. fitted on a subsample, is where lbfgs begins:
-    the optimum is unique, so only the time it takes changes.
+    scikit-learn fits ``train.z`` in its own dtype (no copy).
     """
     from sklearn.linear_model import LogisticRegression
 
-    model = LogisticRegression(
-        C=1.0 / (l2 * len(train.z)), max_iter=5000, tol=1e-6, random_state=seed, warm_start=start is not None
-    )
-    if start is not None:  # warm_start begins from the estimator's coef_ and intercept_
-        model.coef_, model.intercept_ = (a.astype(train.z.dtype) for a in train.unfold(*start))
+    model = LogisticRegression(C=1.0 / (l2 * len(train.z)), max_iter=5000, tol=1e-6, random_state=seed)
     model.fit(train.z, train_y)
     kernel, bias = train.fold(model.coef_, model.intercept_)
     return kernel, bias, model.decision_function(train.z).reshape(len(train.z), -1)
@@ -208,7 +197,7 @@ def select(train, validation, n_classes: int, settings: dict):
     winner = selection.best(table, settings["criterion"])
     if rows is not None:
         candidate = {k: v for k, v in table[winner].items() if k in selection.GRID_KEYS}
-        refit, state = fit_candidate(candidate, train, validation, n_classes, settings, {}, states[winner])
+        refit, state = fit_candidate(candidate, train, validation, n_classes, settings, {})
         table.append({"candidate": winner, **refit})
         states.append(state)
         winner = len(table) - 1
@@ -232,11 +221,11 @@ def search(train, validation, n_classes: int, settings: dict):
     return table, states
 
 
-def fit_candidate(candidate, train, validation, n_classes: int, settings: dict, pooled: dict, start=None):
+def fit_candidate(candidate, train, validation, n_classes: int, settings: dict, pooled: dict):
     """One candidate fitted on ``train``: (its table row without number and choice, its state).
 
     ``pooled`` caches the standardised training and pooled validation features by
-    pooling; ``start`` is the state of the same candidate fitted on fewer rows.
+    pooling.
     """
     (train_x, train_y), (val_x, val_y) = train, validation
     started = time.perf_counter()
@@ -246,9 +235,7 @@ def fit_candidate(candidate, train, validation, n_classes: int, settings: dict, 
             # A pooling that only reshapes returns the caller's rows: standardise a copy.
             pooled[candidate["pooling"]] = standardise(train_p, not np.may_share_memory(train_p, train_x)), val_p
         standard, val_p = pooled[candidate["pooling"]]
-        kernel, bias, train_logits = fit_linear(
-            standard, train_y, candidate["l2"], settings["seed"], start and start["weights"]
-        )
+        kernel, bias, train_logits = fit_linear(standard, train_y, candidate["l2"], settings["seed"])
         weights = [kernel.astype(np.float32), bias.astype(np.float32)]
         val_logits = linear_logits(val_p, weights)
         fit, scores = _scores(train_logits, train_y), _scores(val_logits, val_y)
