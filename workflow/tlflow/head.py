@@ -8,12 +8,15 @@ calibrated there (temperature scaling), and it is saved as one Keras model,
 layers only, so evaluation, deployment and prediction load it as they are. It reads
 the stored rows (tlflow.pooling): of pooled storage, its pooling picks the average
 or the maximum.
+A large training split is searched on a stratified subsample of its rows
+(``search_rows``); the winner is then fitted on every row.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import NamedTuple
 
 import numpy as np
 
@@ -28,15 +31,15 @@ log = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
 CANDIDATE_COLUMNS = [
-    "candidate", "kind", "pooling", "l2", "dropout", "learning_rate", "epochs", "best_epoch",
+    "candidate", "kind", "pooling", "l2", "dropout", "learning_rate", "train_rows", "epochs", "best_epoch",
     "temperature", "val_accuracy", "val_log_loss", "val_log_loss_uncalibrated", "fit_seconds",
     "selected",
 ]  # fmt: skip
 LINEAR_FIT = (
     "scikit-learn LogisticRegression (lbfgs, L2 penalty l2 * n_train / 2 * |w|^2 against "
     "the summed log loss, i.e. C = 1 / (l2 * n_train)) on pooled features standardised "
-    "with the training mean and deviation; the standardisation is folded into the "
-    "Dense 'logits' layer"
+    "with the training mean and deviation (float64, or float32 above 1 GiB); the "
+    "standardisation is folded into the Dense 'logits' layer"
 )
 MLP_FIT = "Keras fit on the training split; early stopping on validation loss restores the best epoch"
 
@@ -103,22 +106,72 @@ def fit_mlp(train, validation, n_classes: int, candidate: dict, settings: dict, 
     return model, rows, best
 
 
-def fit_linear(train_x, train_y, l2: float, seed: int):
-    """Logistic regression on ``train_x`` (n, d); returns (kernel (d, k), bias (k,)).
+# Rows per block when the moments are taken: a float64 block of 2**22 numbers is 32 MB.
+BLOCK_VALUES = 2**22
+# Standardised features up to this size are fitted in float64, as exactly as lbfgs's
+# tolerance asks. Larger ones stay float32: scikit-learn then fits in float32 without
+# a copy, and lbfgs stops where float32 resolves the loss (about 1e-7), which moved
+# probabilities by up to 3e-4 in tests/test_head.py's small case, 1e-4 on 20,000
+# rows x 1,280 features and 2e-3 on 100,000 (l2 0.001).
+FLOAT64_BYTES = 2**30
+
+
+class Standardised(NamedTuple):
+    """Pooled features as the linear fit sees them: ``z = (x - mean) / scale``."""
+
+    z: np.ndarray  # (n, d) float64, or float32 when large
+    mean: np.ndarray  # (d,) float64
+    scale: np.ndarray  # (d,) float64
+
+    def fold(self, coef, intercept):
+        """Weights on ``z`` (k, d), (k,) -> (kernel (d, k), bias (k,)) on the raw features."""
+        kernel = np.asarray(coef, dtype=np.float64).T / self.scale[:, None]
+        return kernel, np.asarray(intercept, dtype=np.float64) - self.mean @ kernel
+
+
+def standardise(x, owned: bool) -> Standardised:
+    """``x`` (n, d) float32 standardised with its own mean and deviation.
+
+    Into a float64 copy when that is at most FLOAT64_BYTES; else float32, in place
+    when ``owned`` (``x`` is an array of the caller's, e.g. freshly pooled) and into
+    one float32 copy otherwise, so a large matrix is never held twice. The moments
+    are summed in float64, block by block.
+    """
+    n = len(x)
+    block = max(1, BLOCK_VALUES // max(1, x.shape[1]))
+    blocks = [slice(start, start + block) for start in range(0, n, block)]
+    mean = sum(np.sum(x[b], axis=0, dtype=np.float64) for b in blocks) / n
+    scale = np.sqrt(sum(np.sum(np.square(x[b] - mean), axis=0) for b in blocks) / n)
+    scale[scale < 1e-12] = 1.0  # a constant feature carries nothing; avoid 0/0
+    if x.size * 8 <= FLOAT64_BYTES:
+        z = np.empty(x.shape, dtype=np.float64)
+    else:
+        z = x if owned else np.empty(x.shape, dtype=np.float32)
+    for b in blocks:
+        z[b] = (x[b] - mean) / scale
+    return Standardised(z, mean, scale)
+
+
+def fit_linear(train: Standardised, train_y, l2: float, seed: int):
+    """Logistic regression on standardised features; returns (kernel (d, k), bias (k,),
+    training logits (n, k)).
 
     ``kernel`` and ``bias`` act on the raw pooled features: the standardisation the
     fit used is folded into them, so ``x @ kernel + bias`` are the fitted logits.
+    scikit-learn fits ``train.z`` in its own dtype (no copy).
     """
     from sklearn.linear_model import LogisticRegression
 
-    x = np.asarray(train_x, dtype=np.float64)
-    mean, scale = x.mean(axis=0), x.std(axis=0)
-    scale[scale < 1e-12] = 1.0  # a constant feature carries nothing; avoid 0/0
-    model = LogisticRegression(C=1.0 / (l2 * len(x)), max_iter=5000, tol=1e-6, random_state=seed)
-    model.fit((x - mean) / scale, train_y)
-    kernel = model.coef_.T / scale[:, None]
-    bias = model.intercept_ - (mean / scale) @ model.coef_.T
-    return kernel, bias
+    model = LogisticRegression(C=1.0 / (l2 * len(train.z)), max_iter=5000, tol=1e-6, random_state=seed)
+    model.fit(train.z, train_y)
+    kernel, bias = train.fold(model.coef_, model.intercept_)
+    return kernel, bias, model.decision_function(train.z).reshape(len(train.z), -1)
+
+
+def linear_logits(x, weights) -> np.ndarray:
+    """Logits of the float32 (kernel, bias) ``weights`` on pooled ``x``, as the saved head."""
+    kernel, bias = weights
+    return (np.asarray(x, dtype=np.float32) @ kernel + bias).astype(np.float64)
 
 
 def _scores(logits, labels) -> dict:
@@ -132,50 +185,85 @@ def _scores(logits, labels) -> dict:
 def select(train, validation, n_classes: int, settings: dict, storage: str):
     """Fit every candidate on rows of ``storage`` and pick one on validation.
 
-    Returns (candidate table rows, winner index, winner's fitted state) where the
-    state holds what ``finalise`` needs: the fitted weights, history rows, best
+    With more training rows than ``settings["search_rows"]``, the candidates are
+    fitted on a stratified subsample of them and the winner is fitted again on every
+    row (its own row in the table, the one selected), then calibrated.
+
+    Returns (candidate table rows, winner's row index, winner's fitted state) where
+    the state holds what ``finalise`` needs: the fitted weights, history rows, best
     epoch, validation logits and temperature.
     """
-    (train_x, train_y), (val_x, val_y) = train, validation
-    poolings = pooling.distinct_poolings(train_x, selection.values(settings, "pooling"), storage)
+    rows = selection.search_subsample(train[1], settings["search_rows"], settings["seed"])
+    searched = train if rows is None else (train[0][rows], train[1][rows])
+    if rows is not None:
+        log.info("candidates fitted on %d of %d training rows (stratified, seed %d); the "
+                 "winner is fitted again on all", len(rows), len(train[1]), settings["seed"])  # fmt: skip
+    table, states = search(searched, validation, n_classes, settings, storage)
+    winner = selection.best(table, settings["criterion"])
+    if rows is not None:
+        candidate = {k: v for k, v in table[winner].items() if k in selection.GRID_KEYS}
+        refit, state = fit_candidate(candidate, train, validation, n_classes, settings, {}, storage)
+        table.append({"candidate": winner, **refit})
+        states.append(state)
+        winner = len(table) - 1
+    for number, row in enumerate(table):
+        row["selected"] = number == winner
+    return table, winner, states[winner]
+
+
+def search(train, validation, n_classes: int, settings: dict, storage: str):
+    """Every candidate fitted on ``train`` (rows of ``storage``) and scored on
+    ``validation``: (table rows, states)."""
+    poolings = pooling.distinct_poolings(train[0], selection.values(settings, "pooling"), storage)
     candidates = selection.candidates(settings, poolings)
     log.info("%d candidate head(s), chosen by validation %s", len(candidates), settings["criterion"])
-    pooled, table, states = {}, [], []
+    pooled, table, states = {}, [], []  # pooled: once per pooling, for all its L2 strengths
     for number, candidate in enumerate(candidates):
-        started = time.perf_counter()
-        if candidate["kind"] == "linear":
-            if candidate["pooling"] not in pooled:  # pooled once for all its L2 strengths
-                pooled[candidate["pooling"]] = tuple(
-                    pooling.pool(x, candidate["pooling"], storage).astype(np.float64) for x in (train_x, val_x)
-                )
-            train_p, val_p = pooled[candidate["pooling"]]
-            kernel, bias = fit_linear(train_p, train_y, candidate["l2"], settings["seed"])
-            val_logits = val_p @ kernel + bias
-            fit, scores = _scores(train_p @ kernel + bias, train_y), _scores(val_logits, val_y)
-            rows = [{"epoch": 1, "loss": fit["loss"], "accuracy": fit["accuracy"],
-                     "val_loss": scores["loss"], "val_accuracy": scores["accuracy"]}]  # fmt: skip
-            state = {"weights": [kernel.astype(np.float32), bias.astype(np.float32)], "best_epoch": 1}
-        else:
-            model, rows, best_epoch = fit_mlp(train, validation, n_classes, candidate, settings, storage)
-            val_logits = logits(model, val_x)
-            scores = _scores(val_logits, val_y)
-            state = {"weights": model.get_weights(), "best_epoch": best_epoch}
-        # Each candidate is judged as it would be delivered: calibrated, when that is on.
-        temperature = calibration.fit_temperature(val_logits, val_y) if settings["calibrate"] else 1.0
-        table.append({
-            "candidate": number, **candidate, "epochs": len(rows), "best_epoch": state["best_epoch"],
-            "temperature": temperature, "val_accuracy": scores["accuracy"],
-            "val_log_loss": calibration.log_loss(val_logits, val_y, temperature),
-            "val_log_loss_uncalibrated": scores["loss"],
-            "fit_seconds": round(time.perf_counter() - started, 3),
-        })  # fmt: skip
-        states.append({**state, "rows": rows, "val_logits": val_logits, "temperature": temperature})
+        row, state = fit_candidate(candidate, train, validation, n_classes, settings, pooled, storage)
+        table.append({"candidate": number, **row})
+        states.append(state)
         log.info("candidate %d %s: validation accuracy %.4f, log loss %.4f (%.1f s)", number,
-                 candidate, scores["accuracy"], table[-1]["val_log_loss"], table[-1]["fit_seconds"])  # fmt: skip
-    winner = selection.best(table, settings["criterion"])
-    for row in table:
-        row["selected"] = row["candidate"] == winner
-    return table, winner, states[winner]
+                 candidate, row["val_accuracy"], row["val_log_loss"], row["fit_seconds"])  # fmt: skip
+    return table, states
+
+
+def fit_candidate(candidate, train, validation, n_classes: int, settings: dict, pooled: dict,
+                  storage: str):  # fmt: skip
+    """One candidate fitted on ``train``: (its table row without number and choice, its state).
+
+    ``pooled`` caches the standardised training and pooled validation features by
+    pooling.
+    """
+    (train_x, train_y), (val_x, val_y) = train, validation
+    started = time.perf_counter()
+    if candidate["kind"] == "linear":
+        if candidate["pooling"] not in pooled:
+            train_p, val_p = (pooling.pool(x, candidate["pooling"], storage) for x in (train_x, val_x))
+            # A pooling that only reshapes returns the caller's rows: standardise a copy.
+            pooled[candidate["pooling"]] = standardise(train_p, not np.may_share_memory(train_p, train_x)), val_p
+        standard, val_p = pooled[candidate["pooling"]]
+        kernel, bias, train_logits = fit_linear(standard, train_y, candidate["l2"], settings["seed"])
+        weights = [kernel.astype(np.float32), bias.astype(np.float32)]
+        val_logits = linear_logits(val_p, weights)
+        fit, scores = _scores(train_logits, train_y), _scores(val_logits, val_y)
+        rows = [{"epoch": 1, "loss": fit["loss"], "accuracy": fit["accuracy"],
+                 "val_loss": scores["loss"], "val_accuracy": scores["accuracy"]}]  # fmt: skip
+        state = {"weights": weights, "best_epoch": 1}
+    else:
+        model, rows, best_epoch = fit_mlp(train, validation, n_classes, candidate, settings, storage)
+        val_logits = logits(model, val_x)
+        scores = _scores(val_logits, val_y)
+        state = {"weights": model.get_weights(), "best_epoch": best_epoch}
+    # Each candidate is judged as it would be delivered: calibrated, when that is on.
+    temperature = calibration.fit_temperature(val_logits, val_y) if settings["calibrate"] else 1.0
+    row = {
+        **candidate, "train_rows": len(train_y), "epochs": len(rows), "best_epoch": state["best_epoch"],
+        "temperature": temperature, "val_accuracy": scores["accuracy"],
+        "val_log_loss": calibration.log_loss(val_logits, val_y, temperature),
+        "val_log_loss_uncalibrated": scores["loss"],
+        "fit_seconds": round(time.perf_counter() - started, 3),
+    }  # fmt: skip
+    return row, {**state, "rows": rows, "val_logits": val_logits, "temperature": temperature}
 
 
 def finalise(feature_shape, n_classes: int, settings: dict, candidate: dict, state: dict, val_y,
@@ -233,7 +321,10 @@ def train_and_save(features: dict, settings: dict, meta: dict, threads: int, out
         "epochs_run": len(state["rows"]),
         "temperature": temperature,
         "validation": scores,
-        "candidates": len(table),
+        "candidates": len({row["candidate"] for row in table}),
+        # Rows of the training split (with views) each candidate and the head were fitted on.
+        "search_rows": int(table[0]["train_rows"]),
+        "train_rows": int(table[winner]["train_rows"]),
     }
     log.info("head stage: %.1f s (candidates, choice, calibration)", time.perf_counter() - started)
     Meta.from_dict({**meta, "feature_shape": feature_shape, "head": chosen}).write(outputs.meta)

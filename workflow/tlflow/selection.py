@@ -2,12 +2,15 @@
 
 Settings that may list several values (kind, pooling, l2, dropout, learning_rate)
 span the grid; with ``search: false`` only the first value of each is used, so a
-pinned head is the grid's first candidate.
+pinned head is the grid's first candidate. With more training rows than
+``search_rows``, the candidates are fitted on a stratified subsample of them.
 """
 
 from __future__ import annotations
 
 import itertools
+
+import numpy as np
 
 GRID_KEYS = ("kind", "pooling", "l2", "dropout", "learning_rate")
 # The hyper-parameters each kind of head has; the others do not multiply its candidates.
@@ -52,3 +55,23 @@ def best(scores: list[dict], criterion: str) -> int:
     else:
         raise ValueError(f"unknown selection criterion '{criterion}'; use log_loss or accuracy")
     return min(range(len(scores)), key=key)
+
+
+def search_subsample(labels, limit: int, seed: int):
+    """Sorted indices of a stratified subsample of about ``limit`` of ``labels``'
+    rows, fixed by ``seed``; None when there are no more than ``limit`` rows.
+
+    Each class keeps its share of the rows, and at least one: scikit-learn's
+    stratified splits round a rare class down to none, and a class the search never
+    sees cannot be scored fairly.
+    """
+    labels = np.asarray(labels)
+    if len(labels) <= limit:
+        return None
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        share = max(1, round(len(rows) * limit / len(labels)))
+        chosen.append(rng.choice(rows, share, replace=False))
+    return np.sort(np.concatenate(chosen))

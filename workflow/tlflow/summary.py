@@ -39,10 +39,13 @@ def _head_words(head: dict) -> str:
     """The chosen head in one line, e.g. 'linear, avg pooling, l2 0.01 (best of 14 on validation)'."""
     selected = head["selected"]
     extra = ", ".join(f"{k} {v}" for k, v in selected.items() if k not in ("candidate", "kind", "pooling"))
+    searched = head.get("search_rows", 0) < head.get("train_rows", 0)
     return (
         f"{selected['kind']}, {selected['pooling']} pooling, {extra}; best of "
-        f"{head['candidates']} on {SELECTION} ({head['settings']['criterion']}); "
-        f"temperature {head['temperature']:.3f}"
+        f"{head['candidates']} on {SELECTION} ({head['settings']['criterion']})"
+        + (f", fitted on {head['search_rows']:,} of the {head['train_rows']:,} training rows, "
+           "the winner again on all" if searched else "")  # fmt: skip
+        + f"; temperature {head['temperature']:.3f}"
     )
 
 
