@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from tlflow.synthetic import make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,6 +33,19 @@ TINY_CONFIG = {
     "extraction": {"shards": 2, "batch_size": 8, "threads": 2},
     "head": {"epochs": 3, "batch_size": 8, "hidden_units": [16], "threads": 2},
 }
+
+
+def split_features(run: Path, split: str, backbone: str = "vgg16", views: bool = False):
+    """A split's feature rows as the rules read them: from its shards, through its manifest."""
+    import contextlib
+
+    from tlflow import split_rows
+    from tlflow.readers import read_table
+
+    folder = Path("results", backbone, "features", *(["views"] if views else []))
+    with contextlib.chdir(run):  # the manifest names the shard files from the run's folder
+        manifest = folder / f"{split}_manifest.csv"
+        return split_rows.gather(manifest, sorted(set(read_table(manifest)["shard"])))
 
 
 def write_config(workdir: Path, config: dict) -> Path:

@@ -14,10 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import snakemake, write_config
+from conftest import snakemake, split_features, write_config
 from test_features import SPEC, _extract, _extract_shards, _joined, _shard
-
-from tlflow import atomic, features
+from tlflow import atomic, features, split_rows
 from tlflow.features import DamagedShardError, cache_folder, join_shards
 from tlflow.manifest import shard_of
 from tlflow.synthetic import draw, make_dataset
@@ -125,10 +124,11 @@ def test_any_shard_count_in_any_order_reuses_every_row(tmp_path):
                 continue  # the workflow runs no job for an empty shard
             counts, outputs[k] = _extract(tmp_path, manifest, data, name=f"{shards}-{k}")
             assert counts == {"images": len(rows), "computed": 0, "skipped": 0}
-        joined = [tmp_path / f"{shards}{n}" for n in (".npy", "_labels.npy", ".csv", "_skipped.csv")]
+        joined = [tmp_path / f"{shards}{n}" for n in ("_labels.npy", ".csv", "_skipped.csv")]
         join_shards([tuple(outputs[k]) for k in sorted(outputs)], *joined,
                     cache_dir=cache_folder(tmp_path / "cache", SPEC))  # fmt: skip
-        np.testing.assert_array_equal(np.load(joined[0]), expected)
+        rows = split_rows.gather(joined[1], [outputs[k][0] for k in outputs])
+        np.testing.assert_array_equal(rows, expected)
         # Pruned to the current shards' entries, each a hard link of a shard output.
         entries = sorted(cache_folder(tmp_path / "cache", SPEC).glob("*.npy"))
         assert len(entries) == len(outputs) == len(list(entries[0].parent.iterdir())) / 2
@@ -140,17 +140,14 @@ Usage = namedtuple("Usage", "total used free")
 
 def test_too_little_free_space_fails_before_writing_naming_both_figures_and_the_folder(tmp_path, monkeypatch):
     data, manifest, _ = _shard(tmp_path)
-    _, outputs = _extract(tmp_path, manifest, data)
+    _extract(tmp_path, manifest, data)
     monkeypatch.setattr(shutil, "disk_usage", lambda folder: Usage(10**9, 10**9 - 1000, 1000))
-    joined = _joined(tmp_path / "out")
     with pytest.raises(OSError, match="No space left on device") as raised:
-        join_shards([tuple(outputs)], *joined)
+        _extract(tmp_path, manifest, data, name="again")  # every row from the cache
     needed = 9 * 2 * 512 * 4  # nine pooled rows: average and maximum of 512 channels
     assert raised.value.errno == errno.ENOSPC
-    assert f"needs {needed:,} bytes, 1,000 are free in {tmp_path / 'out'}" in str(raised.value)
-    with pytest.raises(OSError, match=f"needs {needed:,} bytes, 1,000 are free in {tmp_path}"):
-        _extract(tmp_path, manifest, data, name="again")  # the shard's output too
-    assert [p.name for p in (tmp_path / "out").iterdir()] == []  # no partial file left
+    assert f"needs {needed:,} bytes, 1,000 are free in {tmp_path}" in str(raised.value)
+    assert not list(tmp_path.glob("*again*"))  # no partial file left
 
 
 def test_a_full_disk_is_named_where_reserving_or_np_save_meets_it(tmp_path, monkeypatch):
@@ -195,7 +192,7 @@ def test_partial_files_of_killed_writers_on_this_host_are_removed_by_the_next_wr
 
 def test_resharding_a_finished_run_computes_nothing(finished_copy):
     config = yaml.safe_load((finished_copy / "config.yaml").read_text())
-    targets = [f"results/vgg16/features/{split}.npy" for split in ("train", "validation")]
+    targets = [f"results/vgg16/features/{split}_manifest.csv" for split in ("train", "validation")]
     cache = finished_copy / "results/vgg16/.cache/train"
     for shards in (1, 3, 5, 2):
         config["extraction"]["shards"] = shards
@@ -219,7 +216,7 @@ def test_resharding_a_finished_run_computes_nothing(finished_copy):
 def test_a_damaged_shard_stops_the_join_and_the_named_fix_recomputes_its_rows(finished_copy):
     """A shard's output and its cache entry are one inode: zeroing one zeroes both."""
     features_dir = finished_copy / "results/vgg16/features"
-    before = np.load(features_dir / "train.npy")
+    before = split_features(finished_copy, "train")
     draw("circle", 32, np.random.default_rng(3)).save(finished_copy / "data/train/circles/new.jpg")
     damaged = features_dir / f"shards/train/shard-{1 - shard_of('train/circles/new.jpg', 2)}.npy"
     # finished_copy copied the hard links as two files: damage both
@@ -227,7 +224,7 @@ def test_a_damaged_shard_stops_the_join_and_the_named_fix_recomputes_its_rows(fi
     entry = spec_cache / f"{features._digest(damaged.with_suffix('.csv').read_bytes())}.npy"
     for path in (damaged, entry):
         _zero_rows(path)
-    target = "results/vgg16/features/train.npy"
+    target = "results/vgg16/features/train_manifest.csv"
     failed = snakemake(finished_copy, target, check=False)
     assert failed.returncode != 0
     log = (finished_copy / "logs/vgg16/join_split/train.log").read_text()
@@ -236,7 +233,7 @@ def test_a_damaged_shard_stops_the_join_and_the_named_fix_recomputes_its_rows(fi
     snakemake(finished_copy, target, "--forcerun", str(damaged.relative_to(finished_copy)))
     extract_log = (finished_copy / f"logs/vgg16/extract_shard/train/{damaged.stem}.log").read_text()
     assert "damaged cache entry" in extract_log and "do not match their checksums" in extract_log
-    after = np.load(features_dir / target.split("/")[-1])
+    after = split_features(finished_copy, "train")
     manifest = pd.read_csv(features_dir / "train_manifest.csv")
     new = manifest["file"] == "train/circles/new.jpg"
     np.testing.assert_allclose(after[~new.to_numpy()], before, rtol=1e-5, atol=1e-6)

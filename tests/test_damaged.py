@@ -74,7 +74,7 @@ def test_damaged_intermediates_are_set_aside_and_rebuilt(finished_copy):
     run = finished_copy
     head = run / "results/vgg16/head/head.h5"
     head.write_bytes(b"garbage")
-    validation = run / "results/vgg16/features/validation.npy"
+    validation = run / "results/vgg16/features/shards/validation/shard-0.npy"
     with open(validation, "r+b") as handle:
         handle.truncate(200)
     manifest = run / "results/manifests/train/shard-0.csv"

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, TINY_CONFIG, snakemake, write_config
+from conftest import REPO, TINY_CONFIG, snakemake, split_features, write_config
 from PIL import Image
 
 from tlflow import metrics, plots
@@ -113,7 +113,7 @@ def test_deployed_model_gives_the_probabilities_of_features_then_head(binary_run
     deployed = model.predict(raw, verbose=0)
     trained = probabilities.predict_proba(
         keras.models.load_model(results(binary_run, "head/head.h5"), compile=False),
-        np.load(results(binary_run, "features/validation.npy")),
+        split_features(binary_run, "validation"),
     )
     assert deployed.shape == trained.shape == (15, 2)
     np.testing.assert_allclose(deployed, trained, atol=1e-5)

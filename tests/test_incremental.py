@@ -91,7 +91,7 @@ def two_backbones_run(finished_run, tmp_path_factory):
     config = _config(workdir)
     config["backbones"].append({"name": "vgg16", "weights": "none", "id": "other"})
     write_config(workdir, config)
-    snakemake(workdir, "results/other/features/train.npy")
+    snakemake(workdir, "results/other/features/train_manifest.csv")
     return workdir
 
 
@@ -119,7 +119,7 @@ def test_backbone_change_reruns_all_its_features_and_no_other_backbones(two_back
     )
     planned = planned_jobs(workdir, "results/vgg16/head/head.h5")
     assert planned["extract_shard"] == shards and planned["join_split"] == 2
-    assert planned_jobs(workdir, "results/other/features/train.npy") == {}
+    assert planned_jobs(workdir, "results/other/features/train_manifest.csv") == {}
 
 
 def test_precision_change_reruns_features(finished_copy):
@@ -133,7 +133,7 @@ def test_precision_change_reruns_features(finished_copy):
 
 def test_run_killed_during_extraction_is_finished_by_the_next_run(tmp_path):
     workdir = make_workdir(tmp_path / "run", {**TINY_CONFIG, "extraction": {"shards": 1}})
-    target = "results/vgg16/features/train.npy"
+    target = "results/vgg16/features/train_manifest.csv"
     command = [
         SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir),
         "--configfile", str(workdir / "config.yaml"), "--cores", "1", target,

@@ -176,7 +176,7 @@ def test_failed_job_names_the_bad_file_only(odd_run, tmp_path):
     shutil.copytree(odd_run[0], workdir, symlinks=True)
     broken = workdir / "data/validation" / _images(workdir / "data/validation")[-1]
     broken.write_bytes(b"not an image")
-    result = snakemake(workdir, "results/vgg16/features/validation.npy", check=False)
+    result = snakemake(workdir, "results/vgg16/features/validation_manifest.csv", check=False)
     console = result.stdout + result.stderr
     assert result.returncode != 0
     assert "could not be decoded" in console and broken.name in console

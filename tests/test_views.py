@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import TINY_CONFIG, make_workdir, planned_jobs, snakemake, write_config
+from conftest import TINY_CONFIG, make_workdir, planned_jobs, snakemake, split_features, write_config
 from test_features import SPEC, _shard
 
 from tlflow import features, views
@@ -161,7 +161,7 @@ def test_the_head_trains_on_originals_and_views_and_validation_stays_originals(a
     train_views = pd.read_csv(features_dir / "views/train_manifest.csv", dtype={"view": str})
     assert train_views["view"].tolist() == ["0", "1"] * len(train)
     assert train_views["file"].tolist() == [f for f in train["file"] for _ in range(2)]
-    stored = np.load(features_dir / "views/train.npy")
+    stored = split_features(augmented_run, "train", views=True)
     # Stored pooled like the originals, in the views' dtype (float16, the default).
     assert stored.shape == (2 * len(train), 2, 512) and stored.dtype == np.float16
     assert not list(features_dir.glob("views/validation*"))
@@ -183,7 +183,7 @@ def test_the_deployed_model_averages_over_the_views_as_the_evaluation_does(augme
     deployed = keras.models.load_model(results / "model.keras").predict(raw, verbose=0)
     np.testing.assert_allclose(deployed, table[columns], atol=1e-5)
     head = keras.models.load_model(results / "head/head.h5", compile=False)
-    alone = probabilities.predict_proba(head, np.load(results / "features/test.npy"))
+    alone = probabilities.predict_proba(head, split_features(augmented_run, "test"))
     assert np.abs(alone - table[columns].to_numpy()).max() > 1e-4  # the flip changed them
     assert json.loads((results / "evaluation/metrics.json").read_text())["test_time_views"] == ["flip"]
     summary = (results / "evaluation/summary.html").read_text()
@@ -194,7 +194,7 @@ def test_an_added_image_computes_its_original_and_its_views_only(augmented_copy)
     draw("circle", 32, np.random.default_rng(5)).save(augmented_copy / "data/train/circles/new.jpg")
     planned = planned_jobs(augmented_copy)
     assert planned["extract_shard"] == planned["extract_views"] == 1
-    snakemake(augmented_copy, "results/vgg16/features/train.npy", "results/vgg16/features/views/train.npy")
+    snakemake(augmented_copy, "results/vgg16/features/train_manifest.csv", "results/vgg16/features/views/train_manifest.csv")
     logs = augmented_copy / "logs/vgg16"
     newest = [max((logs / rule / "train").glob("*.log"), key=lambda p: p.stat().st_mtime_ns)
               for rule in ("extract_shard", "extract_views")]  # fmt: skip
@@ -209,7 +209,7 @@ def test_an_amount_reruns_the_views_and_more_views_compute_only_the_new_ones(aug
     assert planned["extract_views"] == 2 and "extract_shard" not in planned  # train's 2 shards
     config["augmentation"].update(brightness=0.2, views=3)
     write_config(augmented_copy, config)
-    snakemake(augmented_copy, "results/vgg16/features/views/train.npy")
+    snakemake(augmented_copy, "results/vgg16/features/views/train_manifest.csv")
     for log in (augmented_copy / "logs/vgg16/extract_views/train").glob("*.log"):
         images = pd.read_csv(augmented_copy / "results/manifests/train" / log.name.replace(".log", ".csv"))
         assert f"{3 * len(images)} views in shard, {2 * len(images)} reused" in log.read_text()
@@ -228,9 +228,9 @@ def test_the_head_asks_memory_for_its_views_as_float32_rows(augmented_run):
     log = (augmented_run / "logs/vgg16/train_head.log").read_text()
     peak, asked = map(float, re.search(r"peak memory (\d+) MB of the (\d+) MB asked", log).groups())
     features = augmented_run / "results/vgg16/features"
-    mb = {name: (features / name).stat().st_size / 1e6
-          for name in ("train.npy", "validation.npy", "views/train.npy")}  # fmt: skip
-    # float16 views are joined to the originals as float32 rows: twice their file.
-    loaded = mb["train.npy"] + mb["validation.npy"] + 2 * mb["views/train.npy"]
+    mb = {name: sum(p.stat().st_size for p in (features / "shards" / name).glob("shard-*.npy")) / 1e6
+          for name in ("train", "validation", "train/views")}  # fmt: skip
+    # float16 views are joined to the originals as float32 rows: twice their files.
+    loaded = mb["train"] + mb["validation"] + 2 * mb["train/views"]
     assert asked >= 2000 + 2 * loaded
     assert peak < asked

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import COUNTS, TINY_CONFIG, snakemake, write_config
+from conftest import COUNTS, TINY_CONFIG, snakemake, split_features, write_config
 
 from tlflow import precision
 
@@ -18,7 +18,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 @pytest.mark.parametrize("split", ["train", "validation"])
 def test_every_image_becomes_one_row_with_its_folder_label(finished_run, split):
     features_dir = finished_run / "results/vgg16/features"
-    features = np.load(features_dir / f"{split}.npy")
+    features = split_features(finished_run, split)
     labels = np.load(features_dir / f"{split}_labels.npy")
     manifest = pd.read_csv(features_dir / f"{split}_manifest.csv")
     on_disk = sorted(
@@ -42,7 +42,7 @@ def test_rows_match_the_features_of_each_image_alone(finished_run):
 
     spec = json.loads((finished_run / "results/vgg16/head/head.json").read_text())["backbone"]
     manifest = pd.read_csv(finished_run / "results/vgg16/features/train_manifest.csv")
-    joined = np.load(finished_run / "results/vgg16/features/train.npy")
+    joined = split_features(finished_run, "train")
     picks = [0, len(manifest) // 2, len(manifest) - 1]
     paths = [finished_run / "data" / manifest.file[i] for i in picks]
     ((_, rows, _),) = features.compute(paths, spec, batch_size=4, threads=1)
@@ -55,7 +55,7 @@ def test_head_loads_and_predicts_probabilities(finished_run):
     import keras
 
     head = keras.models.load_model(finished_run / "results/vgg16/head/head.h5")
-    features = np.load(finished_run / "results/vgg16/features/validation.npy")
+    features = split_features(finished_run, "validation")
     probabilities = head.predict(features, verbose=0)
     assert probabilities.shape == (len(features), 3)  # softmax: three classes
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
@@ -175,7 +175,7 @@ def test_undecodable_images_fail_with_the_list_or_are_skipped(workdir):
     bad = ["data/train/circles/broken.jpg", "data/train/squares/empty.png"]
     (workdir / bad[0]).write_bytes(b"\xff\xd8 not really a jpeg")
     (workdir / bad[1]).write_bytes(b"")
-    target = "results/vgg16/features/train.npy"
+    target = "results/vgg16/features/train_manifest.csv"
     result = snakemake(workdir, target, check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0
@@ -188,5 +188,24 @@ def test_undecodable_images_fail_with_the_list_or_are_skipped(workdir):
     snakemake(workdir, target)
     skipped = pd.read_csv(workdir / "results/vgg16/features/train_skipped.csv")
     assert sorted(skipped["file"]) == sorted(p.removeprefix("data/") for p in bad)
-    rows = len(np.load(workdir / target))
+    rows = len(split_features(workdir, "train"))
     assert rows == sum(COUNTS["train"] + i for i in range(3))  # all good images kept
+
+
+def test_a_split_keeps_its_rows_in_its_shards_only(finished_run):
+    """No joined copy: the manifest says which shard file holds each row, with its checksum."""
+    import hashlib
+
+    features = finished_run / "results/vgg16/features"
+    assert sorted(p.name for p in features.glob("*.npy")) == [
+        f"{split}_labels.npy" for split in sorted(COUNTS)
+    ]
+    for split in COUNTS:
+        manifest = pd.read_csv(features / f"{split}_manifest.csv", dtype=str)
+        rows = split_features(finished_run, split)
+        assert len(rows) == len(manifest) == sum(COUNTS[split] + i for i in range(3))
+        digests = [hashlib.blake2b(np.ascontiguousarray(r), digest_size=16).hexdigest() for r in rows]
+        assert digests == manifest["blake2b"].tolist()
+        assert set(manifest["shard"]) <= {
+            str(p.relative_to(finished_run)) for p in (features / "shards" / split).glob("shard-*.npy")
+        }

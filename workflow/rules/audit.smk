@@ -8,7 +8,7 @@ localrules:
 
 rule audit:
     input:
-        features=expand("results/{{backbone}}/features/{split}.npy", split=SPLITS),
+        unpack(split_rows(*SPLITS)),
         labels=expand("results/{{backbone}}/features/{split}_labels.npy", split=SPLITS),
         manifests=expand(
             "results/{{backbone}}/features/{split}_manifest.csv", split=SPLITS

@@ -245,18 +245,27 @@ def shard_numbers(split):
     return sorted(int(n.removeprefix(prefix)) for n in LISTINGS if n.startswith(prefix))
 
 
+def shard_files(backbone, split, suffix, views=False):
+    """One backbone's and split's shard files ending in ``suffix`` (of its views' shards with ``views``)."""
+    shards = f"shards/{split}/views" if views else f"shards/{split}"
+    prefix = f"results/{backbone}/features/{shards}"
+    return [f"{prefix}/shard-{k}{suffix}" for k in shard_numbers(split)]
+
+
 def shard_outputs(suffix, views=False):
-    """Input function: one backbone's and split's shard files ending in ``suffix``
-    (of its views' shards with ``views``)."""
+    """Input function: shard_files of the job's backbone and split."""
+    return lambda wildcards: shard_files(
+        wildcards.backbone, wildcards.split, suffix, views
+    )
 
-    def files(wildcards):
-        shards = (
-            f"shards/{wildcards.split}/views" if views else f"shards/{wildcards.split}"
-        )
-        prefix = f"results/{wildcards.backbone}/features/{shards}"
-        return [f"{prefix}/shard-{k}{suffix}" for k in shard_numbers(wildcards.split)]
 
-    return files
+def split_rows(*splits):
+    """Input function: ``{<split>_rows: files}``, the shard files that hold the rows of
+    each split (read through its manifest, tlflow.split_rows)."""
+    return lambda wildcards: {
+        f"{split}_rows": shard_files(wildcards.backbone, split, ".npy")
+        for split in splits
+    }
 
 
 def view_set(wildcards):
@@ -271,9 +280,9 @@ def view_set(wildcards):
 
 
 def view_files(split, *names):
-    """Input function: ``{name: file}`` of a split's joined views, or nothing without views."""
+    """Input function: ``{name: files}`` of a split's joined views, or nothing without
+    views: ``views`` are the shard files holding their rows, the others joined files."""
     suffixes = {
-        "views": ".npy",
         "views_labels": "_labels.npy",
         "views_manifest": "_manifest.csv",
     }
@@ -282,14 +291,23 @@ def view_files(split, *names):
         if (TRAIN_VIEWS if split == "train" else TEST_TIME_VIEWS) is None:
             return {}
         prefix = f"results/{wildcards.backbone}/features/views/{split}"
-        return {name: f"{prefix}{suffixes[name]}" for name in names}
+        return {
+            name: (
+                shard_files(wildcards.backbone, split, ".npy", views=True)
+                if name == "views"
+                else f"{prefix}{suffixes[name]}"
+            )
+            for name in names
+        }
 
     return files
 
 
 def widened_views_mb(input):
     """MB the training views grow by in memory: float16 rows are joined as float32."""
-    return Path(input.views).stat().st_size / 1e6 if hasattr(input, "views") else 0
+    if not hasattr(input, "views"):
+        return 0
+    return sum(Path(path).stat().st_size for path in input.views) / 1e6
 
 
 def backbone_spec(wildcards):

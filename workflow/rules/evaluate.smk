@@ -13,7 +13,7 @@ rule evaluate:
     input:
         # The split's test-time views, when 'augmentation: test_time:' names any.
         unpack(view_files(EVAL_SPLIT, "views", "views_manifest")),
-        features=f"results/{{backbone}}/features/{EVAL_SPLIT}.npy",
+        unpack(split_rows(EVAL_SPLIT)),
         labels=f"results/{{backbone}}/features/{EVAL_SPLIT}_labels.npy",
         manifest=f"results/{{backbone}}/features/{EVAL_SPLIT}_manifest.csv",
         head="results/{backbone}/head/head.h5",

@@ -76,8 +76,8 @@ rule join_split:
         features=shard_outputs(".npy"),
         manifests=shard_outputs(".csv"),
         skipped=shard_outputs(".skipped.csv"),
+    # No copy of the rows: the manifest says which shard file holds each one.
     output:
-        features="results/{backbone}/features/{split}.npy",
         labels="results/{backbone}/features/{split}_labels.npy",
         manifest="results/{backbone}/features/{split}_manifest.csv",
         skipped="results/{backbone}/features/{split}_skipped.csv",

@@ -5,10 +5,12 @@
 rule train_head:
     input:
         # The training images' augmented views, when 'augmentation: views:' is set.
-        unpack(view_files("train", "views", "views_labels")),
-        train="results/{backbone}/features/train.npy",
+        unpack(view_files("train", "views", "views_labels", "views_manifest")),
+        # Each split's rows stay in its shard files; its manifest says where.
+        unpack(split_rows("train", "validation")),
+        train="results/{backbone}/features/train_manifest.csv",
         train_labels="results/{backbone}/features/train_labels.npy",
-        validation="results/{backbone}/features/validation.npy",
+        validation="results/{backbone}/features/validation_manifest.csv",
         validation_labels="results/{backbone}/features/validation_labels.npy",
     output:
         model="results/{backbone}/head/head.h5",

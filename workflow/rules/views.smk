@@ -50,7 +50,6 @@ rule join_views:
         manifests=shard_outputs(".csv", views=True),
         skipped=shard_outputs(".skipped.csv", views=True),
     output:
-        features="results/{backbone}/features/views/{split}.npy",
         labels="results/{backbone}/features/views/{split}_labels.npy",
         manifest="results/{backbone}/features/views/{split}_manifest.csv",
         skipped="results/{backbone}/features/views/{split}_skipped.csv",

@@ -1,9 +1,14 @@
 from tlflow import audit, logs
 
 logs.to_file(snakemake.log[0])
-inputs = zip(snakemake.input.features, snakemake.input.labels, snakemake.input.manifests)
+inputs = snakemake.input
 audit.audit(
-    splits=dict(zip(snakemake.params.splits, inputs)),
+    splits={
+        split: (inputs[f"{split}_rows"], labels, manifest)
+        for split, labels, manifest in zip(
+            snakemake.params.splits, inputs.labels, inputs.manifests, strict=True
+        )
+    },
     classes=snakemake.params.classes,
     out_suspects=snakemake.output.suspects,
     out_duplicates=snakemake.output.duplicates,

@@ -2,7 +2,7 @@ from tlflow import evaluate, logs
 
 logs.to_file(snakemake.log[0])
 evaluate.evaluate(
-    features_npy=snakemake.input.features,
+    shards=snakemake.input[f"{snakemake.params.split}_rows"],
     labels_npy=snakemake.input.labels,
     manifest_csv=snakemake.input.manifest,
     head_model=snakemake.input.head,

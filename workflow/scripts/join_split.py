@@ -7,7 +7,6 @@ splits.check_classes(snakemake.wildcards.split, params.classes, inputs.manifests
 shards = list(zip(inputs.features, inputs.manifests, inputs.skipped, strict=True))
 rows = features.join_shards(
     shards,
-    out_features=snakemake.output.features,
     out_labels=snakemake.output.labels,
     out_manifest=snakemake.output.manifest,
     out_skipped=snakemake.output.skipped,

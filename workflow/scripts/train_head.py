@@ -3,7 +3,7 @@ from tlflow import head, logs
 logs.to_file(snakemake.log[0])
 head.train_and_save(
     features={
-        split: (snakemake.input[split], snakemake.input[f"{split}_labels"])
+        split: tuple(snakemake.input[f"{split}{part}"] for part in ("", "_rows", "_labels"))
         for split in ("train", "validation")
     },
     settings=snakemake.params.settings,
@@ -11,7 +11,7 @@ head.train_and_save(
     threads=snakemake.threads,
     outputs=snakemake.output,
     views=(
-        (snakemake.input.views, snakemake.input.views_labels)
+        (snakemake.input.views_manifest, snakemake.input.views, snakemake.input.views_labels)
         if "views" in snakemake.input.keys()
         else None
     ),

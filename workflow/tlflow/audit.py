@@ -17,7 +17,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from . import pooling
+from . import pooling, split_rows
 from .atomic import atomic_path
 from .readers import load_array, read_table
 
@@ -32,19 +32,19 @@ SUSPECT_COLUMNS = [
 def load_splits(splits: dict, storage: str) -> tuple[pd.DataFrame, np.ndarray]:
     """Manifest rows of every split (with a ``split`` column) and their pooled features.
 
-    ``splits`` maps each split to its (features.npy, labels.npy, manifest.csv), whose
+    ``splits`` maps each split to its (shard files, labels.npy, manifest.csv), whose
     rows are of ``storage`` (pooling.STORAGES).
     """
     tables, vectors = [], []
-    for split, (features_npy, labels_npy, manifest_csv) in splits.items():
-        features = load_array(features_npy)
+    for split, (shards, labels_npy, manifest_csv) in splits.items():
+        features = split_rows.gather(manifest_csv, shards)
         labels = load_array(labels_npy, mmap=False)
         table = read_table(manifest_csv)
         if not len(features) == len(labels) == len(table) or not np.array_equal(
             labels, table["label"].to_numpy()
         ):
             raise ValueError(
-                f"{features_npy}, {labels_npy} and {manifest_csv} do not describe the same "
+                f"the shards of {manifest_csv} and {labels_npy} do not describe the same "
                 "rows: they were not written together. Delete them and rerun the workflow "
                 "to rebuild the split."
             )

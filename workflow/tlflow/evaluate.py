@@ -13,7 +13,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from . import calibration, test_time
+from . import calibration, split_rows, test_time
 from .atomic import atomic_path
 from .metadata import Meta, model_meta_path
 from .metrics import confusion_table, metrics, predictions_table
@@ -24,17 +24,18 @@ from .runtime import configure_threads
 log = logging.getLogger(__name__)
 
 
-def predict_split(features_npy, labels_npy, manifest_csv, head_model, classes):
-    """Run the head on a split's cached features: (predictions table, logits).
+def predict_split(shards, labels_npy, manifest_csv, head_model, classes):
+    """Run the head on a split's cached features (in its ``shards`` files): (predictions
+    table, logits).
 
     Rows stay in the manifest's order; the logits are those before calibration.
     """
-    features = load_array(features_npy)
+    features = split_rows.gather(manifest_csv, shards)
     labels = load_array(labels_npy, mmap=False)
     manifest = read_table(manifest_csv)
     if not len(features) == len(labels) == len(manifest):
         raise ValueError(
-            f"{features_npy} has {len(features)} rows, {labels_npy} {len(labels)} and "
+            f"the split's shards hold {len(features)} rows, {labels_npy} {len(labels)} and "
             f"{manifest_csv} {len(manifest)}: they were not written together. Delete "
             "them and rerun the workflow to rebuild the split."
         )
@@ -54,19 +55,19 @@ def predict_split(features_npy, labels_npy, manifest_csv, head_model, classes):
 
 
 def evaluate(
-    features_npy, labels_npy, manifest_csv, head_model, head_meta,
+    shards, labels_npy, manifest_csv, head_model, head_meta,
     split: str, out_predictions, out_metrics, out_confusion, out_reliability, threads: int = 1,
     views=None,
 ) -> dict:  # fmt: skip
     """Predict a split with the head; write predictions, metrics, confusion and reliability.
 
-    With ``views`` (features.npy, manifest.csv of the split's test-time views), each
+    With ``views`` (shard files, manifest.csv of the split's test-time views), each
     image's probabilities are the mean over it and its views, as in ``model.keras``.
     """
     configure_threads(threads)
     meta = Meta.read(head_meta)
     classes = meta.classes
-    table, raw = predict_split(features_npy, labels_npy, manifest_csv, head_model, classes)
+    table, raw = predict_split(shards, labels_npy, manifest_csv, head_model, classes)
     labels = load_array(labels_npy, mmap=False)
     sets, names = [raw], []  # logits of the originals, then of each test-time view
     if views is not None:

@@ -110,6 +110,8 @@ def _image_key(row: dict) -> str:
 # manifest, i.e. of its rows and their checksums: no job ever replaces another's
 # entry by another one, so any shard count finds every row any other wrote.
 CHECKSUM = "blake2b"
+# Where a split's manifest finds each row (tlflow.split_rows), and its checksum.
+SPLIT_FIELDS = ["shard", "row", CHECKSUM]
 
 
 def _digest(data) -> str:
@@ -369,52 +371,46 @@ def _damaged_shards(problems: list[tuple[str, str]]) -> DamagedShardError:
     )
 
 
-def join_shards(shards, out_features, out_labels, out_manifest, out_skipped, cache_dir=None) -> int:
+def join_shards(shards, out_labels, out_manifest, out_skipped, cache_dir=None) -> int:
     """Join shard outputs into one split, rows sorted by (class label, file).
 
-    ``shards`` is a list of (features.npy, manifest.csv, skipped.csv). The order does
-    not depend on how many shards there are, so changing the shard count keeps rows.
+    ``shards`` is a list of (features.npy, manifest.csv, skipped.csv). The rows stay
+    in the shards' files: the split's manifest says where each one is (``shard``,
+    ``row``) with its checksum (tlflow.split_rows reads them). The order does not
+    depend on how many shards there are, so changing the shard count keeps rows.
     Views (a ``view`` column) stay after their image's other views, as each shard
     wrote them: an image's views are all in its shard. Every row is checked against
-    its checksum as it is copied. With ``cache_dir`` (the split's, cache_folder),
-    cache files no shard needs now are deleted.
+    its checksum here, once, so a damaged shard never reaches a head. With
+    ``cache_dir`` (the split's, cache_folder), cache files no shard needs now are
+    deleted.
     """
     import pandas as pd
 
-    parts, manifests, unfit = [], [], []
-    for number, (features, manifest, _) in enumerate(shards):
+    manifests, unfit = [], []
+    for features, manifest, _ in shards:
         try:
             rows, array = _read_entry(Path(features), Path(manifest))
         except Exception as error:  # whatever it is: named with the fix
             unfit.append((features, f"cannot be read ({_reason(error)})"))
             continue
+        for row, (entry, vector) in enumerate(zip(rows, array)):
+            if _row_checksum(vector) != entry[CHECKSUM]:
+                unfit.append((features, f"row {row} ({entry['file']}) does not match its checksum"))
+                break
         frame = read_table(manifest)
-        frame["shard"], frame["row"] = number, range(len(frame))
+        frame["shard"], frame["row"] = str(features), range(len(frame))
         frame[CHECKSUM] = [row[CHECKSUM] for row in rows]
         manifests.append(frame)
-        parts.append(array)
     if unfit:
         raise _damaged_shards(unfit)
     table = pd.concat(manifests, ignore_index=True).sort_values(
         ["label", "file"], kind="stable", ignore_index=True
     )
-    shape = parts[0].shape[1:]
-    with atomic_path(out_features) as tmp:
-        out = disk.open_memmap(tmp, parts[0].dtype, (len(table), *shape))
-        for position, (shard, row, checksum) in enumerate(
-            zip(table["shard"], table["row"], table[CHECKSUM])
-        ):
-            if _row_checksum(parts[shard][row]) != checksum:
-                file = table["file"][position]
-                raise _damaged_shards([(shards[shard][0], f"row {row} ({file}) does not match its checksum")])
-            out[position] = parts[shard][row]
-        out.flush()
-        del out
     with atomic_path(out_labels) as tmp:
         disk.save(tmp, table["label"].to_numpy(dtype=np.int64))
     with atomic_path(out_manifest) as tmp:
         fields = view_sets.VIEW_FIELDS if "view" in table else MANIFEST_FIELDS
-        table[fields].to_csv(tmp, index=False)
+        table[[*fields, *SPLIT_FIELDS]].to_csv(tmp, index=False)
     skipped = pd.concat([read_table(s) for _, _, s in shards])
     with atomic_path(out_skipped) as tmp:
         skipped.sort_values("file").to_csv(tmp, index=False)

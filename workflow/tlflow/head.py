@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import calibration, pooling, selection
+from . import calibration, pooling, selection, split_rows
 from .atomic import atomic_path
 from .metadata import Meta
 from .probabilities import logits
@@ -281,18 +281,22 @@ def finalise(feature_shape, n_classes: int, settings: dict, candidate: dict, sta
 
 
 def train_and_save(features: dict, settings: dict, meta: dict, threads: int, outputs, views=None) -> None:
-    """Fit, select and calibrate on ``features`` = {split: (features.npy, labels.npy)}.
+    """Fit, select and calibrate on ``features`` = {split: (manifest.csv, shard files,
+    labels.npy)} (tlflow.split_rows).
 
-    ``views`` (features.npy, labels.npy) of the training images' augmented views are
-    trained on after the originals; validation stays originals only.
+    ``views`` (manifest.csv, shard files, labels.npy) of the training images'
+    augmented views are trained on after the originals; validation stays originals only.
     """
     import pandas as pd
 
     configure_threads(threads)
     started = time.perf_counter()
-    train, validation = ((load_array(x), load_array(y, mmap=False)) for x, y in features.values())
+    train, validation = (
+        (split_rows.gather(manifest, shards), load_array(labels, mmap=False))
+        for manifest, shards, labels in features.values()
+    )
     if views is not None:
-        extra = load_array(views[0]), load_array(views[1], mmap=False)
+        extra = split_rows.gather(views[0], views[1]), load_array(views[2], mmap=False)
         log.info("%d training images and %d augmented views of them", len(train[1]), len(extra[1]))
         train = tuple(np.concatenate(pair) for pair in zip(train, extra))
     n_classes = len(meta["classes"])

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 from scipy.special import log_softmax, logsumexp
 
-from . import calibration
+from . import calibration, split_rows
 from .metrics import predictions_table
 from .probabilities import logits, predict_proba, probability_columns
-from .readers import load_array, read_table
+from .readers import read_table
 
 
 def view_rows(manifest_csv, views_manifest_csv) -> dict[str, np.ndarray]:
@@ -40,9 +40,9 @@ def average(table: pd.DataFrame, raw, head, views, manifest_csv, classes):
     (originals first) and the views' names.
 
     ``table`` and ``raw`` are the originals' (evaluate.predict_split); ``views`` is
-    (features.npy, manifest.csv) of the split's test-time views.
+    (shard files, manifest.csv) of the split's test-time views.
     """
-    features = load_array(views[0])
+    features = split_rows.gather(views[1], views[0])
     probas, sets = [table[probability_columns(classes)].to_numpy(np.float64)], [raw]
     rows_of = view_rows(manifest_csv, views[1])
     for rows in rows_of.values():
