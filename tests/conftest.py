@@ -48,6 +48,19 @@ def split_features(run: Path, split: str, backbone: str = "vgg16", views: bool =
         return split_rows.gather(manifest, sorted(set(read_table(manifest)["shard"])))
 
 
+def write_split(folder: Path, split: str, rows, labels) -> tuple:
+    """A split as the join leaves it: (manifest.csv, [shard .npy], labels.npy), one shard."""
+    import numpy as np
+    import pandas as pd
+
+    shard, labels_npy, manifest = (folder / f"{split}{s}" for s in (".npy", "_labels.npy", ".csv"))
+    np.save(shard, rows)
+    np.save(labels_npy, labels)
+    pd.DataFrame({"file": [f"{split}/{i}.jpg" for i in range(len(rows))], "label": labels,
+                  "shard": str(shard), "row": range(len(rows))}).to_csv(manifest, index=False)  # fmt: skip
+    return manifest, [shard], labels_npy
+
+
 def write_config(workdir: Path, config: dict) -> Path:
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import COUNTS, TINY_CONFIG, planned_jobs, snakemake, write_config
+from conftest import COUNTS, TINY_CONFIG, planned_jobs, snakemake, write_config, write_split
 
 from tlflow import audit, audit_plots, pooling
 from tlflow.synthetic import make_dataset
@@ -102,25 +102,16 @@ def test_tiny_classes_lower_the_folds_or_skip_the_label_audit(tmp_path):
 
 
 def test_mismatched_split_files_name_the_files_and_the_fix(tmp_path):
-    np.save(tmp_path / "f.npy", np.zeros((3, 4), np.float32))
-    np.save(tmp_path / "l.npy", np.zeros(2, np.int64))
-    pd.DataFrame({"file": ["x", "y"], "class": "a", "label": 0, "sha256": "h"}).to_csv(
-        tmp_path / "m.csv", index=False
-    )
-    paths = tuple(str(tmp_path / name) for name in ("f.npy", "l.npy", "m.csv"))
-    with pytest.raises(ValueError, match="f.npy.*l.npy.*m.csv.*Delete them and rerun"):
-        audit.load_splits({"train": paths}, "map")
+    manifest, shards, _ = write_split(tmp_path, "train", np.zeros((2, 4), np.float32), np.zeros(2, np.int64))
+    np.save(tmp_path / "l.npy", np.zeros(3, np.int64))  # labels of another join
+    with pytest.raises(ValueError, match=r"train\.csv and .*l\.npy do not describe.*Delete them and rerun"):
+        audit.load_splits({"train": (shards, tmp_path / "l.npy", manifest)}, "map")
 
 
 def test_pooled_rows_are_audited_by_their_average(tmp_path):
     maps = np.random.default_rng(0).normal(size=(4, 2, 2, 3)).astype(np.float32)
-    np.save(tmp_path / "f.npy", pooling.summarise(maps))
-    np.save(tmp_path / "l.npy", np.zeros(4, np.int64))
-    pd.DataFrame({"file": list("wxyz"), "class": "a", "label": 0, "sha256": "h"}).to_csv(
-        tmp_path / "m.csv", index=False
-    )
-    paths = tuple(str(tmp_path / name) for name in ("f.npy", "l.npy", "m.csv"))
-    _, vectors = audit.load_splits({"train": paths}, "pooled")
+    manifest, shards, labels = write_split(tmp_path, "train", pooling.summarise(maps), np.zeros(4, np.int64))
+    _, vectors = audit.load_splits({"train": (shards, labels, manifest)}, "pooled")
     np.testing.assert_allclose(vectors, pooling.pool(maps, "avg", "map"), rtol=1e-6)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import write_split
 
 from tlflow import calibration, comparison, head, pooling, selection
 from tlflow.metadata import Meta
@@ -39,11 +40,8 @@ def _fit(tmp_path, settings, n_classes=2, rows=40, storage="map"):
     """Fit on ``_data``'s maps stored as ``storage``; (outputs, train, validation) as stored."""
     train = _stored(_data(n_classes, rows), storage)
     validation = _stored(_data(n_classes, rows // 2, seed=1), storage)
-    paths = {}
-    for split, (x, y) in (("train", train), ("validation", validation)):
-        paths[split] = (tmp_path / f"{split}.npy", tmp_path / f"{split}_labels.npy")
-        np.save(paths[split][0], x)
-        np.save(paths[split][1], y)
+    paths = {split: write_split(tmp_path, split, x, y)
+             for split, (x, y) in (("train", train), ("validation", validation))}  # fmt: skip
     outputs = SimpleNamespace(**{
         name: tmp_path / name for name in ("head.h5", "history.csv", "candidates.csv", "head.json")
     })  # fmt: skip

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, TINY_CONFIG, make_workdir, planned_jobs, snakemake, write_config
+from conftest import REPO, TINY_CONFIG, make_workdir, planned_jobs, snakemake, split_features, write_config
 
 RESULTS = "results/vgg16"
 
@@ -77,9 +77,9 @@ def test_search_off_and_the_tutorial_preset_fit_one_head_on_the_maps(finished_co
     planned = planned_jobs(finished_copy)
     # Stored pooled until now: flatten needs the maps, of every shard of every split.
     assert planned["train_head"] == 1 and planned["extract_shard"] == 3 * 2
-    assert np.load(finished_copy / RESULTS / "features/train.npy").shape[1:] == (2, 512)
+    assert split_features(finished_copy, "train").shape[1:] == (2, 512)
     snakemake(finished_copy)
-    assert np.load(finished_copy / RESULTS / "features/train.npy").shape[1:] == (1, 1, 512)
+    assert split_features(finished_copy, "train").shape[1:] == (1, 1, 512)
     table = pd.read_csv(finished_copy / RESULTS / "head/candidates.csv")
     meta = json.loads((finished_copy / RESULTS / "head/head.json").read_text())["head"]
     assert len(table) == 1 and table["kind"][0] == "mlp" and table["pooling"][0] == "flatten"
@@ -107,7 +107,7 @@ def test_pooled_storage_gives_the_head_of_the_stored_maps(tmp_path):
         if storage == "map":  # a change of what is stored: the features are computed again
             assert planned_jobs(workdir, target) == {"extract_shard": 2, "join_split": 2, "train_head": 1}
         snakemake(workdir, target)
-        validation = np.load(workdir / RESULTS / "features/validation.npy")
+        validation = split_features(workdir, "validation")
         head = keras.models.load_model(workdir / RESULTS / "head/head.h5", compile=False)
         table = pd.read_csv(workdir / RESULTS / "head/candidates.csv")
         found[storage] = validation.shape[1:], table, predict_proba(head, validation)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import SNAKEMAKE, REPO, TINY_CONFIG, make_workdir, planned_jobs, snakemake, write_config
+from conftest import REPO, SNAKEMAKE, TINY_CONFIG, make_workdir, planned_jobs, snakemake, split_features, write_config
 
 FEATURE_RULES = {"extract_shard", "join_split"}
 
@@ -67,7 +67,7 @@ def test_removed_or_replaced_image_reruns_one_shard_of_one_split(finished_copy, 
 def test_added_image_computes_only_that_image(finished_copy):
     features = finished_copy / "results/vgg16/features"
     untouched = {p: p.stat().st_mtime_ns for p in features.glob("validation*")}
-    rows_before = len(np.load(features / "train.npy"))
+    rows_before = len(split_features(finished_copy, "train"))
     _add_image(finished_copy, "train/circles/new_circle.jpg")
     planned = planned_jobs(finished_copy)
     assert planned["extract_shard"] == 1 and planned["join_split"] == 1
@@ -77,7 +77,7 @@ def test_added_image_computes_only_that_image(finished_copy):
     newest = max(logs, key=lambda p: p.stat().st_mtime_ns)
     assert "1 to compute" in newest.read_text()
     manifest = pd.read_csv(features / "train_manifest.csv")
-    assert len(np.load(features / "train.npy")) == len(manifest) == rows_before + 1
+    assert len(split_features(finished_copy, "train")) == len(manifest) == rows_before + 1
     assert "train/circles/new_circle.jpg" in set(manifest["file"])
     assert {p: p.stat().st_mtime_ns for p in features.glob("validation*")} == untouched
     assert planned_jobs(finished_copy) == {}
@@ -155,5 +155,5 @@ def test_run_killed_during_extraction_is_finished_by_the_next_run(tmp_path):
     assert not shard.exists(), "a killed job left an output that looks complete"
     snakemake(workdir, target)  # no manual clean-up
     manifest = pd.read_csv(workdir / "results/vgg16/features/train_manifest.csv")
-    assert len(np.load(workdir / target)) == len(manifest) == len(list((workdir / "data/train").rglob("*.jpg")))
+    assert len(split_features(workdir, "train")) == len(manifest) == len(list((workdir / "data/train").rglob("*.jpg")))
     assert planned_jobs(workdir, target) == {}

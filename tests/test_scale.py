@@ -24,6 +24,7 @@ from conftest import (
     job_stats,
     make_workdir,
     planned_jobs,
+    split_features,
     snakemake,
     write_config,
 )
@@ -141,7 +142,7 @@ def test_any_file_name_is_read_listed_and_predicted(odd_run):
         on_disk = [f"{split}/{f}" for f in _images(workdir / "data" / split)]
         listed = read_listing(features / f"{split}_manifest.csv")
         assert sorted(row["file"] for row in listed) == on_disk
-        assert len(np.load(features / f"{split}.npy")) == len(on_disk)
+        assert len(split_features(workdir, split)) == len(on_disk)
     odd_listed = {row["file"].rpartition("/")[2] for row in read_listing(features / "train_manifest.csv")}
     assert {"photo{1}.jpg", "new\nline.jpg", "café ü 日本.jpg"} & odd_listed
     predictions = pd.read_csv(workdir / "results/vgg16/predictions/predictions.csv", dtype=str)

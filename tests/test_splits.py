@@ -135,6 +135,6 @@ def test_a_class_left_without_images_stops_the_run_before_the_head(workdir):
     assert "'circles' to validation/circles/" in output
     features = workdir / "results/vgg16/features"
     assert not list(features.glob("validation*"))  # nothing that looks joined
-    assert (features / "train.npy").exists()  # other splits went on (keep-going)
+    assert (features / "train_manifest.csv").exists()  # other splits went on (keep-going)
     assert not (workdir / "logs/vgg16/train_head.log").exists()
     assert not (workdir / "results/vgg16/head").exists()
