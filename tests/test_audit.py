@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from conftest import COUNTS, TINY_CONFIG, planned_jobs, snakemake, write_config, write_split
 
-from tlflow import audit, audit_plots, pooling
+from tlflow import audit, audit_plots, neighbours, pooling
 from tlflow.synthetic import make_dataset
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -153,20 +153,80 @@ def test_blockwise_similarity_equals_brute_force(block):
     unit = features / np.linalg.norm(features, axis=1, keepdims=True)
     brute = unit @ unit.T
     np.fill_diagonal(brute, -np.inf)
-    for neighbours in (2, 10):
+    for per_image in (2, 10):
         # A pair is listed when one of the two is among the other's nearest above 0.8.
-        nearest = np.argsort(-brute, axis=1)[:, :neighbours]
+        nearest = np.argsort(-brute, axis=1)[:, :per_image]
         expected = {
             (min(a, b), max(a, b)): brute[a, b]
             for a in range(11) for b in nearest[a] if brute[a, b] >= 0.8
         }  # fmt: skip
-        found_i, found_j, found_s = audit.similar_pairs(features, 0.8, neighbours, block=block)
+        found_i, found_j, found_s = neighbours.similar_pairs(features, 0.8, per_image, "exact", block=block)  # fmt: skip
         found = dict(zip(zip(found_i.tolist(), found_j.tolist()), found_s))
         assert found.keys() == expected.keys()
         np.testing.assert_allclose([found[k] for k in expected], list(expected.values()), rtol=1e-5)
     all_close = np.triu(brute >= 0.8, 1).sum()
-    assert len(audit.similar_pairs(features, 0.8, 2, block=block)[0]) < all_close  # bounded
-    assert len(audit.similar_pairs(features, 0.8, 10, block=block)[0]) == all_close
+    assert len(neighbours.similar_pairs(features, 0.8, 2, block=block)[0]) < all_close  # bounded
+    assert len(neighbours.similar_pairs(features, 0.8, 10, block=block)[0]) == all_close
+
+
+def planted_copies(n: int, dims: int = 64, seed: int = 3):
+    """Non-negative clustered vectors (unrelated cosines about 0.55, at most 0.87, like a
+    backbone's) with 2% of them near copies of others (0.91 to 0.999); and those pairs."""
+    rng = np.random.default_rng(seed)
+    centres = np.abs(rng.normal(0, 1, dims)) + rng.normal(0, 0.8, (20, dims))
+    vectors = np.maximum(centres[rng.integers(0, 20, n)] + rng.normal(0, 1.5, (n, dims)), 0)
+    order = rng.permutation(n)
+    originals, copies = order[: n // 50], order[n // 50 : n // 25]
+    turn = rng.normal(0, 1, (len(copies), dims))
+    turn *= np.linalg.norm(vectors[originals], axis=1, keepdims=True) / np.linalg.norm(turn, axis=1, keepdims=True)
+    angle = np.arccos(rng.uniform(0.91, 0.999, len(copies)))[:, None]
+    vectors[copies] = np.cos(angle) * vectors[originals] + np.sin(angle) * turn
+    unit = neighbours.unit_rows(vectors)
+    planted = {(min(a, b), max(a, b)) for a, b in zip(originals, copies) if unit[a] @ unit[b] >= 0.9}
+    return vectors.astype(np.float32), planted
+
+
+def pairs_of(found) -> dict:
+    i, j, similarity = found
+    return dict(zip(zip(i.tolist(), j.tolist()), similarity.tolist()))
+
+
+def test_the_approximate_search_finds_the_planted_copies_the_exact_one_finds():
+    vectors, planted = planted_copies(4000)
+    exact = pairs_of(neighbours.similar_pairs(vectors, 0.9, 5, "exact"))
+    approximate = pairs_of(neighbours.similar_pairs(vectors, 0.9, 5, "approximate"))
+    assert len(planted) > 60 and exact.keys() == planted  # unrelated images stay below 0.9
+    assert approximate.keys() == exact.keys()
+    # The index only proposes pairs: their similarities are computed exactly.
+    np.testing.assert_allclose([approximate[k] for k in exact], list(exact.values()), rtol=1e-6)
+
+
+def test_the_approximate_search_is_the_same_for_a_seed_whatever_the_threads():
+    vectors, _ = planted_copies(3000)
+    once = neighbours.approximate_neighbours(neighbours.unit_rows(vectors), 5, seed=1, threads=1)
+    again = neighbours.approximate_neighbours(neighbours.unit_rows(vectors), 5, seed=1, threads=2)
+    for first, second in zip(once, again):
+        np.testing.assert_array_equal(first, second)
+    assert (once[1] >= 0).all() and (once[1] != np.arange(3000)[:, None]).all()  # never itself
+
+
+def test_the_search_setting_forces_each_path(monkeypatch, caplog):
+    vectors, planted = planted_copies(500)
+    monkeypatch.setattr(neighbours, "EXACT_UP_TO", 499)
+    assert [neighbours.resolve(s, 499) for s in neighbours.SEARCHES] == ["exact", "exact", "approximate"]  # fmt: skip
+    assert [neighbours.resolve(s, 500) for s in neighbours.SEARCHES] == ["approximate", "exact", "approximate"]  # fmt: skip
+    with pytest.raises(ValueError, match="search 'fast': use one of auto, exact, approximate"):
+        neighbours.resolve("fast", 10)
+    caplog.set_level("INFO", logger="tlflow.neighbours")
+    for search in neighbours.SEARCHES:
+        assert pairs_of(neighbours.similar_pairs(vectors, 0.9, 5, search)).keys() == planted
+    ran = [r.getMessage().split(":")[1].split()[0] for r in caplog.records if "search of" in r.getMessage()]  # fmt: skip
+    assert ran == ["approximate", "exact", "approximate"]
+    table = pd.DataFrame({"file": ["x", "y"], "split": ["train", "test"], "sha256": ["h", "h"]})
+    for search in ("exact", "approximate"):  # two images, one the other's copy: the same table
+        pairs = audit.duplicates_table(table, np.ones((2, 4)), 0.9, ["train", "test"], 5, search)
+        assert pairs[["file_a", "file_b", "kind"]].values.tolist() == [["x", "y", "exact"]]
+        assert pairs.similarity[0] == pytest.approx(1)
 
 
 def test_projection_is_two_dimensional_and_deterministic():
@@ -206,6 +266,7 @@ def test_the_default_run_writes_the_audit(finished_run):
     summary = json.loads((out / "audit.json").read_text())
     sizes = {split: sum(count + i for i in range(3)) for split, count in COUNTS.items()}
     assert summary["images"] == sizes and summary["folds_used"] == 5
+    assert summary["near_duplicate_search"] == "exact"  # auto, at this size
     assert set(summary["suspects"]) == set(COUNTS) and set(summary["copies_in_train"]) == {
         "validation",
         "test",
@@ -233,7 +294,11 @@ def test_an_image_copied_from_train_into_test_is_an_exact_duplicate(tmp_path):
         workdir / "data/train/squares/square_00001.jpg",
         workdir / "data/test/squares/copied.jpg",
     )
-    config = {**TINY_CONFIG, "extraction": {"shards": 1, "batch_size": 8, "threads": 2}}
+    config = {
+        **TINY_CONFIG,
+        "extraction": {"shards": 1, "batch_size": 8, "threads": 2},
+        "audit": {"near_duplicate_search": "approximate"},  # the index, through the rule
+    }
     write_config(workdir, config)
     snakemake(workdir, "results/vgg16/audit/audit.json")  # features and audit, no head
     pairs = pd.read_csv(workdir / "results/vgg16/audit/duplicates.csv")
@@ -243,6 +308,7 @@ def test_an_image_copied_from_train_into_test_is_an_exact_duplicate(tmp_path):
     ]
     summary = json.loads((workdir / "results/vgg16/audit/audit.json").read_text())
     assert summary["copies_in_train"]["test"] >= 1 and summary["exact_duplicate_pairs"] == 1
+    assert summary["near_duplicate_search"] == "approximate"
     assert summary["folds_used"] == 3  # the smallest class has 2 + 1 images
     assert "3 folds, not 5" in (workdir / "logs/vgg16/audit.log").read_text()
     assert "plot_audit" in planned_jobs(workdir)  # the default target draws the audit

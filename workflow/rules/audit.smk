@@ -37,7 +37,8 @@ rule audit:
         "logs/{backbone}/audit.log",
     benchmark:
         "logs/{backbone}/audit.benchmark.tsv"
-    # scikit-learn (the probe, PCA, t-SNE) is pinned there; TensorFlow is not imported.
+    # scikit-learn (the probe, PCA, t-SNE) and faiss (the near-duplicate index) are
+    # pinned there; TensorFlow is not imported.
     conda:
         "../../envs/keras.yaml"
     threads: 2
@@ -51,6 +52,7 @@ rule audit:
         folds=config["audit"]["folds"],
         similarity=config["audit"]["near_duplicate_similarity"],
         neighbours=config["audit"]["near_duplicates_per_image"],
+        search=config["audit"]["near_duplicate_search"],
         projection=config["audit"]["projection"],
         # What the features store (pooled vectors or maps), and so how to pool them.
         spec=backbone_spec,

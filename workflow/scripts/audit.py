@@ -17,6 +17,7 @@ audit.audit(
     folds=snakemake.params.folds,
     similarity=snakemake.params.similarity,
     neighbours=snakemake.params.neighbours,
+    search=snakemake.params.search,
     projection=snakemake.params.projection,
     threads=snakemake.threads,
     storage=snakemake.params.spec["features"],

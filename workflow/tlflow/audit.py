@@ -5,8 +5,8 @@ Every image is one pooled feature vector (the spatial map averaged, as stored or
 from the stored map). Label errors
 come from confident learning (Northcutt et al., 2021): out-of-fold probabilities of
 a cross-validated linear probe, and per-class thresholds. Near-duplicates are pairs
-whose cosine similarity reaches a cut-off, found block by block so memory does not
-grow with the square of the image count.
+whose cosine similarity reaches a cut-off, each image's most similar ones
+(tlflow.neighbours: exactly, or from an approximate index at scale).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pandas as pd
 
 from . import pooling, split_rows
 from .atomic import atomic_path
+from .neighbours import resolve, similar_pairs, unit_rows
 from .readers import load_array, read_table
 
 log = logging.getLogger(__name__)
@@ -163,48 +164,6 @@ def suspects_table(table: pd.DataFrame, proba, classes) -> pd.DataFrame:
 # --- duplicates and leaks
 
 
-def unit_rows(features) -> np.ndarray:
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    return features / np.where(norms == 0, 1, norms)  # an all-zero row stays zero
-
-
-def similar_pairs(features, cutoff: float, neighbours: int, block: int = 2048):
-    """(i, j, cosine similarity), i < j, of each image's ``neighbours`` most similar
-    other images at or above ``cutoff``.
-
-    Bounding the pairs per image keeps the list linear in the image count even where
-    the features cannot tell most images apart (a low cut-off, an untrained
-    backbone). Blocks of rows meet blocks of columns with a running top-k per row, so
-    memory is one block x block matrix however many images there are.
-    """
-    unit = unit_rows(np.asarray(features, dtype=np.float32))
-    n, k = len(unit), min(neighbours, len(unit) - 1)
-    found_i, found_j, found_s = [], [], []
-    for a in range(0, n if k > 0 else 0, block):
-        rows = unit[a : a + block]
-        best_s = np.full((len(rows), k), -np.inf, np.float32)
-        best_j = np.full((len(rows), k), -1)
-        for b in range(0, n, block):
-            similarity = rows @ unit[b : b + block].T
-            if a == b:
-                np.fill_diagonal(similarity, -np.inf)  # an image is not its own copy
-            columns = np.broadcast_to(np.arange(b, b + similarity.shape[1]), similarity.shape)
-            all_s = np.concatenate([best_s, similarity], axis=1)
-            all_j = np.concatenate([best_j, columns], axis=1)
-            top = np.argpartition(-all_s, k - 1, axis=1)[:, :k]
-            best_s, best_j = np.take_along_axis(all_s, top, 1), np.take_along_axis(all_j, top, 1)
-        keep = best_s >= cutoff
-        i = np.broadcast_to(np.arange(a, a + len(rows))[:, None], keep.shape)[keep]
-        found_i.append(np.minimum(i, best_j[keep]))
-        found_j.append(np.maximum(i, best_j[keep]))
-        found_s.append(best_s[keep])
-    if not found_i:
-        return np.array([], int), np.array([], int), np.array([], np.float32)
-    i, j, similarity = (np.concatenate(found) for found in (found_i, found_j, found_s))
-    _, first = np.unique(i * n + j, return_index=True)  # a pair found from both sides
-    return i[first], j[first], similarity[first]
-
-
 def exact_pairs(hashes) -> set[tuple[int, int]]:
     """(i, j), i < j, of every pair of rows with the same content hash."""
     groups: dict[str, list[int]] = {}
@@ -214,14 +173,16 @@ def exact_pairs(hashes) -> set[tuple[int, int]]:
 
 
 def duplicates_table(table: pd.DataFrame, features, cutoff: float, split_order,
-                     neighbours: int) -> pd.DataFrame:  # fmt: skip
+                     neighbours: int, search: str = "auto", seed: int = 0,
+                     threads: int = 1) -> pd.DataFrame:  # fmt: skip
     """Pairs of images that are the same file content (exact: all of them) or whose
     features are at least ``cutoff`` alike (near: each image's ``neighbours`` most
-    similar), within and across splits; most alike first.
+    similar, by the ``search`` of tlflow.neighbours.SEARCHES), within and across
+    splits; most alike first.
 
     Each pair names the earlier split of ``split_order`` first (train before test).
     """
-    i, j, similarity = similar_pairs(features, cutoff, neighbours)
+    i, j, similarity = similar_pairs(features, cutoff, neighbours, search, seed, threads)
     pairs = dict(zip(zip(i.tolist(), j.tolist()), similarity.tolist()))
     unit = unit_rows(np.asarray(features, dtype=np.float32))
     for pair in exact_pairs(table["sha256"]) - pairs.keys():  # e.g. all-zero features
@@ -269,8 +230,8 @@ def project(features, method: str, seed: int = 0) -> np.ndarray:
 
 def audit(
     splits: dict, classes, out_suspects, out_duplicates, out_embedding, out_summary,
-    folds: int = 5, similarity: float = 0.9, neighbours: int = 5, projection: str = "pca",
-    seed: int = 0, threads: int = 1, *, storage: str,
+    folds: int = 5, similarity: float = 0.9, neighbours: int = 5, search: str = "auto",
+    projection: str = "pca", seed: int = 0, threads: int = 1, *, storage: str,
 ) -> dict:  # fmt: skip
     """Audit the cached features of ``splits`` (see load_splits); write the suspects,
     the duplicates, the 2-D map and a JSON of counts. Returns the counts."""
@@ -288,7 +249,9 @@ def audit(
             suspects = suspects_table(table, proba, classes)
             if used < folds:
                 log.warning("the smallest class has %d images: %d folds, not %d", used, used, folds)
-        duplicates = duplicates_table(table, features, similarity, list(splits), neighbours)
+        duplicates = duplicates_table(
+            table, features, similarity, list(splits), neighbours, search, seed, threads
+        )
         xy = project(features, projection, seed)
     embedding = table[["file", "split", "class"]].assign(x=xy[:, 0], y=xy[:, 1])
     cross = duplicates[duplicates.split_a != duplicates.split_b]
@@ -300,6 +263,7 @@ def audit(
         "suspects": suspects["split"].value_counts().reindex(list(splits), fill_value=0).to_dict(),
         "similarity_cutoff": similarity,
         "near_neighbours_listed": neighbours,
+        "near_duplicate_search": resolve(search, len(table)),
         "exact_duplicate_pairs": int((duplicates.kind == "exact").sum()),
         "near_duplicate_pairs": int((duplicates.kind == "near").sum()),
         "cross_split_pairs": len(cross),

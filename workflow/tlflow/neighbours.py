@@ -1,0 +1,139 @@
+"""Each image's most similar others by cosine similarity of its features: the
+near-duplicate search of the audit.
+
+Two searches give the same table. The exact one meets blocks of rows with blocks of
+columns, so memory is one block x block matrix, but time grows with the square of
+the image count (4 s at 20,000 images of 1,280 numbers, hours at a million). The
+approximate one asks a faiss inverted-file index (k-means cells; each image is
+compared with the images of the few cells nearest to it), then computes the
+similarity of every pair it found exactly, so a pair it lists has the value the
+exact search gives. benchmarks/near_duplicates.py measures its recall.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SEARCHES = ("auto", "exact", "approximate")
+# `auto` searches exactly up to this many images: seconds there, and every pair.
+EXACT_UP_TO = 20_000
+# Cells per square root of the image count, cells searched per image, training
+# images per cell and k-means rounds: faiss's guidelines (4 to 16 x sqrt(n) cells, at
+# least 39 images per cell to train), at their cheap end, as training the cells costs
+# the most. benchmarks/near_duplicates.py measured these on clustered vectors with
+# planted copies: every copy found at 5,000 to 100,000 images, 99.96% at a million.
+CELLS_PER_ROOT = 4
+PROBES = 8
+TRAINING_PER_CELL = 40
+TRAINING_ROUNDS = 10
+BLOCK = 2048
+
+
+def unit_rows(features) -> np.ndarray:
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    return features / np.where(norms == 0, 1, norms)  # an all-zero row stays zero
+
+
+def exact_neighbours(unit, k: int, cutoff: float, block: int = BLOCK):
+    """(similarity, column) of each row's k most similar other rows at or above
+    ``cutoff`` (-inf and -1 where fewer reach it), every pair compared."""
+    n = len(unit)
+    best_s = np.full((n, k), -np.inf, np.float32)
+    best_j = np.full((n, k), -1)
+    for a in range(0, n, block):
+        rows_s, rows_j = best_s[a : a + block], best_j[a : a + block]  # views: updated in place
+        for b in range(0, n, block):
+            similarity = unit[a : a + block] @ unit[b : b + block].T
+            if a == b:
+                np.fill_diagonal(similarity, -np.inf)  # an image is not its own copy
+            hit = np.flatnonzero((similarity >= cutoff).any(axis=1))  # most rows: none
+            if not hit.size:
+                continue
+            columns = np.broadcast_to(np.arange(b, b + similarity.shape[1]), (len(hit), similarity.shape[1]))  # fmt: skip
+            all_s = np.concatenate([rows_s[hit], similarity[hit]], axis=1)
+            all_j = np.concatenate([rows_j[hit], columns], axis=1)
+            top = np.argpartition(-all_s, k - 1, axis=1)[:, :k]
+            rows_s[hit], rows_j[hit] = np.take_along_axis(all_s, top, 1), np.take_along_axis(all_j, top, 1)  # fmt: skip
+    return best_s, best_j
+
+
+def approximate_neighbours(unit, k: int, seed: int = 0, threads: int = 1):
+    """(similarity, column) of each row's k most similar other rows as a faiss
+    inverted-file index finds them (-inf and -1 where it finds fewer); the
+    similarities are computed exactly from ``unit``.
+
+    The index stores 8 bits per number (a quarter of the features' memory): it only
+    proposes the candidates. The cells are trained on a sample drawn with ``seed``;
+    each image's search is one thread's work, so the result does not depend on
+    ``threads``.
+    """
+    import faiss
+
+    faiss.omp_set_num_threads(threads)
+    n, dims = unit.shape
+    cells = max(1, min(n // TRAINING_PER_CELL, round(CELLS_PER_ROOT * math.sqrt(n))))
+    sample = np.random.default_rng(seed).choice(n, min(n, TRAINING_PER_CELL * cells), replace=False)
+    quantizer = faiss.IndexFlatIP(dims)
+    index = faiss.IndexIVFScalarQuantizer(
+        quantizer, dims, cells, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+    )
+    index.cp.seed, index.cp.niter = seed, TRAINING_ROUNDS
+    index.cp.min_points_per_centroid = 1  # a small sample is enough here: no warning
+    index.train(np.ascontiguousarray(unit[np.sort(sample)]))
+    for a in range(0, n, BLOCK):
+        index.add(np.ascontiguousarray(unit[a : a + BLOCK]))
+    index.nprobe = min(PROBES, cells)
+    best_s = np.full((n, k), -np.inf, np.float32)
+    best_j = np.full((n, k), -1)
+    for a in range(0, n, BLOCK):
+        rows = np.ascontiguousarray(unit[a : a + BLOCK])
+        _, found = index.search(rows, k + 1)  # the image itself is usually one of them
+        own = np.arange(a, a + len(rows))[:, None]
+        found = np.where(found == own, -1, found)
+        # Keep k of the k + 1: the found others first, in the index's order.
+        order = np.argsort(found < 0, axis=1, kind="stable")[:, :k]
+        found = np.take_along_axis(found, order, 1)
+        similarity = np.einsum("id,ijd->ij", rows, unit[np.maximum(found, 0)])
+        best_s[a : a + len(rows)] = np.where(found >= 0, similarity, -np.inf)
+        best_j[a : a + len(rows)] = found
+    return best_s, best_j
+
+
+def resolve(search: str, n: int) -> str:
+    """`exact` or `approximate` for ``search`` of SEARCHES at ``n`` images."""
+    if search not in SEARCHES:
+        raise ValueError(f"near-duplicate search '{search}': use one of {', '.join(SEARCHES)}")
+    if search == "auto":
+        return "exact" if n <= EXACT_UP_TO else "approximate"
+    return search
+
+
+def similar_pairs(features, cutoff: float, neighbours: int, search: str = "auto",
+                  seed: int = 0, threads: int = 1, block: int = BLOCK):  # fmt: skip
+    """(i, j, cosine similarity), i < j, of each image's ``neighbours`` most similar
+    other images at or above ``cutoff``, by the ``search`` of SEARCHES.
+
+    Bounding the pairs per image keeps the list linear in the image count even where
+    the features cannot tell most images apart (a low cut-off, an untrained
+    backbone).
+    """
+    unit = unit_rows(np.asarray(features, dtype=np.float32))
+    n, k = len(unit), min(neighbours, len(unit) - 1)
+    if k < 1:
+        return np.array([], int), np.array([], int), np.array([], np.float32)
+    method = resolve(search, n)
+    log.info("near duplicates: %s search of %d images", method, n)
+    if method == "exact":
+        best_s, best_j = exact_neighbours(unit, k, cutoff, block)
+    else:
+        best_s, best_j = approximate_neighbours(unit, k, seed, threads)
+    keep = best_s >= cutoff
+    i = np.broadcast_to(np.arange(n)[:, None], keep.shape)[keep]
+    i, j, similarity = np.minimum(i, best_j[keep]), np.maximum(i, best_j[keep]), best_s[keep]
+    _, first = np.unique(i * n + j, return_index=True)  # a pair found from both sides
+    return i[first], j[first], similarity[first]
