@@ -89,11 +89,11 @@ def test_tiny_classes_lower_the_folds_or_skip_the_label_audit(tmp_path):
     splits = {}
     for split in ("train", "validation"):
         rows = kept[kept.split == split]
-        stem = tmp_path / split
-        np.save(f"{stem}.npy", features[rows.index])
-        np.save(f"{stem}_labels.npy", rows.label.to_numpy())
-        rows.drop(columns="split").to_csv(f"{stem}_manifest.csv", index=False)
-        splits[split] = (f"{stem}.npy", f"{stem}_labels.npy", f"{stem}_manifest.csv")
+        manifest, shards, labels = write_split(tmp_path, split, features[rows.index], rows.label.to_numpy())
+        # The manifest as the join writes it: the split's rows and where each one is.
+        where = pd.read_csv(manifest)[["shard", "row"]]
+        rows.drop(columns="split").reset_index(drop=True).join(where).to_csv(manifest, index=False)
+        splits[split] = (shards, labels, manifest)
     outputs = [tmp_path / name for name in ("s.csv", "d.csv", "e.csv", "a.json")]
     summary = audit.audit(splits, CLASSES, *outputs, folds=5, storage="map")
     assert summary["folds_used"] == 0 and summary["label_audit"].startswith("skipped")
