@@ -250,9 +250,8 @@ def shard_files(backbone, split, suffix, views=False):
     """One backbone's and split's shard files ending in ``suffix`` (of its views' shards with ``views``)."""
     shards = f"shards/{split}/views" if views else f"shards/{split}"
     prefix = f"results/{backbone}/features/{shards}"
-    if (
-        not MAIN
-    ):  # a cluster job: the files on disk (the split's manifest names its rows')
+    # A cluster job: the files on disk (the split's manifest names its rows').
+    if not MAIN:
         named = re.compile(rf"shard-\d+{re.escape(suffix)}")
         return sorted(
             str(p) for p in Path(prefix).glob("shard-*") if named.fullmatch(p.name)
