@@ -397,9 +397,10 @@ def join_shards(shards, out_labels, out_manifest, out_skipped, cache_dir=None) -
             if _row_checksum(vector) != entry[CHECKSUM]:
                 unfit.append((features, f"row {row} ({entry['file']}) does not match its checksum"))
                 break
-        frame = read_table(manifest)
+        # The rows _read_entry read (strings, from the csv module): not read again.
+        frame = pd.DataFrame(rows)  # never empty: extract_shard refuses a shard of no row
+        frame["label"] = frame["label"].astype(np.int64)
         frame["shard"], frame["row"] = str(features), range(len(frame))
-        frame[CHECKSUM] = [row[CHECKSUM] for row in rows]
         manifests.append(frame)
     if unfit:
         raise _damaged_shards(unfit)
