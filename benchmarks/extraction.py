@@ -1,6 +1,6 @@
 """Feature extraction speed: the tutorial's way against the workflow, as whole processes.
 
-Run from the repository root (README "Performance" shows the output):
+Run from the repository root (docs/benchmarks.md shows the output):
 
     .venv/bin/python benchmarks/extraction.py [--images 2000] [--backbone vgg16]
         [--data ../shared/data/catsdogs-2k] [--repeats 2]

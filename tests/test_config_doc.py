@@ -21,7 +21,7 @@ def test_readme_table_is_generated_from_the_schema():
     readme = config_doc.README.read_text()
     assert readme == config_doc.rendered(readme, _schema()), (
         "config/README.md's key table is out of date: run "
-        "`PYTHONPATH=workflow .venv/bin/python -m tlflow.config_doc`"
+        "`.venv/bin/python -m tlflow.config_doc`"
     )
 
 

@@ -1,6 +1,6 @@
 """The key table of config/README.md, generated from the config schema.
 
-    PYTHONPATH=workflow python -m tlflow.config_doc   # rewrites the table in place
+    .venv/bin/python -m tlflow.config_doc   # rewrites the table in place
 
 Defaults and meanings are written once, in workflow/schemas/config.schema.yaml; a
 test fails when the README's table no longer matches it.
