@@ -29,7 +29,7 @@ demo: setup
 	test -d $(DEMO_DATA) || $(BIN)/python -m tlflow.synthetic $(DEMO_DATA)
 	$(BIN)/snakemake --configfile config/demo.yaml
 
-# The quality gates README.md names, run by CI: Snakemake's linter on the test
+# The quality gates docs/architecture.md names, run by CI: Snakemake's linter on the test
 # case (.test: its config and images) and snakefmt's check. Either fails on any finding.
 lint: setup
 	$(BIN)/snakemake --lint --configfile .test/config/config.yaml
