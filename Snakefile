@@ -18,6 +18,7 @@ include: "workflow/rules/head.smk"
 include: "workflow/rules/plots.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/predict.smk"
+include: "workflow/rules/export.smk"
 include: "workflow/rules/audit.smk"
 include: "workflow/rules/fine_tune.smk"
 

@@ -32,6 +32,7 @@ TINY_CONFIG = {
     "backbones": [{"name": "vgg16", "weights": "none"}],
     "extraction": {"shards": 2, "batch_size": 8, "threads": 2},
     "head": {"epochs": 3, "batch_size": 8, "hidden_units": [16], "threads": 2},
+    "export": {"formats": []},  # tests/test_export.py turns them on
 }
 
 

@@ -75,6 +75,8 @@ if config["predict"]["model"] == "fine_tuned" and not FINE_TUNE:
     )
 SHARDS = config["extraction"]["shards"]
 PREDICT_DIR = config["predict"]["images"]
+EXPORT_FORMATS = config["export"]["formats"]
+EXPORT = bool(EXPORT_FORMATS or config["export"]["int8"])
 MANIFESTS = "results/manifests"
 # Bookkeeping, not results: hash caches and the listings staged for the manifest
 # rule. Written when the workflow is read, also by `snakemake -n`.
@@ -203,6 +205,7 @@ else:
 
 wildcard_constraints:
     backbone=r"[A-Za-z0-9_.-]+",
+    model=r"[A-Za-z0-9_.-]+(/fine_tuned)?",
     split=r"[A-Za-z0-9_.-]+",
     k=r"\d+",
     listing=r"[A-Za-z0-9_.-]+/shard-\d+|predict",
@@ -364,6 +367,24 @@ def keras_env(section):
     return "../../envs/keras-gpu.yaml" if gpus else "../../envs/keras.yaml"
 
 
+def export_outputs(folder):
+    """The outputs of export_model, in ``folder``: the formats of 'export: formats:', the
+    int8 LiteRT model (if on), the class names and the check of them all."""
+    from tlflow.export import FORMATS, INT8
+
+    files = {fmt: f"{folder}/{FORMATS[fmt][0]}" for fmt in EXPORT_FORMATS}
+    if "saved_model" in files:
+        files["saved_model"] = directory(files["saved_model"])
+    if config["export"]["int8"]:
+        files["int8"] = f"{folder}/{INT8}"
+    return {**files, "meta": f"{folder}/model.json", "check": f"{folder}/check.json"}
+
+
+def backbone_file(wildcards, path):
+    """``results/<id>/<path>`` of the backbone of a model wildcard (``<id>[/fine_tuned]``)."""
+    return f"results/{wildcards.model.split('/')[0]}/{path}"
+
+
 def predict_model(suffix):
     """The model the config's 'predict: model:' names: the frozen or the fine-tuned one."""
     folder = "fine_tuned/" if config["predict"]["model"] == "fine_tuned" else ""
@@ -400,6 +421,8 @@ def final_targets():
             "evaluation/reliability.png",
             "model.keras",
             *(["predictions/predictions.csv"] if PREDICT_DIR else []),
+            *(["export/check.json"] if EXPORT else []),
+            *(["fine_tuned/export/check.json"] if EXPORT and FINE_TUNE else []),
             *(
                 [
                     "fine_tuned/model.keras",

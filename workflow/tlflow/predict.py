@@ -1,8 +1,11 @@
-"""Class probabilities for a folder of new images, from a deployed ``model.keras``.
+"""Class probabilities for a folder of new images, from a deployed ``model.keras`` or ``model.onnx``.
 
     python -m tlflow.predict results/vgg16/model.keras photos/ out.csv
+    python -m tlflow.predict results/vgg16/export/model.onnx photos/ out.csv
 
-Reads the class names from ``model.json`` beside the model. Every image file below
+``model.onnx`` runs on ONNX Runtime and never imports TensorFlow or Keras (so this
+module imports neither at import time). Reads the class names from ``model.json``
+beside the model. Every image file below
 the folder gets a row; one that cannot be decoded gets its error instead of
 probabilities, and the others are still predicted.
 """
@@ -57,12 +60,25 @@ def read_meta(model_path) -> Meta:
     if not path.is_file():
         raise PredictError(
             f"'{path}' not found: the class names of {model_path} are kept there. The "
-            "workflow writes it beside model.keras; copy both files together."
+            "workflow writes it beside model.keras and its exports; copy both files together."
         )
     try:
         return Meta.read(path)
     except DamagedFileError as error:
         raise PredictError(str(error)) from None
+
+
+def load(model_path, threads: int):
+    """``model(images)``: class probabilities (float64) of a batch of RGB pixels."""
+    if Path(model_path).suffix == ".onnx":
+        from .onnx_model import OnnxModel
+
+        return OnnxModel(model_path, threads)
+    from .runtime import configure_threads
+
+    configure_threads(threads)
+    model = load_model(model_path)
+    return lambda images: np.asarray(model.predict_on_batch(images), np.float64)
 
 
 def predict_folder(
@@ -76,10 +92,7 @@ def predict_folder(
     meta = read_meta(model_path)  # a bad path fails here, before TensorFlow starts
     classes = meta.classes
     files = list_images(folder)[0] if files is None else files
-    from .runtime import configure_threads
-
-    configure_threads(threads)
-    model = load_model(model_path)
+    model = load(model_path, threads)
     # Decode and resize exactly as the features were made (PIL bilinear); the model's
     # own resize then leaves the images unchanged, so predictions match training.
     size = tuple(meta.backbone.image_size)
@@ -89,7 +102,7 @@ def predict_folder(
         chunk = files[start : start + batch_size]
         array, good, failed = decode_all([Path(folder, name) for name in chunk], size)
         errors = {chunk[i]: message for i, message in failed}
-        proba = np.asarray(model.predict_on_batch(array), np.float64) if good else []
+        proba = model(array) if good else []
         by_file = dict(zip((chunk[i] for i in good), proba))
         for name in chunk:
             if name in by_file:
@@ -110,7 +123,9 @@ def predict_folder(
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="model.keras written by the workflow (model.json beside it)")
+    parser.add_argument(
+        "model", help="model.keras or export/model.onnx written by the workflow (model.json beside it)",
+    )
     parser.add_argument("folder", help="folder of images; sub-folders are included")
     parser.add_argument("out_csv", help="predictions table to write")
     parser.add_argument("--batch-size", type=int, default=32)

@@ -1,0 +1,158 @@
+"""Exports of model.keras (ONNX, LiteRT, SavedModel) compute what it computes; the
+ONNX predictor runs without TensorFlow; the export rule reruns when model.keras changes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TINY_CONFIG, snakemake, planned_jobs, write_config
+from tlflow.synthetic import make_dataset
+
+# Runs ``python -m tlflow.predict ...`` with TensorFlow and Keras unimportable.
+BLOCKED = """
+import runpy, sys
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "keras", "tf_keras", "tensorboard"):
+            raise ImportError(f"{name} is blocked in this test")
+sys.meta_path.insert(0, Blocker())
+sys.argv = ["tlflow.predict", *sys.argv[1:]]
+runpy.run_module("tlflow.predict", run_name="__main__")
+"""
+
+
+def predict_without_tensorflow(model, folder, out_csv) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", BLOCKED, str(model), str(folder), str(out_csv)],
+                          capture_output=True, text=True, env=os.environ)  # fmt: skip
+
+
+def read_rows(path) -> dict:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return {row["file"]: row for row in csv.DictReader(handle)}
+
+
+def small_model(folder: Path, classes: list[str]) -> Path:
+    """A model.keras of MobileNetV2 (random weights, 32x32) and a random linear head."""
+    import keras
+    from tlflow import backbones, deploy
+    from tlflow.metadata import BackboneSpec, Meta
+
+    spec = backbones.resolve({"name": "mobilenetv2", "weights": "none"}, [32, 32], "float32")
+    keras.utils.set_random_seed(0)
+    units = 1 if len(classes) == 2 else len(classes)
+    head = keras.Sequential([keras.Input((2, 1280)), keras.layers.Flatten(),  # avg and max pooled
+                             keras.layers.Dense(units, name="logits"),
+                             keras.layers.Activation("sigmoid" if units == 1 else "softmax")])  # fmt: skip
+    head.save(folder / "head.h5")
+    Meta(classes, BackboneSpec.from_dict(spec), [2, 1280]).write(folder / "head.json")
+    deploy.deploy(folder / "head.h5", folder / "head.json", folder / "model.keras",
+                  folder / "model.json")  # fmt: skip
+    return folder / "model.keras"
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> Path:
+    """A three-class model.keras exported in every format (export/), with its check."""
+    from tlflow import export, export_check
+
+    folder = tmp_path_factory.mktemp("export")
+    model = small_model(folder, ["cat", "dog", "owl"])
+    images = np.random.default_rng(0).integers(0, 256, (40, 32, 32, 3)).astype(np.uint8)
+    export.export_all(model, folder / "export", list(export.FORMATS), calibration=images[:8])
+    export_check.check(model, folder / "export", list(export.FORMATS), images,
+                       np.arange(40) % 3, folder / "export/check.json", int8=True)  # fmt: skip
+    return folder
+
+
+def test_every_float32_export_agrees_with_model_keras_three_classes(exported):
+    check = json.loads((exported / "export/check.json").read_text())
+    assert check["reference"] == "model.keras" and check["images"] == 40
+    for fmt in ("onnx", "tflite", "saved_model"):
+        figures = check["exports"][fmt]
+        assert figures["passed"] and figures["max_abs_diff"] <= 1e-4, (fmt, figures)
+        assert figures["agreement"] == 1.0 and figures["size_bytes"] > 1e6
+        assert set(figures["latency_ms"]) == {"batch_1", "batch_32"}
+    int8 = check["exports"]["tflite_int8"]
+    assert {"accuracy_change", "log_loss_change"} <= set(int8) and "passed" not in int8
+    assert int8["size_bytes"] < check["exports"]["tflite"]["size_bytes"] / 2
+
+
+def test_a_mismatching_export_fails_with_its_figures(exported, tmp_path):
+    """The export of a model whose head moved must fail the check against the
+    original, naming the format and its figures, and leave no check.json."""
+    import shutil
+
+    import keras
+    from tlflow import export, export_check
+
+    model = keras.models.load_model(exported / "model.keras", compile=False)
+    head = model.layers[-1]  # the head: the model's last layer without test-time views
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel, bias + [3.0, 0.0, 0.0]])  # favours the first class
+    model.save(tmp_path / "shifted.keras")
+    shutil.copy(exported / "model.json", tmp_path / "shifted.json")
+    export.export_all(tmp_path / "shifted.keras", tmp_path / "export", ["onnx"])
+    images = np.random.default_rng(1).integers(0, 256, (8, 32, 32, 3)).astype(np.uint8)
+    with pytest.raises(export_check.ExportMismatchError, match=r"(?s)onnx differ from .*max_abs_diff"):
+        export_check.check(exported / "model.keras", tmp_path / "export", ["onnx"], images,
+                           np.zeros(8, int), tmp_path / "check.json")  # fmt: skip
+    assert not (tmp_path / "check.json").exists()
+
+
+def test_onnx_predictor_runs_without_tensorflow_and_carries_class_names(exported, tmp_path):
+    from tlflow import predict
+
+    make_dataset(tmp_path / "data", {"new": 3}, classes=3, size=40)
+    folder = tmp_path / "data/new"
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    result = predict_without_tensorflow(exported / "export/model.onnx", folder, tmp_path / "onnx.csv")
+    assert result.returncode == 0, result.stderr[-3000:]
+    predict.predict_folder(exported / "model.keras", folder, tmp_path / "keras.csv")
+    onnx, keras = read_rows(tmp_path / "onnx.csv"), read_rows(tmp_path / "keras.csv")
+    assert list(onnx) == list(keras) and len(onnx) == len([p for p in folder.rglob("*") if p.is_file()])
+    assert "cannot identify image file" in onnx["broken.jpg"]["error"]
+    columns = ["prob_cat", "prob_dog", "prob_owl"]
+    for name, row in keras.items():
+        if name != "broken.jpg":
+            assert onnx[name]["predicted_class"] == row["predicted_class"]
+            np.testing.assert_allclose([float(onnx[name][c]) for c in columns],
+                                       [float(row[c]) for c in columns], atol=1e-4)  # fmt: skip
+
+
+def test_onnx_predictor_names_a_damaged_model(exported, tmp_path):
+    (tmp_path / "model.onnx").write_bytes(b"garbage")
+    (tmp_path / "model.json").write_text((exported / "export/model.json").read_text())
+    (tmp_path / "a.png").write_bytes(b"")
+    result = predict_without_tensorflow(tmp_path / "model.onnx", tmp_path, tmp_path / "o.csv")
+    assert result.returncode == 2
+    assert "cannot read" in result.stderr and "model.onnx" in result.stderr
+    assert "is blocked" not in result.stderr
+
+
+def test_export_rule_two_classes_with_test_time_views_and_its_reruns(tmp_path):
+    """The workflow's exports of a two-class model that averages over the flip; the
+    rule reruns when model.keras changes, and not otherwise."""
+    workdir = tmp_path / "run"
+    make_dataset(workdir / "data", {"train": 10, "validation": 6}, classes=2, size=32)
+    config = {**TINY_CONFIG, "splits": ["train", "validation"],
+              "augmentation": {"test_time": ["flip"]},
+              "export": {"formats": ["onnx", "tflite", "saved_model"], "int8": True,
+                         "calibration_images": 8}}  # fmt: skip
+    write_config(workdir, config)
+    snakemake(workdir)
+    export = workdir / "results/vgg16/export"
+    check = json.loads((export / "check.json").read_text())
+    manifest = workdir / "results/vgg16/features/validation_manifest.csv"  # no test split
+    assert check["images"] == len(read_rows(manifest))
+    assert all(check["exports"][f]["passed"] for f in ("onnx", "tflite", "saved_model")), check
+    assert json.loads((export / "model.json").read_text())["augmentation"]["test_time"] == ["flip"]
+    assert planned_jobs(workdir) == {}
+    os.utime(workdir / "results/vgg16/model.keras")  # as a redeployed model
+    assert planned_jobs(workdir) == {"export_model": 1}

@@ -1,0 +1,21 @@
+from pathlib import Path
+
+from tlflow import export, export_check, logs
+from tlflow.metadata import Meta
+
+logs.to_file(snakemake.log[0])
+size = Meta.read(snakemake.input.meta).backbone.image_size
+data_dir, formats, int8 = snakemake.params.data_dir, snakemake.params.formats, snakemake.params.int8
+calibration = None
+if int8:  # training images only: the evaluation split stays unseen
+    calibration, _ = export_check.manifest_images(
+        snakemake.input.train[0], data_dir, size, snakemake.params.calibration_images
+    )
+out_dir = Path(snakemake.output.meta).parent
+seconds = export.export_all(snakemake.input.model, out_dir, formats, calibration)
+print(f"export seconds: {seconds}")
+images, labels = export_check.manifest_images(snakemake.input.evaluation, data_dir, size)
+export_check.check(
+    snakemake.input.model, out_dir, formats, images, labels, snakemake.output.check,
+    threads=snakemake.threads, int8=int8, seconds=seconds,
+)  # fmt: skip
