@@ -19,6 +19,14 @@ equally.
 first ratio, laid out as train/validation/test folders, and prints its held-out
 scores and its summary's warnings beside the in-process ones. Backbone:
 ../shared/models/efficientnet_lite0_notop.keras at 128x128.
+
+    PYTHONPATH=workflow .venv/bin/python benchmarks/imbalance.py --many-classes 100 [--figure PNG]
+
+instead runs the workflow with the default head grid on generated images of that
+many classes (tlflow.synthetic.many_classes: 20 training, 5 validation and 5 test
+images per class and up to 2 more, 32x32, VGG16 with random weights) and prints
+the head stage's seconds, the test scores and the most confused pairs; --figure
+copies the confusion figure there.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -36,7 +45,7 @@ import pandas as pd
 import yaml
 from augmentation import Extractor, defaults, labels_of
 from heads import DEFAULT_BACKBONE, cpu_name, link_data, run
-from tlflow import backbones, calibration, head, images, imbalance, selection
+from tlflow import backbones, calibration, head, images, imbalance, metrics, selection, synthetic
 from tlflow.manifest import HashCache
 from tlflow.probabilities import logits
 
@@ -119,17 +128,48 @@ def workflow_check(args, workdir: Path, dataset, y, ratio: float, seed: int) -> 
         print(f"  summary warns: {warning}")
 
 
+def many_classes(classes: int, workdir: Path, figure: Path | None) -> None:
+    """The workflow's defaults on ``classes`` generated classes: head seconds, scores, figure."""
+    synthetic.many_classes(workdir / "data", classes, {"train": 20, "validation": 5, "test": 5})
+    config = {
+        "data_dir": "data", "splits": ["train", "validation", "test"], "image_size": [32, 32],
+        "backbones": [{"name": "vgg16", "weights": "none", "id": "backbone"}],
+    }  # fmt: skip
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    print(f"workflow run on {classes} classes: {run(workdir, workdir / 'config.yaml'):.1f} s")
+    result = workdir / "results/backbone"
+    found = json.loads((result / "evaluation/metrics.json").read_text())
+    chosen = json.loads((result / "head/head.json").read_text())["head"]
+    job = pd.read_csv(workdir / "logs/backbone/train_head.benchmark.tsv", sep="\t")["s"].sum()
+    stage = re.search(r"head stage: ([\d.]+) s", (workdir / "logs/backbone/train_head.log").read_text())
+    print(f"  head: {chosen['candidates']} candidates, selected {chosen['selected']}; head stage "
+          f"{stage.group(1)} s (train_head job {job:.1f} s, TensorFlow's start included)")  # fmt: skip
+    print(f"  test ({found['images']} images): "
+          + ", ".join(f"{k} {found[k]:.4f}" for k in ("accuracy", "top_5_accuracy", "balanced_accuracy", "macro_f1")))
+    confusion = pd.read_csv(result / "evaluation/confusion_matrix.csv", index_col=0)
+    print(metrics.confused_pairs(confusion).head(10).to_string(index=False))
+    if figure:
+        shutil.copyfile(result / "evaluation/confusion_matrix.png", figure)
+        print(f"  figure: {figure}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("data_dir", type=Path, nargs="?")
     parser.add_argument("--ratios", type=float, nargs="+", default=[10, 3])
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     parser.add_argument("--backbone", type=Path, default=DEFAULT_BACKBONE)
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--workflow", action="store_true")
+    parser.add_argument("--many-classes", type=int)
+    parser.add_argument("--figure", type=Path)
     args = parser.parse_args()
     args.backbone = args.backbone.resolve()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tlflow-imbalance-"))
+    if args.many_classes:
+        print(f"$ {' '.join([Path(sys.executable).name, *sys.argv])}")
+        print(f"workdir {workdir}; CPU: {cpu_name()}; load average {os.getloadavg()}")
+        return many_classes(args.many_classes, workdir, args.figure and args.figure.resolve())
     if not (workdir / "data").exists():
         link_data(args.data_dir.resolve(), workdir / "data", 0.0)
     print(f"$ {' '.join([Path(sys.executable).name, *sys.argv])}")
@@ -143,10 +183,12 @@ def main() -> None:
     settings = defaults()["head"]
     rows = [row for ratio in args.ratios for row in measure(x, y, ratio, args.seeds, settings, spec["features"])]
     table = pd.DataFrame(rows)
+    table.to_csv(workdir / "imbalance.csv", index=False)
     scores = ["rare recall", "common recall", "balanced_accuracy", "macro_f1", "log loss"]
     grouped = table.groupby(["ratio", "class_weight", "criterion"], sort=False)[scores]
     mean, spread = grouped.mean(), grouped.std(ddof=0)
-    shown = mean.combine(spread, lambda m, s: [f"{a:.4f} ± {b:.4f}" for a, b in zip(m, s)])
+    shown = pd.DataFrame({c: [f"{m:.4f} ± {d:.4f}" for m, d in zip(mean[c], spread[c])] for c in scores},
+                         index=mean.index)  # fmt: skip
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(shown.to_string())
         print(table.groupby(["ratio", "class_weight", "criterion"], sort=False)["head"].agg(" ".join).to_string())

@@ -174,3 +174,15 @@ def test_the_summary_warns_of_a_rare_class_with_the_counts():
     assert summary._head_words(chosen).endswith(
         "(balanced_accuracy); temperature 1.200; class weights balanced (auto: largest/smallest class 10.0)"
     )
+
+
+def test_many_generated_classes_are_distinct_folders_with_their_counts(tmp_path):
+    from tlflow import synthetic
+
+    names = synthetic.many_classes(tmp_path, 12, {"train": 2, "test": 1}, size=8)
+    assert len(set(names)) == 12 and names[:6] == [
+        "circles-00", "squares-00", "triangles-00", "crosss-00", "rings-00", "circles-01",
+    ]  # fmt: skip
+    found = {p.name: len(list(p.iterdir())) for p in (tmp_path / "train").iterdir()}
+    assert found == {name: 2 + i % 3 for i, name in enumerate(names)}
+    assert sorted(p.name for p in (tmp_path / "test").iterdir()) == sorted(names)
