@@ -164,7 +164,7 @@ def test_the_summary_warns_of_a_rare_class_with_the_counts():
     counts = {"cats": 1000, "dogs": 100, "foxes": 400}
     weighted = imbalance.decide(np.repeat([0, 1, 2], [1000, 100, 400]), 3, "auto")
     (warning,) = imbalance.rare_warnings(counts, weighted)
-    assert warning.startswith("1 rare class(es) in train: 'dogs' (100) images, against 1,000 of 'cats'")
+    assert warning.startswith("1 rare class(es) in train: 'dogs' with 100 images, against 1,000 of 'cats'")
     assert "balanced class weights" in warning
     (unweighted,) = imbalance.rare_warnings(counts, imbalance.decide(np.zeros(3, int), 3, "none"))
     assert "set 'head: class_weight: balanced'" in unweighted

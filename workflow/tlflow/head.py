@@ -204,8 +204,8 @@ def select(train, validation, n_classes: int, settings: dict, storage: str):
     epoch, validation logits and temperature.
     """
     weighting = imbalance.decide(train[1], n_classes, settings["class_weight"])
-    log.info("class weights: %s (setting %s; training classes %s, largest/smallest %.1f)",
-             weighting["weights"] or "none", weighting["setting"], weighting["counts"],
+    log.info("class weights %s (setting %s): training classes of %d to %d rows, largest/smallest %.1f",
+             weighting["applied"], weighting["setting"], min(weighting["counts"]), max(weighting["counts"]),
              weighting["ratio"])  # fmt: skip
     rows = selection.search_subsample(train[1], settings["search_rows"], settings["seed"])
     searched = train if rows is None else (train[0][rows], train[1][rows])
