@@ -87,7 +87,7 @@ def confused_pairs_figure(counts, out_png, title: str, most: int = PAIRS_SHOWN) 
     axes.set_xlabel("images (true class \u2192 predicted class)")
     shown_images = int(shown["images"].sum())
     axes.set_title(f"{title}\n{len(counts)} classes: the {len(shown)} most confused pairs, "
-                   f"{shown_images} of {mistakes} mistakes (all counts: confusion_matrix.csv)")  # fmt: skip
+                   f"{shown_images} of {mistakes} mistakes\n(every count: confusion_matrix.csv)")  # fmt: skip
     if not len(shown):
         axes.text(0.5, 0.5, f"no mistakes ({int(counts.to_numpy().sum())} images)", ha="center",
                   va="center", transform=axes.transAxes)  # fmt: skip
