@@ -70,7 +70,9 @@ def test_metrics_agree_with_the_predictions_table(binary_run):
     assert found["roc_auc"] == pytest.approx(skm.roc_auc_score(y_true == "squares", proba[:, 1]))
     f1 = skm.f1_score(y_true, y_pred, labels=["circles", "squares"], average=None, zero_division=0)
     assert [found["per_class"][c]["f1"] for c in ("circles", "squares")] == pytest.approx(f1)
-    assert found["macro"]["f1"] == pytest.approx(f1.mean())
+    assert found["macro"]["f1"] == pytest.approx(f1.mean()) == pytest.approx(found["macro_f1"])
+    assert found["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y_true, y_pred))
+    assert "top_5_accuracy" not in found  # two classes
     assert [found["per_class"][c]["support"] for c in ("circles", "squares")] == [7, 8]
     confusion = pd.read_csv(results(binary_run, "evaluation/confusion_matrix.csv"), index_col=0)
     expected = pd.crosstab(y_true, y_pred).reindex(
@@ -83,7 +85,9 @@ def test_figures_and_summary_are_written(binary_run):
     for name in ("confusion_matrix.png", "mistakes.png"):
         assert results(binary_run, f"evaluation/{name}").read_bytes()[:8] == PNG_SIGNATURE
     summary = results(binary_run, "evaluation/summary.html").read_text()
-    for text in ("circles, squares", "float32", "validation", "<th>train</th>", ">27<"):
+    for text in ("circles, squares", "float32", "validation", "<th>train</th>", ">27<",
+                 "<th>balanced accuracy (mean recall)</th>", "<th>macro F1</th>",
+                 "class weights none (auto: largest/smallest class 1.1)"):  # fmt: skip
         assert text in summary  # 13 + 14 training images used
     # No test split: the scores are on the split that chose the head, and the page says so.
     assert "<th>split scored</th><td>validation</td>" in summary

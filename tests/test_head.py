@@ -300,9 +300,11 @@ def test_same_seed_same_head_other_seed_other_head():
 def test_comparison_ranks_by_the_validation_criterion(tmp_path):
     rows = [
         {"backbone": "b", "head": "linear (avg)", "validation_accuracy": 0.9, "validation_log_loss": 0.2,
+         "validation_balanced_accuracy": 0.85, "validation_macro_f1": 0.8,
          "validation_ece": 0.02, "evaluation_split": "test", "evaluation_accuracy": 0.88,
          "evaluation_log_loss": 0.3, "evaluation_ece": 0.03, "extraction_seconds": 10.0, "head_seconds": 1.0},
         {"backbone": "a", "head": "mlp (flatten)", "validation_accuracy": 0.95, "validation_log_loss": 0.25,
+         "validation_balanced_accuracy": 0.7, "validation_macro_f1": 0.9,
          "validation_ece": 0.04, "evaluation_split": "test", "evaluation_accuracy": 0.9,
          "evaluation_log_loss": 0.28, "evaluation_ece": 0.05, "extraction_seconds": None, "head_seconds": 2.0},
     ]  # fmt: skip
@@ -310,4 +312,6 @@ def test_comparison_ranks_by_the_validation_criterion(tmp_path):
     assert list(by_loss["backbone"]) == ["b", "a"] and list(by_loss["rank"]) == [1, 2]
     written = pd.read_csv(tmp_path / "c.csv")
     assert list(written.columns) == comparison.COLUMNS and written["extraction_seconds"].isna()[1]
-    assert list(comparison.compare(rows, "accuracy", tmp_path / "c.csv")["backbone"]) == ["a", "b"]
+    ranked = {criterion: list(comparison.compare(rows, criterion, tmp_path / "c.csv")["backbone"])
+              for criterion in ("accuracy", "balanced_accuracy", "macro_f1")}  # fmt: skip
+    assert ranked == {"accuracy": ["a", "b"], "balanced_accuracy": ["b", "a"], "macro_f1": ["a", "b"]}

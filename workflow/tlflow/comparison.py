@@ -11,7 +11,8 @@ from .metadata import Meta
 from .readers import read_json
 
 COLUMNS = [
-    "rank", "backbone", "head", "validation_accuracy", "validation_log_loss", "validation_ece",
+    "rank", "backbone", "head", "validation_accuracy", "validation_balanced_accuracy", "validation_macro_f1",
+    "validation_log_loss", "validation_ece",
     "evaluation_split", "evaluation_accuracy", "evaluation_log_loss", "evaluation_ece",
     "extraction_seconds", "head_seconds",
 ]  # fmt: skip
@@ -29,12 +30,13 @@ def job_seconds(benchmark_files) -> float | None:
     return float(sum(pd.read_csv(f, sep="\t")["s"].sum() for f in found)) if found else None
 
 
-def _scores(meta_json, metrics_json, prefix: str = "") -> dict:
-    """Validation scores (from the metadata) and evaluation scores of one model."""
+def _scores(meta_json, metrics_json, prefix: str = "", classwise=()) -> dict:
+    """Validation scores (from the metadata) and evaluation scores of one model;
+    ``classwise`` names the validation scores of tlflow.imbalance to add."""
     head = Meta.read(meta_json).head
     scores = read_json(metrics_json)
     return {
-        **{f"{prefix}validation_{k}": head["validation"][k] for k in ("accuracy", "log_loss", "ece")},
+        **{f"{prefix}validation_{k}": head["validation"][k] for k in ("accuracy", *classwise, "log_loss", "ece")},
         **{f"{prefix}evaluation_{k}": scores[k] for k in ("accuracy", "log_loss", "ece")},
     }
 
@@ -46,7 +48,7 @@ def row(backbone: str, head_meta, metrics_json, extraction_benchmarks, head_benc
     result = {
         "backbone": backbone,
         "head": f"{selected['kind']} ({selected['pooling']})",
-        **_scores(head_meta, metrics_json),
+        **_scores(head_meta, metrics_json, classwise=("balanced_accuracy", "macro_f1")),
         "evaluation_split": read_json(metrics_json)["split"],
         "extraction_seconds": job_seconds(extraction_benchmarks),
         "head_seconds": job_seconds(head_benchmarks),
@@ -60,11 +62,11 @@ def row(backbone: str, head_meta, metrics_json, extraction_benchmarks, head_benc
 def compare(rows: list[dict], criterion: str, out_csv) -> pd.DataFrame:
     """Rank by the validation ``criterion`` (the one heads are chosen by), then by name."""
     table = pd.DataFrame(rows)
-    if criterion == "accuracy":
-        order = ["validation_accuracy", "validation_log_loss", "backbone"]
-        ascending = [False, True, True]
-    else:
+    if criterion == "log_loss":
         order, ascending = ["validation_log_loss", "backbone"], [True, True]
+    else:  # higher wins, then the lower log loss (tlflow.selection.best)
+        order = [f"validation_{criterion}", "validation_log_loss", "backbone"]
+        ascending = [False, True, True]
     table = table.sort_values(order, ascending=ascending, ignore_index=True)
     table.insert(0, "rank", range(1, len(table) + 1))
     with atomic_path(out_csv) as tmp:

@@ -9,7 +9,9 @@ layers only, so evaluation, deployment and prediction load it as they are. It re
 the stored rows (tlflow.pooling): of pooled storage, its pooling picks the average
 or the maximum.
 A large training split is searched on a stratified subsample of its rows
-(``search_rows``); the winner is then fitted on every row.
+(``search_rows``); the winner is then fitted on every row. Class weights
+(tlflow.imbalance) weigh the training loss of both kinds; validation, which
+chooses and calibrates, is never weighted.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import calibration, pooling, selection, split_rows
+from . import calibration, imbalance, pooling, selection, split_rows
 from .atomic import atomic_path
 from .metadata import Meta
 from .probabilities import logits
@@ -31,9 +33,9 @@ log = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
 CANDIDATE_COLUMNS = [
-    "candidate", "kind", "pooling", "l2", "dropout", "learning_rate", "train_rows", "epochs", "best_epoch",
-    "temperature", "val_accuracy", "val_log_loss", "val_log_loss_uncalibrated", "fit_seconds",
-    "selected",
+    "candidate", "kind", "pooling", "l2", "dropout", "learning_rate", "class_weight", "train_rows", "epochs",
+    "best_epoch", "temperature", "val_accuracy", "val_balanced_accuracy", "val_macro_f1", "val_log_loss",
+    "val_log_loss_uncalibrated", "fit_seconds", "selected",
 ]  # fmt: skip
 LINEAR_FIT = (
     "scikit-learn LogisticRegression (lbfgs, L2 penalty l2 * n_train / 2 * |w|^2 against "
@@ -66,8 +68,11 @@ def assemble(feature_shape, n_classes: int, how: str, hidden_units=(), activatio
     return keras.Sequential(layers, name="head")
 
 
-def fit_mlp(train, validation, n_classes: int, candidate: dict, settings: dict, storage: str):
-    """Train one mlp candidate on rows of ``storage``; returns (model, history rows, best epoch)."""
+def fit_mlp(train, validation, n_classes: int, candidate: dict, settings: dict, storage: str,
+            class_weight: dict | None = None):  # fmt: skip
+    """Train one mlp candidate on rows of ``storage``, its training loss weighted by
+    ``class_weight`` ({class index: weight}, None for none); returns (model, history
+    rows, best epoch)."""
     import keras
 
     keras.utils.set_random_seed(settings["seed"])
@@ -95,7 +100,7 @@ def fit_mlp(train, validation, n_classes: int, candidate: dict, settings: dict, 
         np.asarray(train[0]), np.asarray(train[1]),
         batch_size=settings["batch_size"], epochs=settings["epochs"],
         validation_data=(np.asarray(validation[0]), np.asarray(validation[1])),
-        shuffle=True, callbacks=callbacks, verbose=2,
+        shuffle=True, callbacks=callbacks, class_weight=class_weight, verbose=2,
     )  # fmt: skip
     rows = [
         {"epoch": e + 1, **{k: float(history.history[k][e]) for k in HISTORY_COLUMNS[1:]}}
@@ -152,8 +157,9 @@ def standardise(x, owned: bool) -> Standardised:
     return Standardised(z, mean, scale)
 
 
-def fit_linear(train: Standardised, train_y, l2: float, seed: int):
-    """Logistic regression on standardised features; returns (kernel (d, k), bias (k,),
+def fit_linear(train: Standardised, train_y, l2: float, seed: int, class_weight: dict | None = None):
+    """Logistic regression on standardised features, each row's loss weighted by its
+    class's ``class_weight`` (None: all 1); returns (kernel (d, k), bias (k,),
     training logits (n, k)).
 
     ``kernel`` and ``bias`` act on the raw pooled features: the standardisation the
@@ -162,7 +168,8 @@ def fit_linear(train: Standardised, train_y, l2: float, seed: int):
     """
     from sklearn.linear_model import LogisticRegression
 
-    model = LogisticRegression(C=1.0 / (l2 * len(train.z)), max_iter=5000, tol=1e-6, random_state=seed)
+    model = LogisticRegression(C=1.0 / (l2 * len(train.z)), max_iter=5000, tol=1e-6, random_state=seed,
+                               class_weight=class_weight)  # fmt: skip
     model.fit(train.z, train_y)
     kernel, bias = train.fold(model.coef_, model.intercept_)
     return kernel, bias, model.decision_function(train.z).reshape(len(train.z), -1)
@@ -174,11 +181,12 @@ def linear_logits(x, weights) -> np.ndarray:
     return (np.asarray(x, dtype=np.float32) @ kernel + bias).astype(np.float64)
 
 
-def _scores(logits, labels) -> dict:
-    proba = calibration.probabilities(logits)
+def _scores(logits, labels, n_classes: int) -> dict:
+    predicted = calibration.probabilities(logits).argmax(axis=1)
     return {
         "loss": calibration.log_loss(logits, labels),
-        "accuracy": float(np.mean(proba.argmax(axis=1) == np.asarray(labels))),
+        "accuracy": float(np.mean(predicted == np.asarray(labels))),
+        **imbalance.class_scores(labels, predicted, n_classes),
     }
 
 
@@ -189,76 +197,90 @@ def select(train, validation, n_classes: int, settings: dict, storage: str):
     fitted on a stratified subsample of them and the winner is fitted again on every
     row (its own row in the table, the one selected), then calibrated.
 
+    The class weights (tlflow.imbalance) come from every training row's label.
+
     Returns (candidate table rows, winner's row index, winner's fitted state) where
     the state holds what ``finalise`` needs: the fitted weights, history rows, best
     epoch, validation logits and temperature.
     """
+    weighting = imbalance.decide(train[1], n_classes, settings["class_weight"])
+    log.info("class weights %s (setting %s): training classes of %d to %d rows, largest/smallest %.1f",
+             weighting["applied"], weighting["setting"], min(weighting["counts"]), max(weighting["counts"]),
+             weighting["ratio"])  # fmt: skip
     rows = selection.search_subsample(train[1], settings["search_rows"], settings["seed"])
     searched = train if rows is None else (train[0][rows], train[1][rows])
     if rows is not None:
         log.info("candidates fitted on %d of %d training rows (stratified, seed %d); the "
                  "winner is fitted again on all", len(rows), len(train[1]), settings["seed"])  # fmt: skip
-    table, states = search(searched, validation, n_classes, settings, storage)
+    table, states = search(searched, validation, n_classes, settings, storage, weighting)
     winner = selection.best(table, settings["criterion"])
     if rows is not None:
         candidate = {k: v for k, v in table[winner].items() if k in selection.GRID_KEYS}
-        refit, state = fit_candidate(candidate, train, validation, n_classes, settings, {}, storage)
+        refit, state = fit_candidate(candidate, train, validation, n_classes, settings, {}, storage, weighting)
         table.append({"candidate": winner, **refit})
         states.append(state)
         winner = len(table) - 1
     for number, row in enumerate(table):
         row["selected"] = number == winner
-    return table, winner, states[winner]
+    return table, winner, {**states[winner], "class_weight": weighting}
 
 
-def search(train, validation, n_classes: int, settings: dict, storage: str):
-    """Every candidate fitted on ``train`` (rows of ``storage``) and scored on
-    ``validation``: (table rows, states)."""
+def search(train, validation, n_classes: int, settings: dict, storage: str, weighting: dict):
+    """Every candidate fitted on ``train`` (rows of ``storage``) with the class
+    weights of ``weighting`` (imbalance.decide) and scored on ``validation``:
+    (table rows, states)."""
     poolings = pooling.distinct_poolings(train[0], selection.values(settings, "pooling"), storage)
     candidates = selection.candidates(settings, poolings)
     log.info("%d candidate head(s), chosen by validation %s", len(candidates), settings["criterion"])
     pooled, table, states = {}, [], []  # pooled: once per pooling, for all its L2 strengths
     for number, candidate in enumerate(candidates):
-        row, state = fit_candidate(candidate, train, validation, n_classes, settings, pooled, storage)
+        row, state = fit_candidate(candidate, train, validation, n_classes, settings, pooled, storage, weighting)
         table.append({"candidate": number, **row})
         states.append(state)
-        log.info("candidate %d %s: validation accuracy %.4f, log loss %.4f (%.1f s)", number,
-                 candidate, row["val_accuracy"], row["val_log_loss"], row["fit_seconds"])  # fmt: skip
+        log.info("candidate %d %s: validation accuracy %.4f, balanced accuracy %.4f, macro F1 %.4f, "
+                 "log loss %.4f (%.1f s)", number, candidate, row["val_accuracy"],
+                 row["val_balanced_accuracy"], row["val_macro_f1"], row["val_log_loss"],
+                 row["fit_seconds"])  # fmt: skip
     return table, states
 
 
 def fit_candidate(candidate, train, validation, n_classes: int, settings: dict, pooled: dict,
-                  storage: str):  # fmt: skip
-    """One candidate fitted on ``train``: (its table row without number and choice, its state).
+                  storage: str, weighting: dict):  # fmt: skip
+    """One candidate fitted on ``train`` with ``weighting``'s class weights: (its table
+    row without number and choice, its state).
 
     ``pooled`` caches the standardised training and pooled validation features by
     pooling.
     """
     (train_x, train_y), (val_x, val_y) = train, validation
     started = time.perf_counter()
+    class_weight = imbalance.as_dict(weighting)
     if candidate["kind"] == "linear":
         if candidate["pooling"] not in pooled:
             train_p, val_p = (pooling.pool(x, candidate["pooling"], storage) for x in (train_x, val_x))
             # A pooling that only reshapes returns the caller's rows: standardise a copy.
             pooled[candidate["pooling"]] = standardise(train_p, not np.may_share_memory(train_p, train_x)), val_p
         standard, val_p = pooled[candidate["pooling"]]
-        kernel, bias, train_logits = fit_linear(standard, train_y, candidate["l2"], settings["seed"])
+        kernel, bias, train_logits = fit_linear(
+            standard, train_y, candidate["l2"], settings["seed"], class_weight
+        )
         weights = [kernel.astype(np.float32), bias.astype(np.float32)]
         val_logits = linear_logits(val_p, weights)
-        fit, scores = _scores(train_logits, train_y), _scores(val_logits, val_y)
+        fit, scores = _scores(train_logits, train_y, n_classes), _scores(val_logits, val_y, n_classes)
         rows = [{"epoch": 1, "loss": fit["loss"], "accuracy": fit["accuracy"],
                  "val_loss": scores["loss"], "val_accuracy": scores["accuracy"]}]  # fmt: skip
         state = {"weights": weights, "best_epoch": 1}
     else:
-        model, rows, best_epoch = fit_mlp(train, validation, n_classes, candidate, settings, storage)
+        model, rows, best_epoch = fit_mlp(train, validation, n_classes, candidate, settings, storage, class_weight)
         val_logits = logits(model, val_x)
-        scores = _scores(val_logits, val_y)
+        scores = _scores(val_logits, val_y, n_classes)
         state = {"weights": model.get_weights(), "best_epoch": best_epoch}
     # Each candidate is judged as it would be delivered: calibrated, when that is on.
     temperature = calibration.fit_temperature(val_logits, val_y) if settings["calibrate"] else 1.0
     row = {
-        **candidate, "train_rows": len(train_y), "epochs": len(rows), "best_epoch": state["best_epoch"],
-        "temperature": temperature, "val_accuracy": scores["accuracy"],
+        **candidate, "class_weight": weighting["applied"], "train_rows": len(train_y), "epochs": len(rows),
+        "best_epoch": state["best_epoch"], "temperature": temperature, "val_accuracy": scores["accuracy"],
+        "val_balanced_accuracy": scores["balanced_accuracy"], "val_macro_f1": scores["macro_f1"],
         "val_log_loss": calibration.log_loss(val_logits, val_y, temperature),
         "val_log_loss_uncalibrated": scores["loss"],
         "fit_seconds": round(time.perf_counter() - started, 3),
@@ -277,7 +299,9 @@ def finalise(feature_shape, n_classes: int, settings: dict, candidate: dict, sta
         candidate.get("dropout", 0.0), temperature, storage=storage,
     )  # fmt: skip
     model.set_weights(state["weights"])
-    return model, temperature, calibration.scores(logits, val_y, temperature)
+    predicted = calibration.probabilities(logits).argmax(axis=1)
+    scores = {**calibration.scores(logits, val_y, temperature), **imbalance.class_scores(val_y, predicted, n_classes)}
+    return model, temperature, scores
 
 
 def train_and_save(features: dict, settings: dict, meta: dict, threads: int, outputs, views=None) -> None:
@@ -325,6 +349,7 @@ def train_and_save(features: dict, settings: dict, meta: dict, threads: int, out
         "epochs_run": len(state["rows"]),
         "temperature": temperature,
         "validation": scores,
+        "class_weight": state["class_weight"],
         "candidates": len({row["candidate"] for row in table}),
         # Rows of the training split (with views) each candidate and the head were fitted on.
         "search_rows": int(table[0]["train_rows"]),

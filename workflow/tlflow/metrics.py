@@ -1,4 +1,5 @@
-"""Scores of a predictions table: accuracy, per-class precision/recall/F1, log loss.
+"""Scores of a predictions table: accuracy, balanced accuracy, top-5 accuracy (more
+than 5 classes), per-class precision/recall/F1, log loss; the most confused pairs.
 
 Everything is computed from the table (file, true class, predicted class, one
 probability per class), so metrics, confusion matrix and figures agree.
@@ -9,7 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from . import imbalance
 from .probabilities import probability_columns
+
+TOP_K = 5  # top-k accuracy is reported above this many classes
 
 
 def predictions_table(files, labels, proba, classes) -> pd.DataFrame:
@@ -27,7 +31,8 @@ def predictions_table(files, labels, proba, classes) -> pd.DataFrame:
 
 
 def metrics(table: pd.DataFrame, classes) -> dict:
-    """Accuracy, per-class and macro precision/recall/F1, log loss; ROC AUC for two classes."""
+    """Accuracy, balanced accuracy, per-class and macro precision/recall/F1, log loss;
+    top-5 accuracy above 5 classes; ROC AUC for two classes."""
     from sklearn import metrics as skm
 
     index = {cls: i for i, cls in enumerate(classes)}
@@ -42,6 +47,7 @@ def metrics(table: pd.DataFrame, classes) -> dict:
     result = {
         "images": len(table),
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        **imbalance.class_scores(y_true, y_pred, len(classes)),
         "per_class": {
             cls: {
                 "precision": float(precision[i]),
@@ -58,6 +64,9 @@ def metrics(table: pd.DataFrame, classes) -> dict:
         },
         "log_loss": float(skm.log_loss(y_true, proba, labels=labels)),
     }
+    if len(classes) > TOP_K:
+        # Right when the true class is among the 5 most probable.
+        result[f"top_{TOP_K}_accuracy"] = float(skm.top_k_accuracy_score(y_true, proba, k=TOP_K, labels=labels))
     if len(classes) == 2:
         # Undefined when the split holds one class only: null rather than a crash.
         both = len(set(y_true)) == 2
@@ -83,3 +92,26 @@ def confident_mistakes(table: pd.DataFrame, classes, most: int) -> pd.DataFrame:
     proba = wrong[probability_columns(classes)].to_numpy()
     wrong["confidence"] = proba.max(axis=1)
     return wrong.sort_values(["confidence", "file"], ascending=[False, True]).head(most)
+
+
+def confused_pairs(confusion: pd.DataFrame) -> pd.DataFrame:
+    """Every (true, predicted) pair of different classes with a mistake, the most
+    frequent first: its count and its share of the true class's images.
+
+    ``confusion``: confusion_table's counts. Ties go by class names, so the order is
+    fixed.
+    """
+    counts = confusion.to_numpy()
+    totals = counts.sum(axis=1)
+    rows, cols = np.nonzero(counts * (1 - np.eye(len(counts), dtype=counts.dtype)))
+    pairs = pd.DataFrame(
+        {
+            "true_class": confusion.index[rows].astype(str),
+            "predicted_class": confusion.columns[cols].astype(str),
+            "images": counts[rows, cols],
+            "share_of_true_class": counts[rows, cols] / totals[rows],
+        }
+    )
+    return pairs.sort_values(
+        ["images", "true_class", "predicted_class"], ascending=[False, True, True], ignore_index=True
+    )

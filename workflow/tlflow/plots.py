@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
-from .metrics import confident_mistakes  # noqa: E402
+from .metrics import confident_mistakes, confused_pairs  # noqa: E402
 from .readers import read_table  # noqa: E402
 
 
@@ -36,9 +36,19 @@ def curve(history_csv, metric: str, out_png, title: str, best_epoch: int | None 
     save(figure, out_png)
 
 
+# Above this many classes a heat map's cells and labels are too small to read: the
+# figure lists the most confused pairs instead (all counts stay in the CSV).
+MATRIX_CLASSES = 20
+PAIRS_SHOWN = 30
+
+
 def confusion(confusion_csv, out_png, title: str) -> None:
-    """The confusion matrix as a heat map, each cell labelled with its count."""
+    """The confusion matrix as a heat map, each cell labelled with its count; above
+    MATRIX_CLASSES classes, the PAIRS_SHOWN most confused pairs as sorted bars."""
     counts = read_table(confusion_csv, index_col=0)
+    if len(counts) > MATRIX_CLASSES:
+        confused_pairs_figure(counts, out_png, title)
+        return
     n = len(counts)
     side = max(4.0, 1.0 + 0.6 * n)
     figure, axes = plt.subplots(figsize=(side + 1, side), dpi=100)
@@ -53,6 +63,34 @@ def confusion(confusion_csv, out_png, title: str) -> None:
     for (row, col), value in np.ndenumerate(counts.to_numpy()):
         colour = "white" if value > threshold else "black"
         axes.text(col, row, str(value), ha="center", va="center", color=colour)
+    figure.tight_layout()
+    save(figure, out_png)
+
+
+def confused_pairs_figure(counts, out_png, title: str, most: int = PAIRS_SHOWN) -> None:
+    """The ``most`` most frequent (true -> predicted) mistakes of confusion ``counts``,
+    one bar each, the largest at the top, with its share of the true class."""
+    pairs = confused_pairs(counts)
+    shown = pairs.head(most)
+    mistakes = int(pairs["images"].sum())
+    figure, axes = plt.subplots(figsize=(9, 1.5 + 0.3 * max(1, len(shown))), dpi=100)
+    positions = np.arange(len(shown))
+    axes.barh(positions, shown["images"], color="tab:blue")
+    labels = [f"{row.true_class} \u2192 {row.predicted_class}" for row in shown.itertuples()]
+    axes.set_yticks(positions, labels)
+    axes.invert_yaxis()  # the most confused pair first
+    for position, row in zip(positions, shown.itertuples()):
+        axes.text(row.images, position, f" {row.images} ({row.share_of_true_class:.0%} of {row.true_class})",
+                  va="center", fontsize=8)  # fmt: skip
+    axes.margins(x=0.3)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel("images (true class \u2192 predicted class)")
+    shown_images = int(shown["images"].sum())
+    axes.set_title(f"{title}\n{len(counts)} classes: the {len(shown)} most confused pairs, "
+                   f"{shown_images} of {mistakes} mistakes\n(every count: confusion_matrix.csv)")  # fmt: skip
+    if not len(shown):
+        axes.text(0.5, 0.5, f"no mistakes ({int(counts.to_numpy().sum())} images)", ha="center",
+                  va="center", transform=axes.transAxes)  # fmt: skip
     figure.tight_layout()
     save(figure, out_png)
 

@@ -41,19 +41,31 @@ def candidates(settings: dict, poolings: list[str]) -> list[dict]:
     return found
 
 
-def best(scores: list[dict], criterion: str) -> int:
-    """Index of the winner in ``scores`` (each with val_log_loss and val_accuracy).
+# Criteria where higher wins, by their column in the candidates table; log_loss: lower wins.
+HIGHER_WINS = {
+    "accuracy": "val_accuracy",
+    "balanced_accuracy": "val_balanced_accuracy",
+    "macro_f1": "val_macro_f1",
+}
+CRITERIA = ("log_loss", *HIGHER_WINS)
 
-    ``log_loss``: lowest validation log loss; ``accuracy``: highest validation
-    accuracy, then lowest log loss. Remaining ties go to the earlier candidate, so
-    the choice never depends on anything but the scores and the grid's order.
+
+def best(scores: list[dict], criterion: str) -> int:
+    """Index of the winner in ``scores`` (candidate rows with val_log_loss and the
+    criterion's column).
+
+    ``log_loss``: lowest validation log loss; ``accuracy``, ``balanced_accuracy``
+    (mean recall over the classes) or ``macro_f1``: the highest, then the lowest log
+    loss. Remaining ties go to the earlier candidate, so the choice never depends on
+    anything but the scores and the grid's order.
     """
     if criterion == "log_loss":
         key = lambda i: (scores[i]["val_log_loss"], i)  # noqa: E731
-    elif criterion == "accuracy":
-        key = lambda i: (-scores[i]["val_accuracy"], scores[i]["val_log_loss"], i)  # noqa: E731
+    elif criterion in HIGHER_WINS:
+        column = HIGHER_WINS[criterion]
+        key = lambda i: (-scores[i][column], scores[i]["val_log_loss"], i)  # noqa: E731
     else:
-        raise ValueError(f"unknown selection criterion '{criterion}'; use log_loss or accuracy")
+        raise ValueError(f"unknown selection criterion '{criterion}'; use one of {', '.join(CRITERIA)}")
     return min(range(len(scores)), key=key)
 
 

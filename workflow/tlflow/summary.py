@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import __version__
+from . import __version__, imbalance
 from .atomic import atomic_path
 from .metadata import Meta
 from .readers import read_json, read_table
@@ -46,7 +46,16 @@ def _head_words(head: dict) -> str:
         + (f", fitted on {head['search_rows']:,} of the {head['train_rows']:,} training rows, "
            "the winner again on all" if searched else "")  # fmt: skip
         + f"; temperature {head['temperature']:.3f}"
+        + _weights_words(head.get("class_weight"))
     )
+
+
+def _weights_words(decision: dict | None) -> str:
+    """The class weights in words, e.g. '; class weights balanced (auto: largest/smallest 10.0)'."""
+    if decision is None:  # metadata from before class weights
+        return ""
+    why = f" ({decision['setting']}: largest/smallest class {decision['ratio']:.1f})"
+    return f"; class weights {decision['applied']}" + (why if decision["setting"] == "auto" else "")
 
 
 def selection_warnings(split: str) -> list[str]:
@@ -78,6 +87,11 @@ def _overall(result: dict) -> dict:
     """The headline scores of one metrics.json."""
     return {
         "accuracy": result["accuracy"],
+        # Absent from metrics of models evaluated before these scores existed.
+        **{name: result[key] for name, key in (
+            ("balanced accuracy (mean recall)", "balanced_accuracy"), ("macro F1", "macro_f1"),
+            ("top-5 accuracy", "top_5_accuracy"),
+        ) if key in result},
         "log loss": result["log_loss"],
         "log loss before calibration": result["calibration"]["log_loss_before"],
         "expected calibration error (ECE)": result["ece"],
@@ -135,6 +149,7 @@ def summary_html(head_meta, manifests: dict, skipped: dict, metrics_json, out_ht
     tuning, tuned_scores = _fine_tuned(fine_tuned_meta, fine_tuned_metrics)
     if tuning:
         setup["fine-tuned"] = tuning
+    sizes = split_sizes(manifests, skipped, meta.classes)
     per_class = pd.DataFrame(result["per_class"]).T
     per_class.loc["macro average"] = {**result["macro"], "support": result["images"]}
     per_class["support"] = per_class["support"].astype(int)
@@ -149,9 +164,10 @@ def summary_html(head_meta, manifests: dict, skipped: dict, metrics_json, out_ht
     environment = jinja2.Environment(autoescape=True, keep_trailing_newline=True)
     page = environment.from_string(TEMPLATE.read_text()).render(
         backbone=spec.id,
-        warnings=selection_warnings(result["split"]) + leak_warnings(audit_json),
+        warnings=selection_warnings(result["split"]) + leak_warnings(audit_json)
+        + imbalance.rare_warnings(sizes.loc["train", list(meta.classes)].to_dict(), meta.head.get("class_weight")),
         setup=setup,
-        sizes=split_sizes(manifests, skipped, meta.classes).to_html(),
+        sizes=sizes.to_html(),
         split=result["split"],
         images=result["images"],
         overall={k: "n/a" if v is None else f"{v:.4f}" for k, v in overall.items()},

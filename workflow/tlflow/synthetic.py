@@ -7,11 +7,15 @@ the shape is there for real backbones. Class sizes differ on purpose: uneven cou
 are not multiples of a batch size catch dropped or misaligned rows.
 
     python -m tlflow.synthetic OUT_DIR [--size 64] [--train 40] [--classes 3]
+
+``many_classes`` makes up to hundreds of classes (each shape in many hues), for
+the workflow at many classes.
 """
 
 from __future__ import annotations
 
 import argparse
+import colorsys
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +25,14 @@ SHAPES = ("circle", "square", "triangle", "cross", "ring")
 COLOURS = ((200, 60, 50), (60, 170, 60), (60, 90, 210), (210, 180, 40), (160, 60, 190))
 
 
-def draw(shape: str, size: int, rng: np.random.Generator) -> Image.Image:
+def draw(shape: str, size: int, rng: np.random.Generator, colour=None) -> Image.Image:
+    """``shape`` on noise, in its own colour family or around the RGB ``colour``."""
     background = rng.integers(60, 200)
     noise = rng.normal(0, 20, (size, size, 3))
     pixels = np.clip(background + noise, 0, 255).astype(np.uint8)
     image = Image.fromarray(pixels)
     pen = ImageDraw.Draw(image)
-    base = np.array(COLOURS[SHAPES.index(shape)])
+    base = np.array(COLOURS[SHAPES.index(shape)] if colour is None else colour)
     colour = tuple(int(c) for c in np.clip(base + rng.integers(-40, 40, 3), 0, 255))
     radius = rng.uniform(0.2, 0.35) * size
     cx, cy = rng.uniform(radius, size - radius, 2)
@@ -70,6 +75,27 @@ def make_dataset(
                 draw(shape, size, rng).save(folder / f"{shape}_{n:05d}.jpg", quality=90)
             written[split][f"{shape}s"] = count + index
     return written
+
+
+def many_classes(root, classes: int, counts: dict[str, int], size: int = 32, seed: int = 0) -> list[str]:
+    """Write ``root/<split>/<shape>s-<hue>/<n>.jpg`` for ``classes`` classes: class i is
+    shape i mod 5 in hue i // 5 of classes / 5 hues around the colour wheel, so
+    neighbouring hues of one shape are the hard pairs. Class i of a split gets
+    count + i mod 3 images. Returns the class names.
+    """
+    rng = np.random.default_rng(seed)
+    hues = -(-classes // len(SHAPES))
+    names = []
+    for i in range(classes):
+        shape, hue = SHAPES[i % len(SHAPES)], i // len(SHAPES)
+        colour = tuple(int(255 * c) for c in colorsys.hsv_to_rgb(hue / hues, 0.8, 0.85))
+        names.append(f"{shape}s-{hue:02d}")
+        for split, count in counts.items():
+            folder = Path(root, split, names[-1])
+            folder.mkdir(parents=True, exist_ok=True)
+            for n in range(count + i % 3):
+                draw(shape, size, rng, colour).save(folder / f"{n:05d}.jpg", quality=90)
+    return names
 
 
 def main(argv=None) -> None:
