@@ -30,7 +30,6 @@ def test_rows_are_read_in_the_manifests_order(tmp_path):
     rows = split_rows.Rows([(manifest, files)])
     assert rows.shape == expected.shape and len(rows) == 15
     np.testing.assert_array_equal(rows.read(), expected)
-    np.testing.assert_array_equal(split_rows.gather(manifest, files), expected)
     picked = [14, 0, 3, 3, 8]
     np.testing.assert_array_equal(rows.take(picked), expected[picked])
     np.testing.assert_array_equal(rows.subset(picked).read(), expected[picked])

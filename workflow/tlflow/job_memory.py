@@ -23,6 +23,10 @@ import numpy as np
 # NumPy, pandas, scikit-learn and faiss, 190 MB.
 KERAS_MB = 900
 NUMPY_MB = 400
+# Held per image by the tables of evaluation (its file name, labels, probabilities).
+PER_IMAGE_BYTES = 2000
+# Batches Keras holds at once as it predicts (256 rows each, tlflow.row_batches).
+BATCHES = 4
 MARGIN = 1.25
 SLACK_MB = 200
 MB = 1e6
@@ -87,9 +91,10 @@ def train_head(train, validation, poolings, storage: str, classes: int) -> int:
 
 def evaluate(files) -> int:
     """``evaluate`` reading the shard files ``files`` (its split's and their test-time
-    views'): their rows in memory, and Keras's copy of them as it predicts."""
+    views'): it predicts batch by batch (tlflow.row_batches), and holds per image
+    its table row and each view's probabilities and logits."""
     split = row_files(files)
-    return _request(KERAS_MB, 2 * split.rows * split.row_bytes)
+    return _request(KERAS_MB, split.rows * PER_IMAGE_BYTES + BATCHES * 256 * split.row_bytes)
 
 
 def audit(files) -> int:

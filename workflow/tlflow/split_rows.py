@@ -172,6 +172,11 @@ class Rows:
         return out if out is not None else pool(np.empty(self.shape, self.dtype), how, storage)
 
 
-def gather(manifest_csv, shard_files) -> np.ndarray:
-    """The rows of a split in its manifest's order, as one in-memory array."""
-    return Rows([(manifest_csv, shard_files)]).read()
+def file_rows(path) -> Rows:
+    """Every row of one ``.npy`` file, in stored order (a shard before it is joined)."""
+    rows = Rows([])
+    rows._shards = _Shards()
+    number = rows._shards.add(path)
+    count = load_array(path).shape[0]
+    rows._file, rows._row = np.full(count, number, np.int64), np.arange(count, dtype=np.int64)
+    return rows
