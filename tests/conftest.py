@@ -46,7 +46,7 @@ def split_features(run: Path, split: str, backbone: str = "vgg16", views: bool =
     folder = Path("results", backbone, "features", *(["views"] if views else []))
     with contextlib.chdir(run):  # the manifest names the shard files from the run's folder
         manifest = folder / f"{split}_manifest.csv"
-        return split_rows.gather(manifest, sorted(set(read_table(manifest)["shard"])))
+        return split_rows.Rows([(manifest, sorted(set(read_table(manifest)["shard"])))]).read()
 
 
 def write_split(folder: Path, split: str, rows, labels) -> tuple:

@@ -74,7 +74,7 @@ def test_test_labels_and_features_never_shape_the_probe():
     moved, _ = audit.score_labels(table, changed_features, len(CLASSES), folds=5)
     np.testing.assert_array_equal(moved[~test], proba[~test])  # test rows: not in any fit
     labels = table.label.to_numpy()
-    alone = audit._fit_predict(features[~test], labels[~test], features[test], 3, seed=0)
+    alone = audit._fit_predict(features, np.flatnonzero(~test), labels[~test], np.flatnonzero(test), 3, seed=0)
     np.testing.assert_allclose(proba[test], alone)
 
 

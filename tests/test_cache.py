@@ -127,7 +127,7 @@ def test_any_shard_count_in_any_order_reuses_every_row(tmp_path):
         joined = [tmp_path / f"{shards}{n}" for n in ("_labels.npy", ".csv", "_skipped.csv")]
         join_shards([tuple(outputs[k]) for k in sorted(outputs)], *joined,
                     cache_dir=cache_folder(tmp_path / "cache", SPEC))  # fmt: skip
-        rows = split_rows.gather(joined[1], [outputs[k][0] for k in outputs])
+        rows = split_rows.Rows([(joined[1], [outputs[k][0] for k in outputs])]).read()
         np.testing.assert_array_equal(rows, expected)
         # Pruned to the current shards' entries, each a hard link of a shard output.
         entries = sorted(cache_folder(tmp_path / "cache", SPEC).glob("*.npy"))

@@ -141,7 +141,7 @@ def test_join_orders_rows_by_class_then_file_whatever_the_shards(tmp_path):
         for row, vector in zip(pd.read_csv(shard_manifest)["file"], np.load(features)):
             by_file[row] = vector
     # No copy of the rows: the manifest points into the shards' own files.
-    rows = split_rows.gather(joined[1], [features for features, _, _ in shard_outputs])
+    rows = split_rows.Rows([(joined[1], [features for features, _, _ in shard_outputs])]).read()
     np.testing.assert_array_equal(rows, np.stack([by_file[f] for f in manifest["file"]]))
 
 

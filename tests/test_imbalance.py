@@ -51,7 +51,7 @@ def test_auto_weighs_the_classes_above_the_ratio_and_balanced_gives_each_class_e
 @pytest.mark.parametrize("kind", ["linear", "mlp"])
 def test_class_weights_make_the_head_recall_the_rare_class(kind):
     train, validation = _imbalanced(400, 20), _imbalanced(200, 200, seed=1)
-    settings = {**LINEAR, "kind": kind, "hidden_units": [8], "epochs": 20, "patience": 0, "batch_size": 32}
+    settings = {**LINEAR, "kind": kind, "hidden_units": [8], "epochs": 40, "patience": 0, "batch_size": 32}
     recall = {}
     for weight in ("none", "balanced"):
         table, winner, state = head.select(train, validation, 2, {**settings, "class_weight": weight}, "map")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -103,6 +104,15 @@ def test_every_job_leaves_a_log_and_a_benchmark(finished_run):
     parts = [p.relative_to(finished_run / "logs").parts for p in logs]
     rules = {folders[1] if folders[0] == "vgg16" else folders[0] for folders in parts}
     assert {"write_manifest", "extract_shard", "join_split", "train_head", "plot_curves"} <= rules
+
+
+def test_every_job_logs_its_peak_memory_under_its_request(finished_run):
+    peaks = {}
+    for log in (finished_run / "logs").rglob("*.log"):
+        found = re.findall(r"peak memory (\d+) MB of the (\d+) MB asked", log.read_text())
+        assert len(found) == 1, log
+        peaks[log] = tuple(map(int, found[0]))
+    assert peaks and all(peak < asked for peak, asked in peaks.values()), peaks
 
 
 # --- bad input: each fails before any job runs, naming the file or key and the fix

@@ -43,8 +43,9 @@ rule audit:
         "../../envs/keras.yaml"
     threads: 2
     resources:
-        # Pooled features are small; the arrays are read memory-mapped.
-        mem_mb=lambda wildcards, input: 1000 + input.size_mb,
+        mem_mb=lambda wildcards, input: job_memory.audit(
+            [path for split in SPLITS for path in input[f"{split}_rows"]]
+        ),
         runtime=lambda wildcards, input: 10 + input.size_mb // 500,
     params:
         splits=SPLITS,

@@ -33,6 +33,7 @@ try:
         backbones,
         images,
         intermediates,
+        job_memory,
         listing,
         locks,
         manifest,
@@ -311,13 +312,6 @@ def view_files(split, *names):
         }
 
     return files
-
-
-def widened_views_mb(input):
-    """MB the training views grow by in memory: float16 rows are joined as float32."""
-    if not hasattr(input, "views"):
-        return 0
-    return sum(Path(path).stat().st_size for path in input.views) / 1e6
 
 
 def backbone_spec(wildcards):

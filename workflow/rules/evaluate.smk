@@ -43,7 +43,9 @@ rule evaluate:
         "../../envs/keras.yaml"
     threads: config["evaluation"]["threads"]
     resources:
-        mem_mb=lambda wildcards, input: 2000 + 2 * input.size_mb,
+        mem_mb=lambda wildcards, input: job_memory.evaluate(
+            input[f"{EVAL_SPLIT}_rows"] + input.get("views", [])
+        ),
         runtime=lambda wildcards, input: 10 + input.size_mb // 100,
     params:
         split=EVAL_SPLIT,

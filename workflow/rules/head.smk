@@ -33,9 +33,13 @@ rule train_head:
     threads: config["head"]["threads"]
     resources:
         **gpu_request("head"),
-        # The features are loaded whole: their size plus room for TensorFlow.
-        mem_mb=lambda wildcards, input: math.ceil(
-            2000 + 2 * (input.size_mb + widened_views_mb(input))
+        # What it holds of the rows it reads (tlflow.job_memory).
+        mem_mb=lambda wildcards, input: job_memory.train_head(
+            input.train_rows + input.get("views", []),
+            input.validation_rows,
+            selection.values(config["head"], "pooling"),
+            FEATURES,
+            len(CLASSES),
         ),
         runtime=lambda wildcards, input: 10 + input.size_mb // 100,
     params:

@@ -1,6 +1,6 @@
 from tlflow import audit, logs
 
-logs.to_file(snakemake.log[0])
+logs.job(snakemake)
 inputs = snakemake.input
 audit.audit(
     splits={

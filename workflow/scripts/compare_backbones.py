@@ -2,7 +2,7 @@ from pathlib import Path
 
 from tlflow import comparison, logs, plots
 
-logs.to_file(snakemake.log[0])
+logs.job(snakemake)
 inputs = snakemake.input
 # Fine-tuned models' metadata and metrics, when fine-tuning is on.
 tuned = list(zip(inputs.fine_tuned_meta, inputs.fine_tuned_metrics)) or [()] * len(inputs.meta)

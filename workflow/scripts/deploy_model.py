@@ -1,6 +1,6 @@
 from tlflow import deploy, logs
 
-logs.to_file(snakemake.log[0])
+logs.job(snakemake)
 deploy.deploy(
     head_model=snakemake.input.head,
     head_meta=snakemake.input.meta,

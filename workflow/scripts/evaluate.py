@@ -1,6 +1,6 @@
 from tlflow import evaluate, logs
 
-logs.to_file(snakemake.log[0])
+logs.job(snakemake)
 evaluate.evaluate(
     shards=snakemake.input[f"{snakemake.params.split}_rows"],
     labels_npy=snakemake.input.labels,

@@ -1,6 +1,6 @@
 from tlflow import evaluate, logs
 
-logs.to_file(snakemake.log[0])
+logs.job(snakemake)
 evaluate.evaluate_model(
     model_path=snakemake.input.model,
     manifest_csv=snakemake.input.manifest,

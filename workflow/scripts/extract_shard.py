@@ -4,7 +4,7 @@ from tlflow import features, logs
 
 started = time.perf_counter()
 
-logs.to_file(snakemake.log[0])
+logs.job(snakemake)
 counts = features.extract_shard(
     manifest_path=snakemake.input.manifest,
     data_dir=snakemake.params.data_dir,

@@ -1,6 +1,6 @@
 from tlflow import fine_tune, logs
 
-logs.to_file(snakemake.log[0])
+logs.job(snakemake)
 scores = fine_tune.fine_tune(
     head_model=snakemake.input.head,
     head_meta=snakemake.input.meta,

@@ -1,6 +1,6 @@
 from tlflow import features, logs, splits
 
-logs.to_file(snakemake.log[0])
+logs.job(snakemake)
 inputs, params = snakemake.input, snakemake.params
 # Before anything is written: a split without a class must not look joined.
 splits.check_classes(snakemake.wildcards.split, params.classes, inputs.manifests, inputs.skipped)

@@ -1,6 +1,6 @@
 from tlflow import audit_plots, logs
 
-logs.to_file(snakemake.log[0])
+logs.job(snakemake)
 backbone, params = snakemake.wildcards.backbone, snakemake.params
 suspects = audit_plots.plot_suspects(
     snakemake.input.suspects,

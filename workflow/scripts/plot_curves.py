@@ -1,7 +1,7 @@
 from tlflow import logs, plots
 from tlflow.metadata import Meta
 
-logs.to_file(snakemake.log[0])
+logs.job(snakemake)
 head = Meta.read(snakemake.input.meta).head
 kind = head["selected"]["kind"]
 # A fine-tuned model's metadata holds its own epochs under "fine_tune".

@@ -1,6 +1,6 @@
 from tlflow import logs, plots
 
-logs.to_file(snakemake.log[0])
+logs.job(snakemake)
 backbone, split = snakemake.wildcards.backbone, snakemake.params.split
 backbone = getattr(snakemake.params, "name", backbone)  # e.g. "vgg16 fine-tuned"
 plots.confusion(

@@ -1,6 +1,6 @@
 from tlflow import logs, manifest, predict
 
-logs.to_file(snakemake.log[0])
+logs.job(snakemake)
 counts = predict.predict_folder(
     model_path=snakemake.input.model,
     folder=snakemake.params.folder,

@@ -1,5 +1,5 @@
 from tlflow import logs, manifest
 
-logs.to_file(snakemake.log[0])
+logs.job(snakemake)
 manifest.publish(snakemake.input[0], snakemake.output[0])
 print(f"{snakemake.output[0]}: {snakemake.params.images} images")

@@ -1,6 +1,6 @@
 from tlflow import logs, summary
 
-logs.to_file(snakemake.log[0])
+logs.job(snakemake)
 splits = snakemake.params.splits
 summary.summary_html(
     head_meta=snakemake.input.meta,

@@ -1,6 +1,6 @@
 from tlflow import head, logs
 
-logs.to_file(snakemake.log[0])
+logs.job(snakemake)
 head.train_and_save(
     features={
         split: tuple(snakemake.input[f"{split}{part}"] for part in ("", "_rows", "_labels"))
@@ -16,4 +16,3 @@ head.train_and_save(
         else None
     ),
 )
-logs.peak_memory(snakemake.resources.mem_mb)

@@ -17,7 +17,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from . import pooling, split_rows
+from . import split_rows
 from .atomic import atomic_path
 from .neighbours import resolve, similar_pairs, unit_rows
 from .readers import load_array, read_table
@@ -34,11 +34,11 @@ def load_splits(splits: dict, storage: str) -> tuple[pd.DataFrame, np.ndarray]:
     """Manifest rows of every split (with a ``split`` column) and their pooled features.
 
     ``splits`` maps each split to its (shard files, labels.npy, manifest.csv), whose
-    rows are of ``storage`` (pooling.STORAGES).
+    rows are of ``storage`` (tlflow.pooling.STORAGES).
     """
     tables, vectors = [], []
     for split, (shards, labels_npy, manifest_csv) in splits.items():
-        features = split_rows.gather(manifest_csv, shards)
+        features = split_rows.Rows([(manifest_csv, shards)])
         labels = load_array(labels_npy, mmap=False)
         table = read_table(manifest_csv)
         if not len(features) == len(labels) == len(table) or not np.array_equal(
@@ -50,7 +50,7 @@ def load_splits(splits: dict, storage: str) -> tuple[pd.DataFrame, np.ndarray]:
                 "to rebuild the split."
             )
         tables.append(table.assign(split=split))
-        vectors.append(pooling.pool(features, "avg", storage))
+        vectors.append(features.pooled("avg", storage))  # block by block: no copy of the rows
     return pd.concat(tables, ignore_index=True), np.concatenate(vectors)
 
 
@@ -65,21 +65,36 @@ def load_splits(splits: dict, storage: str) -> tuple[pd.DataFrame, np.ndarray]:
 PROBE_PENALTY = 0.03
 
 
-def _fit_predict(x_fit, y_fit, x_score, n_classes: int, seed: int) -> np.ndarray:
-    """Fit the probe on (x_fit, y_fit); probabilities of ``x_score`` for every class
-    (0 for a class absent from y_fit)."""
+# Rows scored at a time: the probe's float64 input for them is about 32 MB (x 1,024 features).
+SCORE_BLOCK = 4096
+
+
+def _float64(features, rows) -> np.ndarray:
+    """``features[rows]`` as float64, converted block by block: no float32 copy first."""
+    out = np.empty((len(rows), features.shape[1]), np.float64)
+    for start in range(0, len(rows), SCORE_BLOCK):
+        out[start : start + SCORE_BLOCK] = features[rows[start : start + SCORE_BLOCK]]
+    return out
+
+
+def _fit_predict(features, fit_rows, y_fit, score_rows, n_classes: int, seed: int) -> np.ndarray:
+    """Fit the probe on ``features[fit_rows]`` with labels ``y_fit``; probabilities of
+    ``features[score_rows]`` for every class (0 for a class absent from y_fit)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     strength = 1 / (PROBE_PENALTY * len(y_fit))
+    # Standardised in place: the probe holds one float64 copy of its training rows.
     probe = make_pipeline(
-        StandardScaler(), LogisticRegression(C=strength, max_iter=2000, random_state=seed)
+        StandardScaler(copy=False), LogisticRegression(C=strength, max_iter=2000, random_state=seed)
     )
     # float64: float32 probabilities miss a sum of 1 by more than log_loss allows.
-    probe.fit(np.asarray(x_fit, np.float64), y_fit)
-    proba = np.zeros((len(x_score), n_classes))
-    proba[:, probe.classes_] = probe.predict_proba(np.asarray(x_score, np.float64))
+    probe.fit(_float64(features, fit_rows), y_fit)
+    proba = np.zeros((len(score_rows), n_classes))
+    for start in range(0, len(score_rows), SCORE_BLOCK):
+        block = score_rows[start : start + SCORE_BLOCK]
+        proba[start : start + len(block), probe.classes_] = probe.predict_proba(_float64(features, block))
     return proba
 
 
@@ -93,15 +108,16 @@ def probe_folds(labels, folds: int) -> int:
     return int(min(folds, counts.min()))
 
 
-def out_of_fold(features, labels, n_classes: int, folds: int, seed: int) -> np.ndarray:
-    """Each image's probabilities from a probe fit on the other folds, never on itself."""
+def out_of_fold(features, rows, labels, n_classes: int, folds: int, seed: int) -> np.ndarray:
+    """Probabilities of ``features[rows]`` (labelled ``labels``), each from a probe fit
+    on the other folds, never on itself."""
     from sklearn.metrics import log_loss
     from sklearn.model_selection import StratifiedKFold
 
     proba = np.zeros((len(labels), n_classes))
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    for fit, held in splitter.split(features, labels):
-        proba[held] = _fit_predict(features[fit], labels[fit], features[held], n_classes, seed)
+    for fit, held in splitter.split(rows, labels):
+        proba[held] = _fit_predict(features, rows[fit], labels[fit], rows[held], n_classes, seed)
     log.info("probe: out-of-fold log loss %.4f", log_loss(labels, proba, labels=range(n_classes)))
     return proba
 
@@ -136,10 +152,11 @@ def score_labels(table: pd.DataFrame, features, n_classes: int, folds: int, seed
     if not used:
         return None, 0
     proba = np.zeros((len(table), n_classes))
-    proba[known] = out_of_fold(features[known], labels[known], n_classes, used, seed)
+    rows = np.flatnonzero(known)
+    proba[known] = out_of_fold(features, rows, labels[known], n_classes, used, seed)
     if not known.all():
         proba[~known] = _fit_predict(
-            features[known], labels[known], features[~known], n_classes, seed
+            features, rows, labels[known], np.flatnonzero(~known), n_classes, seed
         )
     return proba, used
 

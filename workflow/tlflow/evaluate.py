@@ -30,7 +30,9 @@ def predict_split(shards, labels_npy, manifest_csv, head_model, classes):
 
     Rows stay in the manifest's order; the logits are those before calibration.
     """
-    features = split_rows.gather(manifest_csv, shards)
+    from .row_batches import RowBatches
+
+    features = split_rows.Rows([(manifest_csv, shards)])
     labels = load_array(labels_npy, mmap=False)
     manifest = read_table(manifest_csv)
     if not len(features) == len(labels) == len(manifest):
@@ -45,6 +47,7 @@ def predict_split(shards, labels_npy, manifest_csv, head_model, classes):
             "and rerun the workflow to rebuild the split."
         )
     model = load_model(head_model)
+    features = RowBatches(features)  # read batch by batch as the head predicts
     proba = predict_proba(model, features)
     if proba.shape[1] != len(classes):
         raise ValueError(

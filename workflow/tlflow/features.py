@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backbones, disk, pooling
+from . import backbones, disk, pooling, split_rows
 from . import views as view_sets
 from .atomic import atomic_path
 from .images import decode_all
@@ -389,14 +389,16 @@ def join_shards(shards, out_labels, out_manifest, out_skipped, cache_dir=None) -
     manifests, unfit = [], []
     for features, manifest, _ in shards:
         try:
-            rows, array = _read_entry(Path(features), Path(manifest))
+            rows, _ = _read_entry(Path(features), Path(manifest))
+            # Read block by block: the job holds one block, not the shard.
+            mismatch = next((row for part, block in split_rows.file_rows(features).blocks()
+                             for row, vector in zip(range(part.start, part.stop), block)
+                             if _row_checksum(vector) != rows[row][CHECKSUM]), None)  # fmt: skip
         except Exception as error:  # whatever it is: named with the fix
             unfit.append((features, f"cannot be read ({_reason(error)})"))
             continue
-        for row, (entry, vector) in enumerate(zip(rows, array)):
-            if _row_checksum(vector) != entry[CHECKSUM]:
-                unfit.append((features, f"row {row} ({entry['file']}) does not match its checksum"))
-                break
+        if mismatch is not None:
+            unfit.append((features, f"row {mismatch} ({rows[mismatch]['file']}) does not match its checksum"))
         # The rows _read_entry read (strings, from the csv module): not read again.
         frame = pd.DataFrame(rows)  # never empty: extract_shard refuses a shard of no row
         frame["label"] = frame["label"].astype(np.int64)

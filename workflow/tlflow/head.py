@@ -96,11 +96,15 @@ def fit_mlp(train, validation, n_classes: int, candidate: dict, settings: dict, 
         if patience > 0
         else []
     )
+    from .row_batches import RowBatches
+
+    # Batches read from the stored rows as they are needed: no copy of the split.
+    batch_size = settings["batch_size"]
     history = model.fit(
-        np.asarray(train[0]), np.asarray(train[1]),
-        batch_size=settings["batch_size"], epochs=settings["epochs"],
-        validation_data=(np.asarray(validation[0]), np.asarray(validation[1])),
-        shuffle=True, callbacks=callbacks, class_weight=class_weight, verbose=2,
+        RowBatches(*train, batch_size=batch_size, seed=settings["seed"], shuffle=True),
+        epochs=settings["epochs"],
+        validation_data=RowBatches(*validation, batch_size=batch_size),
+        callbacks=callbacks, class_weight=class_weight, verbose=2,
     )  # fmt: skip
     rows = [
         {"epoch": e + 1, **{k: float(history.history[k][e]) for k in HISTORY_COLUMNS[1:]}}
@@ -208,7 +212,7 @@ def select(train, validation, n_classes: int, settings: dict, storage: str):
              weighting["applied"], weighting["setting"], min(weighting["counts"]), max(weighting["counts"]),
              weighting["ratio"])  # fmt: skip
     rows = selection.search_subsample(train[1], settings["search_rows"], settings["seed"])
-    searched = train if rows is None else (train[0][rows], train[1][rows])
+    searched = train if rows is None else (_subset(train[0], rows), train[1][rows])
     if rows is not None:
         log.info("candidates fitted on %d of %d training rows (stratified, seed %d); the "
                  "winner is fitted again on all", len(rows), len(train[1]), settings["seed"])  # fmt: skip
@@ -244,22 +248,35 @@ def search(train, validation, n_classes: int, settings: dict, storage: str, weig
     return table, states
 
 
+def _pool(rows, how: str, storage: str) -> np.ndarray:
+    """Vectors of pooling ``how``: of stored rows block by block, of an array at once."""
+    return rows.pooled(how, storage) if isinstance(rows, split_rows.Rows) else pooling.pool(rows, how, storage)
+
+
+def _subset(rows, positions):
+    """The rows at ``positions``: still unread for stored rows, a copy of an array's."""
+    return rows.subset(positions) if isinstance(rows, split_rows.Rows) else rows[positions]
+
+
 def fit_candidate(candidate, train, validation, n_classes: int, settings: dict, pooled: dict,
                   storage: str, weighting: dict):  # fmt: skip
     """One candidate fitted on ``train`` with ``weighting``'s class weights: (its table
     row without number and choice, its state).
 
-    ``pooled`` caches the standardised training and pooled validation features by
-    pooling.
+    ``pooled`` holds the standardised training and pooled validation features of the
+    last linear candidate's pooling, so one pooled matrix is held at a time (the
+    candidates come grouped by pooling).
     """
     (train_x, train_y), (val_x, val_y) = train, validation
     started = time.perf_counter()
     class_weight = imbalance.as_dict(weighting)
     if candidate["kind"] == "linear":
         if candidate["pooling"] not in pooled:
-            train_p, val_p = (pooling.pool(x, candidate["pooling"], storage) for x in (train_x, val_x))
-            # A pooling that only reshapes returns the caller's rows: standardise a copy.
-            pooled[candidate["pooling"]] = standardise(train_p, not np.may_share_memory(train_p, train_x)), val_p
+            pooled.clear()  # the previous pooling's matrix goes before the next is made
+            train_p, val_p = (_pool(x, candidate["pooling"], storage) for x in (train_x, val_x))
+            # A pooling that only reshapes an array returns the caller's rows: standardise a copy.
+            owned = isinstance(train_x, split_rows.Rows) or not np.may_share_memory(train_p, train_x)
+            pooled[candidate["pooling"]] = standardise(train_p, owned), val_p
         standard, val_p = pooled[candidate["pooling"]]
         kernel, bias, train_logits = fit_linear(
             standard, train_y, candidate["l2"], settings["seed"], class_weight
@@ -272,7 +289,9 @@ def fit_candidate(candidate, train, validation, n_classes: int, settings: dict, 
         state = {"weights": weights, "best_epoch": 1}
     else:
         model, rows, best_epoch = fit_mlp(train, validation, n_classes, candidate, settings, storage, class_weight)
-        val_logits = logits(model, val_x)
+        from .row_batches import RowBatches
+
+        val_logits = logits(model, RowBatches(val_x, batch_size=settings["batch_size"]))
         scores = _scores(val_logits, val_y, n_classes)
         state = {"weights": model.get_weights(), "best_epoch": best_epoch}
     # Each candidate is judged as it would be delivered: calibrated, when that is on.
@@ -315,14 +334,16 @@ def train_and_save(features: dict, settings: dict, meta: dict, threads: int, out
 
     configure_threads(threads)
     started = time.perf_counter()
-    train, validation = (
-        (split_rows.gather(manifest, shards), load_array(labels, mmap=False))
-        for manifest, shards, labels in features.values()
-    )
+    # The rows stay in the shard files, read as each candidate needs them (tlflow.split_rows).
+    sources = {split: [(manifest, shards)] for split, (manifest, shards, _) in features.items()}
+    labels = {split: [load_array(path, mmap=False)] for split, (_, _, path) in features.items()}
     if views is not None:
-        extra = split_rows.gather(views[0], views[1]), load_array(views[2], mmap=False)
-        log.info("%d training images and %d augmented views of them", len(train[1]), len(extra[1]))
-        train = tuple(np.concatenate(pair) for pair in zip(train, extra))
+        sources["train"].append(views[:2])
+        labels["train"].append(load_array(views[2], mmap=False))
+        log.info("%d training images and %d augmented views of them", *map(len, labels["train"]))
+    train, validation = (
+        (split_rows.Rows(sources[split]), np.concatenate(labels[split])) for split in features
+    )
     n_classes = len(meta["classes"])
     log.info("%d training rows, %d validation rows, %d classes",
              len(train[1]), len(validation[1]), n_classes)  # fmt: skip

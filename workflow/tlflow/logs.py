@@ -17,6 +17,15 @@ def to_file(path) -> None:
     )
 
 
+def job(smk) -> None:
+    """A Snakemake script's set-up: its messages to its log file, and, when it exits,
+    its peak memory beside its ``mem_mb`` request (tlflow.job_memory sizes those)."""
+    import atexit
+
+    to_file(smk.log[0])
+    atexit.register(peak_memory, smk.resources.get("mem_mb", "no"))
+
+
 def peak_memory(asked_mb) -> None:
     """Log the job's peak resident memory beside its ``mem_mb`` request, to size it."""
     import resource

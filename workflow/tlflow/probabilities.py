@@ -10,9 +10,17 @@ def probability_columns(classes) -> list[str]:
     return [f"prob_{cls}" for cls in classes]
 
 
+def _model_input(features):
+    """``features`` as ``predict`` takes them: a dataset of batches (images, or rows read
+    as needed) stays one; anything else becomes an array."""
+    import keras
+
+    return features if isinstance(features, keras.utils.PyDataset) else np.asarray(features)
+
+
 def predict_proba(model, features) -> np.ndarray:
     """Class probabilities, one column per class (two columns for a sigmoid head)."""
-    out = np.asarray(model.predict(np.asarray(features), verbose=0), dtype=np.float64)
+    out = np.asarray(model.predict(_model_input(features), verbose=0), dtype=np.float64)
     return np.hstack([1 - out, out]) if out.shape[1] == 1 else out
 
 
@@ -21,6 +29,4 @@ def logits(model, features) -> np.ndarray:
     import keras
 
     upto = keras.Model(model.inputs, model.get_layer("logits").output)
-    if not isinstance(features, keras.utils.PyDataset):  # a dataset of images stays one
-        features = np.asarray(features)
-    return np.asarray(upto.predict(features, verbose=0), dtype=np.float64)
+    return np.asarray(upto.predict(_model_input(features), verbose=0), dtype=np.float64)

@@ -42,13 +42,15 @@ def average(table: pd.DataFrame, raw, head, views, manifest_csv, classes):
     ``table`` and ``raw`` are the originals' (evaluate.predict_split); ``views`` is
     (shard files, manifest.csv) of the split's test-time views.
     """
-    features = split_rows.gather(views[1], views[0])
+    from .row_batches import RowBatches
+
+    features = split_rows.Rows([(views[1], views[0])])
     probas, sets = [table[probability_columns(classes)].to_numpy(np.float64)], [raw]
     rows_of = view_rows(manifest_csv, views[1])
     for rows in rows_of.values():
-        batch = np.asarray(features[rows])
-        probas.append(predict_proba(head, batch))
-        sets.append(logits(head, batch))
+        batches = RowBatches(features.subset(rows))  # one view's rows, read as predicted
+        probas.append(predict_proba(head, batches))
+        sets.append(logits(head, batches))
     labels = table["true_class"].map({cls: i for i, cls in enumerate(classes)}).to_numpy()
     averaged = predictions_table(table["file"], labels, np.mean(probas, axis=0), classes)
     return averaged, sets, list(rows_of)

@@ -1,0 +1,107 @@
+"""The memory a job asks for (``mem_mb``), computed from what it will read.
+
+Each job's request is a model of what it holds: a fixed part (Python, the
+libraries it imports) plus the arrays it builds from its inputs, whose sizes come
+from the headers of the ``.npy`` files it reads. Every job logs its peak beside
+its request (tlflow.logs.job); tests/test_job_memory.py runs the jobs' code at two
+sizes and checks that the peak stays under the request.
+
+The request is the model's figure with a margin (MARGIN, plus SLACK_MB): a job
+asks for what it needs, so a cluster packs its jobs, and never less, so none is
+killed for memory.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+# Resident memory before any data, measured (getrusage) on Linux x86-64:
+# TensorFlow, Keras and scikit-learn imported and a small model run, 660 MB;
+# NumPy, pandas, scikit-learn and faiss, 190 MB.
+KERAS_MB = 900
+NUMPY_MB = 400
+# Held per image by the tables of evaluation (its file name, labels, probabilities).
+PER_IMAGE_BYTES = 2000
+# Batches Keras holds at once as it predicts (256 rows each, tlflow.row_batches).
+BATCHES = 4
+MARGIN = 1.25
+SLACK_MB = 200
+MB = 1e6
+
+
+class RowFiles(NamedTuple):
+    """What ``.npy`` row files hold: rows, one row's shape, bytes per number."""
+
+    rows: int
+    shape: tuple
+    itemsize: int
+
+    @property
+    def row_bytes(self) -> int:
+        return math.prod(self.shape) * self.itemsize
+
+    def vector_width(self, poolings, storage: str) -> int:
+        """The widest vector the ``poolings`` make of one row (tlflow.pooling)."""
+        if storage == "pooled" or "flatten" not in poolings:
+            return self.shape[-1] if self.shape else 1
+        return math.prod(self.shape)
+
+
+def row_files(paths) -> RowFiles:
+    """Rows, row shape and itemsize of the ``.npy`` files ``paths`` (their headers only)."""
+    rows, shape, itemsize = 0, (), 4
+    for path in paths:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+                version, np.lib.format.read_array_header_2_0
+            )
+            file_shape, _, dtype = read_header(handle)
+        rows += file_shape[0] if file_shape else 0
+        shape, itemsize = tuple(file_shape[1:]), np.dtype(dtype).itemsize
+    return RowFiles(rows, shape, itemsize)
+
+
+def _request(fixed_mb: float, data_bytes: float) -> int:
+    return math.ceil(MARGIN * (fixed_mb + data_bytes / MB) + SLACK_MB)
+
+
+def train_head(train, validation, poolings, storage: str, classes: int) -> int:
+    """``train_head`` reading the shard files ``train`` (training views included) and
+    ``validation``.
+
+    The linear probe holds the pooled training matrix (float32) and, up to 1 GiB, a
+    float64 standardised copy (tlflow.head.standardise); scikit-learn's lbfgs a few
+    (rows x classes) float64 arrays; the validation rows and their vectors. The mlp
+    reads batches (tlflow.row_batches).
+    """
+    from .head import FLOAT64_BYTES
+
+    train, validation = row_files(train), row_files(validation)
+    width = train.vector_width(poolings, storage)
+    pooled = train.rows * width * 4
+    standardised = 2 * pooled if 2 * pooled <= FLOAT64_BYTES else 0
+    solver = 4 * train.rows * classes * 8
+    val = validation.rows * (width * 4 + validation.row_bytes)
+    return _request(KERAS_MB, pooled + standardised + solver + val)
+
+
+def evaluate(files) -> int:
+    """``evaluate`` reading the shard files ``files`` (its split's and their test-time
+    views'): it predicts batch by batch (tlflow.row_batches), and holds per image
+    its table row and each view's probabilities and logits."""
+    split = row_files(files)
+    return _request(KERAS_MB, split.rows * PER_IMAGE_BYTES + BATCHES * 256 * split.row_bytes)
+
+
+def audit(files) -> int:
+    """``audit`` reading the shard files ``files`` (every split's): every image's
+    average-pooled vector (float32), the probe's float64 copy of the training and
+    validation ones, the unit vectors and the near-duplicate index, and the
+    standardised copy the projection makes."""
+    splits = row_files(files)
+    vectors = splits.rows * (splits.shape[-1] if splits.shape else 1) * 4
+    return _request(NUMPY_MB, vectors * (1 + 2 + 1 + 1 + 1))
