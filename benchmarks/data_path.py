@@ -14,7 +14,7 @@ It prints a table with one line per job:
 
 - asked: the job's mem_mb as Snakemake resolved it (its extended benchmark file);
 - peak: the high-water mark of the job's resident memory, recorded when its script
-  exits by benchmarks/job_memory/sitecustomize.py (getrusage; "~" marks Snakemake's
+  exits by benchmarks/job_memory/sitecustomize.py (VmHWM; "~" marks Snakemake's
   max_rss, sampled every 30 s, where no record was written, e.g. a job killed);
 - seconds: the job's wall time (its benchmark file);
 

@@ -23,8 +23,9 @@ SPLITS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 
 # Runs one job's code on the files of ``folder`` and prints its peak (MB of 1e6 bytes).
 JOB = """
-import json, resource, sys
+import json, sys
 from types import SimpleNamespace
+from tlflow.logs import peak_mb
 job, folder = sys.argv[1], sys.argv[2]
 splits = json.loads(sys.argv[3])
 files = {s: (f"{folder}/{s}_manifest.csv", [f"{folder}/{s}.npy"], f"{folder}/{s}_labels.npy") for s in splits}
@@ -46,7 +47,7 @@ else:
     audit.audit({s: (f[1], f[2], f[0]) for s, f in files.items()}, ["a", "b"],
                 *(f"{folder}/out.{k}" for k in ("suspects", "duplicates", "embedding", "summary")),
                 storage="pooled", threads=2)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6)
+print(peak_mb())
 """
 
 

@@ -93,3 +93,15 @@ def test_row_batches_cover_every_row_once_per_epoch(tmp_path):
     assert not np.array_equal(*epochs)  # reshuffled each epoch
     again = RowBatches(expected, labels, batch_size=4, seed=3, shuffle=True)
     np.testing.assert_array_equal(np.concatenate([again[i][1] for i in range(3)]), epochs[0])
+
+
+def test_float16_views_are_read_as_float32_beside_their_originals(tmp_path):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    originals = _shards(tmp_path / "a", [4])
+    views = _shards(tmp_path / "b", [3], seed=1)
+    half = views[2].astype(np.float16)
+    np.save(views[1][0], np.load(views[1][0]).astype(np.float16))
+    rows = split_rows.Rows([originals[:2], views[:2]])
+    assert rows.dtype == np.float32
+    np.testing.assert_array_equal(rows.read(), np.concatenate([originals[2], half.astype(np.float32)]))
+    np.testing.assert_array_equal(rows.take([5, 0]), np.stack([half[1].astype(np.float32), originals[2][0]]))

@@ -225,12 +225,14 @@ def test_views_zero_is_the_workflow_without_augmentation(finished_copy):
 
 
 def test_the_head_asks_memory_for_its_views_as_float32_rows(augmented_run):
+    from tlflow import job_memory
+
     log = (augmented_run / "logs/vgg16/train_head.log").read_text()
     peak, asked = map(float, re.search(r"peak memory (\d+) MB of the (\d+) MB asked", log).groups())
-    features = augmented_run / "results/vgg16/features"
-    mb = {name: sum(p.stat().st_size for p in (features / "shards" / name).glob("shard-*.npy")) / 1e6
-          for name in ("train", "validation", "train/views")}  # fmt: skip
-    # float16 views are joined to the originals as float32 rows: twice their files.
-    loaded = mb["train"] + mb["validation"] + 2 * mb["train/views"]
-    assert asked >= 2000 + 2 * loaded
+    shards = {name: sorted((augmented_run / "results/vgg16/features/shards" / name).glob("shard-*.npy"))
+              for name in ("train", "validation", "train/views")}  # fmt: skip
+    assert job_memory.row_files(shards["train/views"]).itemsize == 2  # stored float16
+    request = [shards["validation"], ["avg", "max"], "pooled", 3]
+    # The views' rows are pooled beside the originals', as float32.
+    assert asked == job_memory.train_head(shards["train"] + shards["train/views"], *request)
     assert peak < asked

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-# Resident memory before any data, measured (getrusage) on Linux x86-64:
+# Resident memory before any data, measured (VmHWM) on Linux x86-64:
 # TensorFlow, Keras and scikit-learn imported and a small model run, 660 MB;
 # NumPy, pandas, scikit-learn and faiss, 190 MB.
 KERAS_MB = 900

@@ -24,24 +24,31 @@ BLOCK_BYTES = 2**26
 
 
 class _Shards:
-    """Open shard files of one row shape and dtype: their descriptors and data offsets."""
+    """Open shard files of one row shape: their descriptors, data offsets and dtypes.
+
+    Their rows are read as ``dtype``, the widest of theirs: float16 views of the
+    training images come as float32 beside their float32 originals.
+    """
 
     def __init__(self):
-        self.paths, self.fds, self.offsets, self.shape, self.dtype = [], [], [], None, None
+        self.paths, self.fds, self.offsets, self.dtypes, self.shape = [], [], [], [], None
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.result_type(*self.dtypes) if self.dtypes else np.dtype(np.float32)
 
     def add(self, path) -> int:
         """Check ``path``'s header against the other shards'; its number among them."""
         array = load_array(path)  # a memory map: reads and checks the header only
         shape, dtype = array.shape[1:], array.dtype
         if self.shape is None:
-            self.shape, self.dtype = shape, dtype
-        elif (shape, dtype) != (self.shape, self.dtype):
-            raise damaged(
-                path, ValueError(f"its rows are {shape} {dtype}, the other shards' {self.shape} {self.dtype}")
-            )
+            self.shape = shape
+        elif shape != self.shape:
+            raise damaged(path, ValueError(f"its rows are {shape}, the other shards' {self.shape}"))
         self.offsets.append(array.offset if isinstance(array, np.memmap) else 0)
         del array
         self.paths.append(str(path))
+        self.dtypes.append(dtype)
         self.fds.append(os.open(path, os.O_RDONLY))
         return len(self.paths) - 1
 
@@ -77,7 +84,7 @@ class Rows:
         self._file = np.concatenate(file_of) if file_of else np.empty(0, np.int64)
         self._row = np.concatenate(row_of) if row_of else np.empty(0, np.int64)
         if self._shards.shape is None:  # no shard at all: an empty split
-            self._shards.shape, self._shards.dtype = (2, 0), np.dtype(np.float32)
+            self._shards.shape = (2, 0)
 
     @property
     def shape(self) -> tuple:
@@ -124,11 +131,10 @@ class Rows:
         order = np.lexsort((rows, files))
         files, rows = files[order], rows[order]
         out = np.empty((len(positions), *self._shards.shape), self.dtype)
-        raw = out.reshape(len(out), -1).view(np.uint8)
         breaks = np.flatnonzero((np.diff(files) != 0) | (np.diff(rows) != 1)) + 1
         for start, end in zip(np.r_[0, breaks], np.r_[breaks, len(out)]):
             if start < end:
-                self._read(files[start], rows[start], raw[start:end])
+                self._read(files[start], rows[start], out[start:end])
         if np.any(order != np.arange(len(order))):
             placed = np.empty_like(out)
             placed[order] = out
@@ -136,13 +142,19 @@ class Rows:
         return out
 
     def _read(self, file: int, row: int, into: np.ndarray) -> None:
+        """Rows ``row`` onwards of shard ``file`` into ``into`` (C-contiguous rows)."""
         shards = self._shards
-        view, offset = memoryview(into).cast("B"), shards.offsets[file] + row * self.row_bytes
+        stored = shards.dtypes[file]
+        target = into if stored == into.dtype else np.empty(into.shape, stored)
+        row_bytes = target[0].nbytes if len(target) else 0
+        view, offset = memoryview(target.reshape(-1).view(np.uint8)), shards.offsets[file] + row * row_bytes
         while len(view):
             done = os.preadv(shards.fds[file], [view], int(offset))
             if done == 0:
                 raise damaged(shards.paths[file], EOFError(f"it ends before row {row + len(into)}"))
             view, offset = view[done:], offset + done
+        if target is not into:
+            into[...] = target
 
     def blocks(self, block_rows: int | None = None):
         """(slice, rows) blocks of about BLOCK_BYTES, in order."""
