@@ -1,5 +1,6 @@
 # Cached features -> candidate heads scored on validation -> the chosen head, its
 # training history, the table of candidates and the metadata.
+import math
 
 
 rule train_head:
