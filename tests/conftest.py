@@ -76,9 +76,10 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     return run(command, workdir, check)
 
 
-def run(command: list, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``command`` in ``cwd``, output captured as text; its tail shown if it fails."""
-    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd)
+def run(command: list, cwd: Path, check: bool = True, env=None) -> subprocess.CompletedProcess:
+    """Run ``command`` in ``cwd`` (with ``env``, else this environment), output captured
+    as text; its tail shown if it fails."""
+    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env)
     if check and result.returncode != 0:
         raise AssertionError(
             f"{' '.join(map(str, command))} failed ({result.returncode}):\n"
