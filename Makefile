@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_DATA := demo/data
 TENSORFLOW := $(shell sed -n 's/^tensorflow-cpu==//p' requirements.txt)
 
-.PHONY: demo test lint setup setup-gpu
+.PHONY: demo test unit lint setup setup-gpu
 
 setup: $(VENV)/.installed
 
@@ -41,3 +41,8 @@ lint: setup
 test: setup
 	$(BIN)/python -m pytest -n 2 --dist loadscope -m "not slurm"
 	$(BIN)/python -m pytest -m slurm
+
+# The fast loop: the tests that run no Snakemake (marker `workflow`, see
+# docs/development.md): 236 tests in about 2.5 minutes on 2 cores.
+unit: setup
+	$(BIN)/python -m pytest -m "not workflow and not slurm"

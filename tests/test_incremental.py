@@ -15,6 +15,9 @@ import pytest
 import yaml
 from conftest import REPO, SNAKEMAKE, TINY_CONFIG, make_workdir, planned_jobs, snakemake, split_features, write_config
 
+# Every test here runs Snakemake (`make unit` leaves them out).
+pytestmark = pytest.mark.workflow
+
 FEATURE_RULES = {"extract_shard", "join_split"}
 
 

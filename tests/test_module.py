@@ -19,6 +19,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO, SNAKEMAKE, run
 
+# Every test here runs Snakemake (`make unit` leaves them out).
+pytestmark = pytest.mark.workflow
+
 SNAKEDEPLOY = str(Path(sys.executable).with_name("snakedeploy"))
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 NAME = "tlflow"
