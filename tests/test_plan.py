@@ -8,7 +8,7 @@ import dataclasses
 import os
 
 import pytest
-from conftest import REPO, TINY_CONFIG
+from conftest import COUNTS, REPO, TINY_CONFIG, planned_jobs, snakemake, write_config
 from tlflow import manifest, plan
 from tlflow.plan import housekeeping, store
 from tlflow.synthetic import make_dataset
@@ -177,3 +177,18 @@ def test_locks_are_left_alone_and_named_with_the_command_that_removes_them(tmp_p
     warning = housekeeping.lock_warning(argv, locks)
     assert "`snakemake -d 'my run' --cores 2 --unlock`" in warning
     assert (locks / "0.output.lock").exists()
+
+
+@pytest.mark.workflow
+def test_a_job_reads_its_runs_plan_and_never_the_data_folder(workdir):
+    planned_jobs(workdir)  # the main process plans the run and saves the plan
+    (workdir / "data").rename(workdir.parent / "away")
+    # What a cluster job runs, its environment aside: it finds the plan by its config.
+    job = ["--mode", "remote", "--target-jobs", "join_split:backbone=vgg16,split=train",
+           "--allowed-rules", "join_split", "--dry-run"]  # fmt: skip
+    result = snakemake(workdir, *job)
+    images = sum(COUNTS["train"] + i for i in range(3))  # make_dataset: class i has count + i
+    assert f"join_split: backbone vgg16, split train, {images} images" in result.stdout
+    write_config(workdir, {**TINY_CONFIG, "image_size": [48, 48]})  # edited during the run
+    result = snakemake(workdir, *job, check=False)
+    assert result.returncode != 0 and "finds no plan of its run" in result.stdout + result.stderr
