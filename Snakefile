@@ -1,29 +1,16 @@
-# Transfer learning on image folders: frozen backbone -> cached bottleneck
-# features -> small dense head -> history and plots. README.md explains the use.
-from snakemake.utils import min_version
-
-min_version("9.0")
+# The workflow is workflow/Snakefile, where the Snakemake workflow catalog and
+# `snakedeploy` expect it. A clone runs it from its root as a deployment does, as
+# a module: the same code path, and the module's default target (rule all).
 
 
 configfile: "config/config.yaml"
 
 
-report: "workflow/report/workflow.rst"
+module tlflow:
+    snakefile:
+        "workflow/Snakefile"
+    config:
+        config
 
 
-include: "workflow/rules/common.smk"
-include: "workflow/rules/features.smk"
-include: "workflow/rules/views.smk"
-include: "workflow/rules/head.smk"
-include: "workflow/rules/plots.smk"
-include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/predict.smk"
-include: "workflow/rules/export.smk"
-include: "workflow/rules/audit.smk"
-include: "workflow/rules/fine_tune.smk"
-
-
-rule all:
-    default_target: True
-    input:
-        final_targets(),
+use rule * from tlflow

@@ -77,9 +77,24 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     return run(command, workdir, check)
 
 
-def run(command: list, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``command`` in ``cwd``, output captured as text; its tail shown if it fails."""
-    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd)
+# The test being set up or run: a test that runs Snakemake must say so.
+_CURRENT: list = [None]
+
+
+def pytest_runtest_setup(item):
+    _CURRENT[0] = item
+
+
+def run(command: list, cwd: Path, check: bool = True, env=None) -> subprocess.CompletedProcess:
+    """Run ``command`` in ``cwd`` (with ``env``, else this environment), output captured
+    as text; its tail shown if it fails."""
+    item = _CURRENT[0]
+    if item is not None and not item.get_closest_marker("workflow"):
+        raise AssertionError(
+            f"{item.nodeid} runs {Path(command[0]).name}: mark it @pytest.mark.workflow, "
+            "so that `make unit` leaves it out"
+        )
+    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env)
     if check and result.returncode != 0:
         raise AssertionError(
             f"{' '.join(map(str, command))} failed ({result.returncode}):\n"

@@ -261,6 +261,7 @@ def test_figures_draw_with_a_missing_image_and_without_pairs(tmp_path):
 # --- end to end
 
 
+@pytest.mark.workflow
 def test_the_default_run_writes_the_audit(finished_run):
     out = finished_run / "results/vgg16/audit"
     summary = json.loads((out / "audit.json").read_text())
@@ -287,6 +288,7 @@ def test_the_default_run_writes_the_audit(finished_run):
         assert (out / name).read_bytes()[:8] == PNG_SIGNATURE
 
 
+@pytest.mark.workflow
 def test_an_image_copied_from_train_into_test_is_an_exact_duplicate(tmp_path):
     workdir = tmp_path / "run"
     make_dataset(workdir / "data", {"train": 2, "validation": 1, "test": 1}, classes=2)

@@ -190,6 +190,7 @@ def test_partial_files_of_killed_writers_on_this_host_are_removed_by_the_next_wr
     assert running.exists() and elsewhere.exists() and other.exists()
 
 
+@pytest.mark.workflow
 def test_resharding_a_finished_run_computes_nothing(finished_copy):
     config = yaml.safe_load((finished_copy / "config.yaml").read_text())
     targets = [f"results/vgg16/features/{split}_manifest.csv" for split in ("train", "validation")]
@@ -213,6 +214,7 @@ def test_resharding_a_finished_run_computes_nothing(finished_copy):
         assert all(any(e.samefile(outputs / f"{s}.npy") for s in shards_run) for e in entries)
 
 
+@pytest.mark.workflow
 def test_a_damaged_shard_stops_the_join_and_the_named_fix_recomputes_its_rows(finished_copy):
     """A shard's output and its cache entry are one inode: zeroing one zeroes both."""
     features_dir = finished_copy / "results/vgg16/features"

@@ -70,6 +70,7 @@ def test_names_that_pandas_reads_as_missing_or_numbers_stay_text(tmp_path):
     assert table["p"].dtype == np.float64  # numbers still numbers
 
 
+@pytest.mark.workflow
 def test_damaged_intermediates_are_set_aside_and_rebuilt(finished_copy):
     run = finished_copy
     head = run / "results/vgg16/head/head.h5"
@@ -95,6 +96,7 @@ def test_damaged_intermediates_are_set_aside_and_rebuilt(finished_copy):
     assert planned_jobs(run) == {}  # healed: nothing left to do
 
 
+@pytest.mark.workflow
 def test_a_failing_deploy_keeps_the_last_good_model(finished_copy):
     run = finished_copy
     model = run / "results/vgg16/model.keras"
@@ -118,6 +120,7 @@ def test_a_damaged_fine_tuning_checkpoint_restarts_training_instead_of_failing(t
     assert not path.exists() and (tmp_path / "checkpoint.npz.damaged").exists()
 
 
+@pytest.mark.workflow
 def test_shards_of_an_earlier_version_without_checksums_are_recomputed_unasked(finished_copy):
     run = finished_copy
     shard = run / "results/vgg16/features/shards/train/shard-0.csv"

@@ -51,6 +51,7 @@ def results(run, path):
     return run / "results/vgg16" / path
 
 
+@pytest.mark.workflow
 def test_metrics_agree_with_the_predictions_table(binary_run):
     from sklearn import metrics as skm
 
@@ -81,6 +82,7 @@ def test_metrics_agree_with_the_predictions_table(binary_run):
     np.testing.assert_array_equal(confusion.to_numpy(), expected.to_numpy())
 
 
+@pytest.mark.workflow
 def test_figures_and_summary_are_written(binary_run):
     for name in ("confusion_matrix.png", "mistakes.png"):
         assert results(binary_run, f"evaluation/{name}").read_bytes()[:8] == PNG_SIGNATURE
@@ -94,6 +96,7 @@ def test_figures_and_summary_are_written(binary_run):
     assert "also chose and calibrated the head: they are optimistic" in summary
 
 
+@pytest.mark.workflow
 def test_evaluation_uses_the_test_split_when_configured(finished_run):
     found = json.loads((finished_run / "results/vgg16/evaluation/metrics.json").read_text())
     table = pd.read_csv(finished_run / "results/vgg16/evaluation/predictions.csv")
@@ -104,6 +107,7 @@ def test_evaluation_uses_the_test_split_when_configured(finished_run):
     assert "<th>split scored</th><td>test</td>" in summary and "optimistic" not in summary
 
 
+@pytest.mark.workflow
 def test_deployed_model_gives_the_probabilities_of_features_then_head(binary_run):
     """Same 32x32 images: the model's resize is then a no-op, so both paths do the same
     float32 arithmetic; observed difference 0, asserted to 1e-5."""
@@ -123,6 +127,7 @@ def test_deployed_model_gives_the_probabilities_of_features_then_head(binary_run
     np.testing.assert_allclose(deployed, trained, atol=1e-5)
 
 
+@pytest.mark.workflow
 def test_deployed_model_resizes_raw_images_as_training_did(binary_run):
     """48x48 images fed whole vs shrunk by PIL first (as features are made): the model's
     antialiased bilinear resize differs from PIL's by under one grey level (PIL rounds
@@ -139,6 +144,7 @@ def test_deployed_model_resizes_raw_images_as_training_did(binary_run):
     np.testing.assert_allclose(deployed, table[["prob_circles", "prob_squares"]], atol=1e-3)
 
 
+@pytest.mark.workflow
 def test_predict_lists_every_image_and_unreadable_ones_with_their_error(binary_run):
     table = pd.read_csv(results(binary_run, "predictions/predictions.csv"), dtype={"error": str})
     assert list(table.columns) == [
@@ -160,6 +166,7 @@ def test_predict_lists_every_image_and_unreadable_ones_with_their_error(binary_r
     assert "6/6 images (100%)" in (binary_run / "logs/vgg16/predict.log").read_text()
 
 
+@pytest.mark.workflow
 def test_command_line_writes_the_same_table(binary_run, tmp_path):
     out = tmp_path / "out.csv"
     env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
@@ -176,6 +183,7 @@ def test_command_line_writes_the_same_table(binary_run, tmp_path):
     pd.testing.assert_frame_equal(mine, workflow)
 
 
+@pytest.mark.workflow
 def test_missing_predict_folder_fails_before_any_job(binary_run):
     result = snakemake(
         binary_run, "--dry-run", "--config", "predict={images: nowhere}", check=False

@@ -136,6 +136,7 @@ def test_onnx_predictor_names_a_damaged_model(exported, tmp_path):
     assert "is blocked" not in result.stderr
 
 
+@pytest.mark.workflow
 def test_export_rule_two_classes_with_test_time_views_and_its_reruns(tmp_path):
     """The workflow's exports of a two-class model that averages over the flip; the
     rule reruns when model.keras changes, and not otherwise."""

@@ -141,6 +141,7 @@ def tuned(tmp_path_factory):
     return workdir
 
 
+@pytest.mark.workflow
 def test_fine_tuning_writes_every_output_beside_the_frozen_model(tuned):
     out = tuned / RESULTS / "fine_tuned"
     for name in ("model.keras", "model.json", "history.csv", "plots/loss.png", "plots/accuracy.png",
@@ -163,6 +164,7 @@ def test_fine_tuning_writes_every_output_beside_the_frozen_model(tuned):
     assert "Fine-tuned" in summary and f"{metrics['accuracy']:.4f}" in summary
 
 
+@pytest.mark.workflow
 def test_report_shows_the_fine_tuned_model_beside_the_frozen_one(tuned, tmp_path):
     out = tmp_path / "report.html"
     snakemake(tuned, "--report", str(out))
@@ -172,6 +174,7 @@ def test_report_shows_the_fine_tuned_model_beside_the_frozen_one(tuned, tmp_path
     assert embedded == {(tuned / RESULTS / p / "mistakes.png").read_bytes() for p in ("evaluation", "fine_tuned/evaluation")}
 
 
+@pytest.mark.workflow
 def test_fine_tuned_model_loads_plainly_and_predicts_raw_images(tuned):
     import keras
 
@@ -199,6 +202,7 @@ def tuned_copy(tuned, tmp_path):
     return copy
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize("key, value", [("threads", 1), ("mem_mb", 999), ("runtime", 5), ("gpus", 1)])
 def test_a_changed_resource_plans_no_job(tuned_copy, key, value):
     config = json.loads(json.dumps(CONFIG))
@@ -207,6 +211,7 @@ def test_a_changed_resource_plans_no_job(tuned_copy, key, value):
     assert planned_jobs(tuned_copy) == {}
 
 
+@pytest.mark.workflow
 def test_fine_tuning_off_plans_no_job_and_changes_no_output(finished_copy):
     """A run made without fine-tuning: its section, switched off, adds and reruns nothing."""
     write_config(finished_copy, {**TINY_CONFIG, "fine_tune": {**FINE_TUNE, "enabled": False}})
@@ -214,11 +219,13 @@ def test_fine_tuning_off_plans_no_job_and_changes_no_output(finished_copy):
     assert not (finished_copy / RESULTS / "fine_tuned").exists()
 
 
+@pytest.mark.workflow
 def test_switching_fine_tuning_off_only_redraws_the_summary(tuned_copy):
     write_config(tuned_copy, {**CONFIG, "fine_tune": {**FINE_TUNE, "enabled": False}, "predict": {}})
     assert planned_jobs(tuned_copy) == {"summarise_run": 1}
 
 
+@pytest.mark.workflow
 def test_killed_fine_tuning_resumes_to_the_model_of_an_uninterrupted_run(tuned, tuned_copy):
     import keras
 

@@ -11,6 +11,9 @@ import pytest
 import yaml
 from conftest import REPO, TINY_CONFIG, make_workdir, planned_jobs, snakemake, split_features, write_config
 
+# Every test here runs Snakemake (`make unit` leaves them out).
+pytestmark = pytest.mark.workflow
+
 RESULTS = "results/vgg16"
 
 

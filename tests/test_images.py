@@ -209,6 +209,7 @@ def test_one_class_is_refused_before_anything_runs(tmp_path):
         scan(tmp_path, ["train", "validation"])
 
 
+@pytest.mark.workflow
 def test_a_dry_run_lists_odd_entries_once_and_never_opens_a_fifo(tmp_path):
     workdir = make_workdir(tmp_path / "run")
     data = workdir / "data"

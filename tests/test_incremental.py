@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -13,7 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, SNAKEMAKE, TINY_CONFIG, make_workdir, planned_jobs, snakemake, split_features, write_config
+from conftest import REPO, SNAKEMAKE, TINY_CONFIG, make_workdir, planned_jobs, run, snakemake, split_features, write_config
+
+# Every test here runs Snakemake (`make unit` leaves them out).
+pytestmark = pytest.mark.workflow
 
 FEATURE_RULES = {"extract_shard", "join_split"}
 
@@ -131,7 +136,7 @@ def test_precision_change_reruns_features(finished_copy):
     assert planned_jobs(finished_copy)["extract_shard"] > 0
 
 
-def test_run_killed_during_extraction_is_finished_by_the_next_run(tmp_path):
+def test_run_killed_during_extraction_is_finished_after_the_unlock_it_names(tmp_path):
     workdir = make_workdir(tmp_path / "run", {**TINY_CONFIG, "extraction": {"shards": 1}})
     target = "results/vgg16/features/train_manifest.csv"
     command = [
@@ -153,7 +158,15 @@ def test_run_killed_during_extraction_is_finished_by_the_next_run(tmp_path):
 
     shard = workdir / "results/vgg16/features/shards/train/shard-0.npy"
     assert not shard.exists(), "a killed job left an output that looks complete"
-    snakemake(workdir, target)  # no manual clean-up
+    # Its locks stay (a run on another host would hold them just as well); the next
+    # run stops and names the command that removes them.
+    stopped = snakemake(workdir, target, check=False)
+    output = stopped.stdout + stopped.stderr
+    assert stopped.returncode != 0 and "Directory cannot be locked" in output
+    unlock = shlex.split(re.search(r"remove them with `([^`]+)`", output)[1])
+    assert unlock[0] == "snakemake" and unlock[-1] == "--unlock"
+    run([SNAKEMAKE, *unlock[1:]], workdir)
+    snakemake(workdir, target)  # the half-done job reruns (rerun-incomplete), no clean-up
     manifest = pd.read_csv(workdir / "results/vgg16/features/train_manifest.csv")
     assert len(split_features(workdir, "train")) == len(manifest) == len(list((workdir / "data/train").rglob("*.jpg")))
     assert planned_jobs(workdir, target) == {}

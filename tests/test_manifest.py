@@ -194,6 +194,7 @@ def _settle(path, seconds=manifest.RACY_NS / 1e9):
     time.sleep(max(0.0, seconds + 0.1 - (time.time() - os.stat(path).st_ctime)))
 
 
+@pytest.mark.workflow
 def test_an_edit_that_keeps_size_and_mtime_reruns_its_shard_and_verify_corrects_the_cache(
     finished_copy,
 ):

@@ -12,6 +12,9 @@ from conftest import TINY_CONFIG, snakemake, write_config
 from tlflow import readers, summary
 from tlflow.synthetic import SHAPES, draw
 
+# Every test here runs Snakemake (`make unit` leaves them out).
+pytestmark = pytest.mark.workflow
+
 # "#N/A" holds a slash, so no folder can have it: "#NA" is its cousin in pandas' list.
 NAMES = ["None", "NA", "nan", "null", "#NA", "-1.#IND", "True", "1e5"]
 COUNTS = {"train": 3, "validation": 2, "test": 2}

@@ -5,7 +5,11 @@ from __future__ import annotations
 import base64
 import re
 
+import pytest
 from conftest import snakemake
+
+# Every test here runs Snakemake (`make unit` leaves them out).
+pytestmark = pytest.mark.workflow
 
 EMBEDDED = {
     "loss.png": "plots/loss.png",

@@ -53,6 +53,7 @@ def _redraw(path, seed=3):
     draw("circle", 32, np.random.default_rng(seed)).save(path)
 
 
+@pytest.mark.workflow
 def test_read_only_commands_write_nothing_and_dry_run_plans_the_real_run(finished_copy, tmp_path):
     _redraw(finished_copy / "data/train/squares/square_00001.jpg")  # an edited image
     before = _state(finished_copy / "results")
@@ -66,6 +67,7 @@ def test_read_only_commands_write_nothing_and_dry_run_plans_the_real_run(finishe
     assert job_stats(result.stdout + result.stderr) == planned
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize(
     "change",
     [
@@ -135,6 +137,7 @@ def _images(folder):
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.jpg"))
 
 
+@pytest.mark.workflow
 def test_any_file_name_is_read_listed_and_predicted(odd_run):
     workdir, _ = odd_run
     features = workdir / "results/vgg16/features"
@@ -154,6 +157,7 @@ def test_any_file_name_is_read_listed_and_predicted(odd_run):
     assert planned_jobs(workdir) == {}
 
 
+@pytest.mark.workflow
 def test_images_to_predict_rerun_the_predictions_when_edited_only(odd_run, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(odd_run[0], workdir, symlinks=True, copy_function=shutil.copy2)
@@ -164,6 +168,7 @@ def test_images_to_predict_rerun_the_predictions_when_edited_only(odd_run, tmp_p
     assert planned_jobs(workdir) == {"write_manifest": 1, "predict": 1}
 
 
+@pytest.mark.workflow
 def test_console_names_no_image(odd_run):
     workdir, console = odd_run
     assert "extract_shard: backbone vgg16, split train, shard 0" in console
@@ -172,6 +177,7 @@ def test_console_names_no_image(odd_run):
             assert image.rpartition("/")[2] not in console, image
 
 
+@pytest.mark.workflow
 def test_failed_job_names_the_bad_file_only(odd_run, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(odd_run[0], workdir, symlinks=True)
@@ -222,6 +228,7 @@ def _below(events, folder, event=None):
     return {path for e, _, path in events if path.startswith(prefix) and event in (None, e)}
 
 
+@pytest.mark.workflow
 def test_run_with_nothing_to_do_opens_no_image(finished_copy, tmp_path):
     # A copy has new inodes: its first run re-hashes the images (as after a
     # touch) and remembers them; from then on, nothing to do reads no image.
@@ -239,6 +246,7 @@ def _remote_job(workdir, target, log):
     )  # fmt: skip
 
 
+@pytest.mark.workflow
 def test_a_cluster_job_reads_its_own_images_only(finished_copy, tmp_path):
     """A job re-reading the workflow (what a SLURM job runs) lists no image folder."""
     target = "extract_shard:backbone=vgg16,split=validation,k=1"
@@ -253,6 +261,7 @@ def test_a_cluster_job_reads_its_own_images_only(finished_copy, tmp_path):
     assert _below(events, data, "open") <= {str(data / row["file"]) for row in shard}
 
 
+@pytest.mark.workflow
 def test_a_cluster_job_does_not_hash_the_backbone_file_again(tmp_path):
     import keras
 

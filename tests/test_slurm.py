@@ -30,7 +30,7 @@ from conftest import REPO, SNAKEMAKE, TINY_CONFIG, make_workdir, snakemake
 
 from tlflow import manifest
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
 COUNTS = {"train": 13, "validation": 7}
 # One thread per job, so two shards run side by side on a 2-CPU CI node; the local

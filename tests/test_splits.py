@@ -73,6 +73,7 @@ def test_a_class_without_a_kept_image_is_named_with_its_skipped_files(tmp_path):
     splits.check_classes("validation", ["a"], manifests, skipped)  # every class kept
 
 
+@pytest.mark.workflow
 def test_a_class_folder_of_non_images_only_is_refused_before_any_job(workdir):
     folder = workdir / "data/validation/squares"
     for image in folder.iterdir():
@@ -84,6 +85,7 @@ def test_a_class_folder_of_non_images_only_is_refused_before_any_job(workdir):
     assert "'data/validation/squares' has no images" in result.stdout + result.stderr
 
 
+@pytest.mark.workflow
 def test_a_split_with_no_role_is_refused_when_the_workflow_starts(tmp_path):
     workdir = make_workdir(tmp_path / "run", counts={"train": 4, "validation": 3, "holdout": 2})
     write_config(workdir, {**TINY_CONFIG, "splits": ["train", "validation", "holdout"]})
@@ -93,6 +95,7 @@ def test_a_split_with_no_role_is_refused_when_the_workflow_starts(tmp_path):
     assert "never scored" in output and "'evaluation: split: holdout'" in output
 
 
+@pytest.mark.workflow
 def test_the_configured_evaluation_split_is_what_is_scored_and_named(tmp_path):
     workdir = make_workdir(tmp_path / "run", counts={"train": 6, "validation": 4, "holdout": 3})
     write_config(
@@ -120,6 +123,7 @@ def test_the_configured_evaluation_split_is_what_is_scored_and_named(tmp_path):
     assert "optimistic" not in summary
 
 
+@pytest.mark.workflow
 def test_a_class_left_without_images_stops_the_run_before_the_head(workdir):
     broken = sorted((workdir / "data/validation/circles").iterdir())
     for image in broken:

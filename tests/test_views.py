@@ -155,6 +155,7 @@ def augmented_copy(augmented_run, tmp_path):
     return copy
 
 
+@pytest.mark.workflow
 def test_the_head_trains_on_originals_and_views_and_validation_stays_originals(augmented_run):
     features_dir = augmented_run / "results/vgg16/features"
     train = pd.read_csv(features_dir / "train_manifest.csv")
@@ -171,6 +172,7 @@ def test_the_head_trains_on_originals_and_views_and_validation_stays_originals(a
     assert meta["augmentation"] == {"views": 2, "seed": 0, "dtype": "float16", "transforms": transforms(SECTION)}
 
 
+@pytest.mark.workflow
 def test_the_deployed_model_averages_over_the_views_as_the_evaluation_does(augmented_run):
     import keras
 
@@ -190,6 +192,7 @@ def test_the_deployed_model_averages_over_the_views_as_the_evaluation_does(augme
     assert "2 per training image" in summary and "flip, averaged with the original" in summary
 
 
+@pytest.mark.workflow
 def test_an_added_image_computes_its_original_and_its_views_only(augmented_copy):
     draw("circle", 32, np.random.default_rng(5)).save(augmented_copy / "data/train/circles/new.jpg")
     planned = planned_jobs(augmented_copy)
@@ -201,6 +204,7 @@ def test_an_added_image_computes_its_original_and_its_views_only(augmented_copy)
     assert "1 to compute" in newest[0].read_text() and "2 to compute" in newest[1].read_text()
 
 
+@pytest.mark.workflow
 def test_an_amount_reruns_the_views_and_more_views_compute_only_the_new_ones(augmented_copy):
     config = yaml.safe_load((augmented_copy / "config.yaml").read_text())
     config["augmentation"]["brightness"] = 0.3
@@ -215,6 +219,7 @@ def test_an_amount_reruns_the_views_and_more_views_compute_only_the_new_ones(aug
         assert f"{3 * len(images)} views in shard, {2 * len(images)} reused" in log.read_text()
 
 
+@pytest.mark.workflow
 def test_views_zero_is_the_workflow_without_augmentation(finished_copy):
     config = yaml.safe_load((finished_copy / "config.yaml").read_text())
     assert "augmentation" not in config
@@ -224,6 +229,7 @@ def test_views_zero_is_the_workflow_without_augmentation(finished_copy):
     assert "augmentation" not in json.loads((finished_copy / "results/vgg16/model.json").read_text())
 
 
+@pytest.mark.workflow
 def test_the_head_asks_memory_for_its_views_as_float32_rows(augmented_run):
     from tlflow import job_memory
 

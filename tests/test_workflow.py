@@ -16,6 +16,7 @@ from tlflow import precision
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize("split", ["train", "validation"])
 def test_every_image_becomes_one_row_with_its_folder_label(finished_run, split):
     features_dir = finished_run / "results/vgg16/features"
@@ -37,6 +38,7 @@ def test_every_image_becomes_one_row_with_its_folder_label(finished_run, split):
     assert np.isfinite(features).all()
 
 
+@pytest.mark.workflow
 def test_rows_match_the_features_of_each_image_alone(finished_run):
     """Joined rows stay aligned with the manifest: recompute two images on their own."""
     from tlflow import features
@@ -52,6 +54,7 @@ def test_rows_match_the_features_of_each_image_alone(finished_run):
     assert not np.allclose(rows[0], rows[1])  # distinct images, distinct rows
 
 
+@pytest.mark.workflow
 def test_head_loads_and_predicts_probabilities(finished_run):
     import keras
 
@@ -62,6 +65,7 @@ def test_head_loads_and_predicts_probabilities(finished_run):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
 
 
+@pytest.mark.workflow
 def test_head_metadata_records_what_shapes_the_features(finished_run):
     meta = json.loads((finished_run / "results/vgg16/head/head.json").read_text())
     assert meta["classes"] == ["circles", "squares", "triangles"]
@@ -74,6 +78,7 @@ def test_head_metadata_records_what_shapes_the_features(finished_run):
     assert backbone["precision"] == precision.resolve("auto")[0]
 
 
+@pytest.mark.workflow
 def test_history_has_one_row_per_epoch_that_ran(finished_run):
     history = pd.read_csv(finished_run / "results/vgg16/head/history.csv")
     head = json.loads((finished_run / "results/vgg16/head/head.json").read_text())["head"]
@@ -83,6 +88,7 @@ def test_history_has_one_row_per_epoch_that_ran(finished_run):
     assert history.notna().all().all()
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize("name", ["loss", "accuracy"])
 def test_plots_are_png_images(finished_run, name):
     from PIL import Image
@@ -93,6 +99,7 @@ def test_plots_are_png_images(finished_run, name):
         assert image.size[0] >= 400 and image.size[1] >= 300
 
 
+@pytest.mark.workflow
 def test_every_job_leaves_a_log_and_a_benchmark(finished_run):
     logs = sorted(p.with_suffix("") for p in (finished_run / "logs").rglob("*.log"))
     benchmarks = sorted(
@@ -106,6 +113,7 @@ def test_every_job_leaves_a_log_and_a_benchmark(finished_run):
     assert {"write_manifest", "extract_shard", "join_split", "train_head", "plot_curves"} <= rules
 
 
+@pytest.mark.workflow
 def test_every_job_logs_its_peak_memory_under_its_request(finished_run):
     peaks = {}
     for log in (finished_run / "logs").rglob("*.log"):
@@ -127,48 +135,57 @@ def _fails_with(workdir, *fragments):
     return output
 
 
+@pytest.mark.workflow
 def test_missing_data_dir(workdir):
     shutil.rmtree(workdir / "data")
     _fails_with(workdir, "data_dir 'data' does not exist", "Set 'data_dir'")
 
 
+@pytest.mark.workflow
 def test_missing_split(workdir):
     shutil.rmtree(workdir / "data/validation")
     _fails_with(workdir, "data/validation", "not found")
 
 
+@pytest.mark.workflow
 def test_class_folder_without_images(workdir):
     for image in (workdir / "data/train/squares").iterdir():
         image.unlink()
     _fails_with(workdir, "'data/train/squares' has no images")
 
 
+@pytest.mark.workflow
 def test_class_sets_differ_between_splits(workdir):
     (workdir / "data/test/squares").rename(workdir / "data/test/rectangles")
     _fails_with(workdir, "class folders differ", "missing: 'squares'", "extra: 'rectangles'")
 
 
+@pytest.mark.workflow
 def test_unknown_backbone_lists_valid_names(workdir):
     write_config(workdir, {**TINY_CONFIG, "backbones": [{"name": "vgg17"}]})
     _fails_with(workdir, "unknown backbone 'vgg17'", "vgg16", "resnet50", "efficientnetb0")
 
 
+@pytest.mark.workflow
 def test_missing_weights_file(workdir):
     config = {**TINY_CONFIG, "backbones": [{"name": "vgg16", "weights": "nope.h5"}]}
     write_config(workdir, config)
     _fails_with(workdir, "weights file 'nope.h5'", "not found")
 
 
+@pytest.mark.workflow
 def test_wrong_config_type(workdir):
     write_config(workdir, {**TINY_CONFIG, "head": {"epochs": "many"}})
     _fails_with(workdir, "'many' is not of type 'integer'", "epochs")
 
 
+@pytest.mark.workflow
 def test_split_list_without_validation(workdir):
     write_config(workdir, {**TINY_CONFIG, "splits": ["train", "test"]})
     _fails_with(workdir, "must include 'validation'")
 
 
+@pytest.mark.workflow
 def test_non_image_files_are_ignored_and_listed(workdir):
     (workdir / "data/train/circles/.DS_Store").write_bytes(b"\0\1")
     (workdir / "data/train/circles/Thumbs.db").write_bytes(b"\0\1")
@@ -181,6 +198,7 @@ def test_non_image_files_are_ignored_and_listed(workdir):
         assert f"train/circles/{name}" in output
 
 
+@pytest.mark.workflow
 def test_undecodable_images_fail_with_the_list_or_are_skipped(workdir):
     bad = ["data/train/circles/broken.jpg", "data/train/squares/empty.png"]
     (workdir / bad[0]).write_bytes(b"\xff\xd8 not really a jpeg")
@@ -202,6 +220,7 @@ def test_undecodable_images_fail_with_the_list_or_are_skipped(workdir):
     assert rows == sum(COUNTS["train"] + i for i in range(3))  # all good images kept
 
 
+@pytest.mark.workflow
 def test_a_split_keeps_its_rows_in_its_shards_only(finished_run):
     """No joined copy: the manifest says which shard file holds each row, with its checksum."""
     import hashlib

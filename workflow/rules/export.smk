@@ -27,7 +27,7 @@ rule export_model:
     threads: config["export"]["threads"]
     resources:
         mem_mb=config["export"]["mem_mb"],
-        runtime=lambda wildcards: 15 + split_size(EVAL_SPLIT) // 300,
+        runtime=lambda wildcards: 15 + PLAN.split_size(EVAL_SPLIT) // 300,
     params:
         data_dir=config["data_dir"],
         formats=EXPORT_FORMATS,

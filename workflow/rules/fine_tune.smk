@@ -82,7 +82,7 @@ rule evaluate_fine_tuned:
         **gpu_request("fine_tune"),
         mem_mb=config["fine_tune"]["mem_mb"],
         # Minutes: start-up plus a slow CPU's 5 images/s, as for prediction.
-        runtime=lambda wildcards: 10 + split_size(EVAL_SPLIT) // 300,
+        runtime=lambda wildcards: 10 + PLAN.split_size(EVAL_SPLIT) // 300,
     params:
         data_dir=config["data_dir"],
         split=EVAL_SPLIT,

@@ -38,7 +38,7 @@ rule train_head:
             input.train_rows + input.get("views", []),
             input.validation_rows,
             selection.values(config["head"], "pooling"),
-            FEATURES,
+            SPECS[wildcards.backbone]["features"],
             len(CLASSES),
         ),
         runtime=lambda wildcards, input: 10 + input.size_mb // 100,

@@ -1,0 +1,103 @@
+"""Plan a run from its validated config and the data folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .. import backbones, images, manifest, pooling, precision, predict, selection, splits, views
+from .model import Listing, Plan, PlanError, config_digest
+
+# What make_plan turns into a PlanError: a bad config, a bad folder, an unreadable image.
+_REFUSED = (
+    backbones.BackboneError, images.DatasetError, manifest.UnreadableError,
+    predict.PredictError, splits.SplitError,
+)  # fmt: skip
+
+
+def make_plan(config: dict, state_dir: str | os.PathLike = ".snakemake/tlflow") -> Plan:
+    """The plan of ``config`` (validated against the schema) in the working directory.
+
+    Hashes only the files changed since the last plan (caches in ``state_dir``) and
+    stages each listing as ``<state_dir>/staged/<digest>.csv`` (manifest.stage), so
+    that an edited image reruns its shard and a touched one does not. Raises
+    PlanError with the fix; nothing is planned then.
+    """
+    try:
+        return _make(config, Path(state_dir))
+    except _REFUSED as error:
+        raise PlanError(str(error)) from None
+
+
+def decide_precision(config: dict) -> tuple[str, str]:
+    """(precision, why) of the features: ``extraction.precision`` as set, or for
+    ``auto`` what this machine computes natively (tlflow.precision).
+
+    Decided here, once per run: a cluster job may run on other hardware and must
+    compute the features that were planned. A decision by timing, cached per backbone
+    spec, CPU and TensorFlow version, would replace this function.
+    """
+    return precision.resolve(config["extraction"]["precision"])
+
+
+def _specs(config: dict, chosen: str, sha256) -> dict[str, dict]:
+    """Backbone specs by id; weights files and saved models hashed with ``sha256``."""
+    # What is stored per image: pooled rows, or the whole map when a head needs it.
+    features = pooling.storage(
+        selection.values(config["head"], "pooling"), config["extraction"]["features"]
+    )
+    specs = {}
+    for entry in config["backbones"]:
+        spec = backbones.resolve(
+            entry, config["image_size"], chosen, sha256=sha256, features=features
+        )
+        if spec["id"] in specs:
+            raise backbones.BackboneError(
+                f"two backbones have the id '{spec['id']}'; give one an 'id:' of its own."
+            )
+        specs[spec["id"]] = spec
+    return specs
+
+
+def _make(config: dict, state: Path) -> Plan:
+    evaluation = splits.evaluation_split(config["splits"], config["evaluation"].get("split"))
+    chosen, why = decide_precision(config)
+    # `verify_hashes` reads every file again, for file systems whose ctime is unreliable.
+    verify = config["verify_hashes"] in (True, "true")
+    file_hashes = manifest.HashCache(state / "file-hashes.json", verify=verify)
+    specs = _specs(config, chosen, file_hashes.sha256)
+
+    dataset = images.scan(config["data_dir"], config["splits"])
+    folder = config["predict"]["images"]
+    to_predict, predict_ignored = predict.list_images(folder) if folder else ([], [])
+    image_hashes = manifest.HashCache(state / "image-hashes.json", verify=verify)
+    texts = manifest.shard_listings(dataset, config["extraction"]["shards"], image_hashes)
+    if folder:
+        texts["predict"] = manifest.folder_listing(folder, to_predict, image_hashes)
+    image_hashes.save()
+    file_hashes.save()
+    staged = state / "staged"
+    digests = manifest.stage({name: text for name, (text, _) in texts.items()}, staged)
+
+    view_sets = {
+        "train": views.training_views(config["augmentation"]),
+        evaluation: views.test_time_views(config["augmentation"]),
+    }
+    return Plan(
+        config=config_digest(config),
+        precision=chosen,
+        precision_reason=why,
+        specs=specs,
+        classes=dataset.classes,
+        splits=list(config["splits"]),
+        evaluation_split=evaluation,
+        views={split: found for split, found in view_sets.items() if found},
+        listings={name: Listing(digests[name], n) for name, (_, n) in texts.items()},
+        staged=str(staged),
+        ignored=[
+            (os.path.join(root, name), reason)
+            for root, found in ((config["data_dir"], dataset.ignored), (folder, predict_ignored))
+            for name, reason in found
+        ],
+    )
+
