@@ -33,6 +33,7 @@ try:
         backbones,
         images,
         intermediates,
+        layouts,
         listing,
         locks,
         manifest,
@@ -140,19 +141,29 @@ except backbones.BackboneError as _error:
     raise WorkflowError(str(_error)) from None
 
 if MAIN:
+    # Content hashes of the images: they split a folder without split folders, and
+    # stage each listing (a shard's images, or the images to predict) by its digest
+    # for the manifest rule: an edited image reruns its shard, a touched one does not.
+    _image_hashes = manifest.HashCache(f"{STATE}/image-hashes.json", verify=VERIFY)
     try:
-        DATASET = images.scan(config["data_dir"], SPLITS)
+        DATASET = layouts.scan(
+            config["data_dir"],
+            SPLITS,
+            _image_hashes,
+            config.get("split"),
+            config["labels"],
+            config["label_columns"],
+        )
         # New images to classify, listed now so that a wrong folder fails at once.
         _to_predict, _predict_ignored = (
             predict.list_images(PREDICT_DIR) if PREDICT_DIR else ([], [])
         )
-    except (images.DatasetError, predict.PredictError) as _error:
-        raise WorkflowError(str(_error)) from None
+    except (images.DatasetError, predict.PredictError, manifest.UnreadableError) as _e:
+        raise WorkflowError(str(_e)) from None
     CLASSES = DATASET.classes
-    # Each listing (a shard's images, or the images to predict) with content hashes,
-    # staged by its digest for the manifest rule: an edited image reruns its shard,
-    # a merely touched one does not.
-    _image_hashes = manifest.HashCache(f"{STATE}/image-hashes.json", verify=VERIFY)
+    logger.info(f"Images per split and class: {layouts.counts(DATASET)}")
+    for _warning in layouts.warnings(DATASET):
+        logger.warning(_warning)
     try:
         LISTINGS = manifest.shard_listings(DATASET, SHARDS, _image_hashes)
         if PREDICT_DIR:
