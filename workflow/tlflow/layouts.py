@@ -86,8 +86,8 @@ def assign(data_dir: Path, classes: list[str], rows, splits: list[str], shares, 
             "the split by content hash left "
             + "; ".join(f"'{split}' without class '{cls}' ({sizes[cls]} images)" for split, cls in empty)
             + ". A head chosen, calibrated or scored without a class is wrong for it. "
-            "Add images of the class (with a fraction f, a class needs about 3/f to be "
-            "nearly sure of one in each split), raise the split's fraction in config "
+            "Add images of the class (with a fraction f, about 5/f images of a class, "
+            "50 at 0.1, give it one in the split with 99% odds), raise the split's fraction in config "
             "'split', or name each image's split (a 'split' column of the label table, "
             "or split folders)."
         )
@@ -98,16 +98,17 @@ def assign(data_dir: Path, classes: list[str], rows, splits: list[str], shares, 
 
 
 def warnings(dataset: Dataset) -> list[str]:
-    """Classes with fewer than FEW validation images."""
-    few = {cls: len(files) for cls, files in dataset.images[SELECTION].items() if len(files) < FEW}
-    if not few:
-        return []
-    return [
-        f"few validation images of class(es) {images.shown(sorted(few))} "
-        f"({', '.join(map(str, few.values()))}): the head is chosen and calibrated on "
-        "them, so its scores on these classes are uncertain. Add images, or raise "
-        "config 'split: validation:'."
-    ]
+    """A sentence for each split but train with fewer than FEW images of a class."""
+    found = []
+    for split, by_class in dataset.images.items():
+        few = {cls: len(files) for cls, files in by_class.items() if len(files) < FEW}
+        if split != TRAIN and few:
+            found.append(
+                f"few {split} images of class(es) {images.shown(sorted(few))} "
+                f"({', '.join(map(str, few.values()))}): the scores it gives on them are "
+                f"uncertain. Add images, or raise config 'split: {split}:'."
+            )
+    return found
 
 
 def counts(dataset: Dataset) -> str:
