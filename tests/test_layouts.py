@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import make_workdir, planned_jobs, snakemake
 from tlflow import label_table, layouts
 from tlflow.images import DatasetError
 from tlflow.manifest import HashCache
@@ -149,3 +150,17 @@ def test_every_bad_row_of_a_table_is_named_at_once(tmp_path):
     assert "a/a_0000.png (rows 1, 3)" in message
     assert "a/gone.png" in message and "notes.txt (not an image file" in message
     assert "outside data_dir" in message and "../a.png" in message
+
+
+def test_the_workflow_plans_one_folder_and_refuses_a_mixed_one(tmp_path):
+    workdir = make_workdir(tmp_path / "run", counts={"train": 60})
+    data = workdir / "data"
+    for folder in (data / "train").iterdir():
+        folder.rename(data / folder.name)
+    (data / "train").rmdir()
+    planned = planned_jobs(workdir)
+    assert planned["extract_shard"] == 3 * 2 and planned["train_head"] == 1  # 3 splits, 2 shards
+    (data / "train/circles").mkdir(parents=True)
+    shutil.copy(next((data / "circles").iterdir()), data / "train/circles/x.jpg")
+    refused = snakemake(workdir, "--dry-run", check=False)
+    assert refused.returncode != 0 and "mixes split folders (train/)" in refused.stdout + refused.stderr
