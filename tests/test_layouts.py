@@ -8,7 +8,8 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import make_workdir, planned_jobs, snakemake
+import yaml
+from conftest import job_stats, make_workdir, planned_jobs, snakemake, write_config
 from tlflow import label_table, layouts
 from tlflow.images import DatasetError
 from tlflow.manifest import HashCache
@@ -152,7 +153,7 @@ def test_every_bad_row_of_a_table_is_named_at_once(tmp_path):
     assert "outside data_dir" in message and "../a.png" in message
 
 
-def test_the_workflow_plans_one_folder_and_refuses_a_mixed_one(tmp_path):
+def test_the_workflow_plans_one_folder_and_a_table_and_refuses_a_mixed_folder(tmp_path):
     workdir = make_workdir(tmp_path / "run", counts={"train": 60})
     data = workdir / "data"
     for folder in (data / "train").iterdir():
@@ -164,3 +165,12 @@ def test_the_workflow_plans_one_folder_and_refuses_a_mixed_one(tmp_path):
     shutil.copy(next((data / "circles").iterdir()), data / "train/circles/x.jpg")
     refused = snakemake(workdir, "--dry-run", check=False)
     assert refused.returncode != 0 and "mixes split folders (train/)" in refused.stdout + refused.stderr
+    shutil.rmtree(data / "train")
+    images = sorted(str(p.relative_to(data)) for p in data.rglob("*.jpg"))
+    rows = "".join(f"{name},{name.split('/')[0]}\n" for name in images[1:])
+    (workdir / "labels.csv").write_text("file,label\n" + rows)
+    write_config(workdir, {**yaml.safe_load((workdir / "config.yaml").read_text()), "labels": "labels.csv"})
+    result = snakemake(workdir, "--dry-run")
+    assert job_stats(result.stdout)["extract_shard"] == 6
+    assert "Ignoring 1 entries" in result.stdout + result.stderr
+    assert (workdir / "logs/ignored_files.csv").read_text().splitlines()[1] == f"data/{images[0]},{label_table.NOT_LISTED}"
