@@ -153,6 +153,7 @@ if MAIN:
             config.get("split"),
             config["labels"],
             config["label_columns"],
+            config["corrections"],
         )
         # New images to classify, listed now so that a wrong folder fails at once.
         _to_predict, _predict_ignored = (
@@ -162,6 +163,8 @@ if MAIN:
         raise WorkflowError(str(_e)) from None
     CLASSES = DATASET.classes
     logger.info(f"Images per split and class: {layouts.counts(DATASET)}")
+    if DATASET.corrected:
+        logger.info(f"Corrections of {config['corrections']}: {DATASET.corrected}")
     for _warning in layouts.warnings(DATASET):
         logger.warning(_warning)
     try:

@@ -36,6 +36,8 @@ class Dataset:
     images: dict[str, dict[str, list[str]]]  # split -> class -> sorted relative paths
     # Everything else under data_dir, (relative path, reason), sorted; a folder ends in '/'.
     ignored: list[tuple[str, str]] = field(default_factory=list)
+    # What config 'corrections' changed: {"relabelled": n, "excluded": m} (tlflow.corrections).
+    corrected: dict[str, int] = field(default_factory=dict)
 
     def count(self, split: str) -> int:
         return sum(len(files) for files in self.images[split].values())

@@ -20,7 +20,7 @@ NOT_LISTED = "not listed in the label table"
 SHOWN = 10
 
 
-def _rows(numbers) -> str:
+def row_numbers(numbers) -> str:
     """Rows by their number in the table (1 is the first after the header)."""
     numbers = list(numbers)
     return ", ".join(map(str, numbers[:SHOWN])) + (" ..." if len(numbers) > SHOWN else "")
@@ -49,7 +49,7 @@ def _read(path: Path, columns: dict):
     return table
 
 
-def _normalised(name: str) -> str | None:
+def relative_name(name: str) -> str | None:
     """The path as data_dir's walk writes it, or None when it leaves data_dir."""
     path = posixpath.normpath(unicodedata.normalize("NFC", name))
     if posixpath.isabs(path) or path == ".." or path.startswith("../"):
@@ -78,7 +78,7 @@ def read(path, data_dir, splits: list[str], columns: dict):
     for number, (name, label) in enumerate(zip(files, labels), 1):
         if not name:
             continue
-        key = _normalised(name)
+        key = relative_name(name)
         if key is None:
             outside.append(name)
             continue
@@ -94,12 +94,12 @@ def read(path, data_dir, splits: list[str], columns: dict):
         else:
             rows.append((on_disk[key], unicodedata.normalize("NFC", label), split or None))
     if empty_file:
-        problems.append(f"row(s) {_rows(empty_file)} have no file name")
+        problems.append(f"row(s) {row_numbers(empty_file)} have no file name")
     if empty_label:
-        problems.append(f"row(s) {_rows(empty_label)} have an empty label")
+        problems.append(f"row(s) {row_numbers(empty_label)} have an empty label")
     if bad_split:
         problems.append(
-            f"row(s) {_rows(bad_split)} name a split that is not in config 'splits' "
+            f"row(s) {row_numbers(bad_split)} name a split that is not in config 'splits' "
             f"{splits} (an empty cell is split by content hash)"
         )
     if outside:
@@ -110,7 +110,7 @@ def read(path, data_dir, splits: list[str], columns: dict):
     if twice:
         problems.append(
             f"{len(twice)} file(s) are listed more than once (one label per image): "
-            + "; ".join(f"{key} (rows {_rows(numbers)})" for key, numbers in list(twice.items())[:SHOWN])
+            + "; ".join(f"{key} (rows {row_numbers(numbers)})" for key, numbers in list(twice.items())[:SHOWN])
         )
     if missing:
         reasons = dict(ignored)

@@ -21,6 +21,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from . import corrections as corrections_table
 from . import images, label_table, listing, manifest
 from .images import Dataset, DatasetError
 from .splits import SELECTION, TRAIN
@@ -168,9 +169,19 @@ def scan(
     split: dict | None = None,
     labels: str | None = None,
     columns: dict | None = None,
+    corrections: str | None = None,
 ) -> Dataset:
-    """The data set in whichever layout data_dir has; config 'split', 'labels' and
-    'label_columns' as given. ``cache`` (a manifest.HashCache) hashes the images to split."""
+    """The data set in whichever layout data_dir has; config 'split', 'labels',
+    'label_columns' and 'corrections' (tlflow.corrections, applied last) as given.
+    ``cache`` (a manifest.HashCache) hashes the images to split."""
+    dataset = _found(data_dir, splits, cache, split, labels, columns)
+    if corrections is None:
+        return dataset
+    return corrections_table.apply(dataset, corrections_table.read(corrections), corrections)
+
+
+def _found(data_dir, splits, cache, split, labels, columns) -> Dataset:
+    """The data set as the layout (or label table) gives it."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DatasetError(
