@@ -432,6 +432,7 @@ def final_targets():
                     "audit/label_suspects.png",
                     "audit/cross_split_pairs.png",
                     "audit/embedding.png",
+                    "audit/review.html",
                 ]
                 if config["audit"]["enabled"]
                 else []

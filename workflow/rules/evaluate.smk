@@ -141,6 +141,8 @@ rule summarise_run:
     params:
         splits=SPLITS,
         split=EVAL_SPLIT,
+        # What config 'corrections' changed (a local rule: the main process knows).
+        corrections=lambda wildcards: DATASET.corrected,
     message:
         "{rule}: backbone {wildcards.backbone}"
     script:
