@@ -343,7 +343,7 @@ def test_an_image_copied_from_train_into_test_is_an_exact_duplicate(tmp_path):
     assert f"{copies} test image(s) have an exact or near copy in train" in page
     write_config(workdir, {**config, "audit": {"enabled": False}})  # --config gives strings
     off = planned_jobs(workdir)
-    assert "plot_audit" not in off and "deploy_model" in off
+    assert "plot_audit" not in off and "review_page" not in off and "deploy_model" in off
 
 
 def test_summary_warns_only_of_splits_with_copies_in_train(tmp_path):
