@@ -13,9 +13,17 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import COUNTS, TINY_CONFIG, planned_jobs, snakemake, write_config, write_split
-
+from conftest import (
+    COUNTS,
+    TINY_CONFIG,
+    planned_jobs,
+    snakemake,
+    write_config,
+    write_split,
+)
+from scipy.special import softmax
 from tlflow import audit, audit_plots, neighbours, pooling
+from tlflow.calibration import expected_calibration_error, probabilities
 from tlflow.synthetic import make_dataset
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -50,7 +58,7 @@ def test_planted_label_errors_are_ranked_first():
     planted = {3: 1, 50: 2, 100: 0, 130: 2, 170: 1}  # rows of train, validation and test
     for index, label in planted.items():
         relabel(table, index, label)
-    proba, folds = audit.score_labels(table, features, len(CLASSES), folds=5)
+    proba, folds, _ = audit.score_labels(table, features, len(CLASSES), folds=5)
     suspects = audit.suspects_table(table, proba, CLASSES)
     assert folds == 5
     assert set(suspects.file[: len(planted)]) == set(table.file[list(planted)])
@@ -64,18 +72,35 @@ def test_planted_label_errors_are_ranked_first():
 
 def test_test_labels_and_features_never_shape_the_probe():
     table, features = clustered({"train": 20, "validation": 10, "test": 10})
-    proba, _ = audit.score_labels(table, features, len(CLASSES), folds=5)
+    proba, _, temperature = audit.score_labels(table, features, len(CLASSES), folds=5)
     test = (table.split == "test").to_numpy()
     changed_table, changed_features = table.copy(), features.copy()
     changed_table.loc[test, "label"] = (changed_table.loc[test, "label"] + 1) % 3
     changed_features[test] += 100.0
-    changed, _ = audit.score_labels(changed_table, features, len(CLASSES), folds=5)
+    changed, _, _ = audit.score_labels(changed_table, features, len(CLASSES), folds=5)
     np.testing.assert_array_equal(changed, proba)  # test labels: no effect at all
-    moved, _ = audit.score_labels(table, changed_features, len(CLASSES), folds=5)
+    moved, _, _ = audit.score_labels(table, changed_features, len(CLASSES), folds=5)
     np.testing.assert_array_equal(moved[~test], proba[~test])  # test rows: not in any fit
     labels = table.label.to_numpy()
     alone = audit._fit_predict(features, np.flatnonzero(~test), labels[~test], np.flatnonzero(test), 3, seed=0)
-    np.testing.assert_allclose(proba[test], alone)
+    np.testing.assert_allclose(proba[test], probabilities(np.log(np.clip(alone, 1e-12, 1)), temperature))
+
+
+def test_over_confident_probabilities_are_calibrated_on_a_known_case():
+    """Labels drawn from known probabilities, shown 3 times as sure (logits x 3): one
+    temperature fitted on them gives back the known probabilities, and their ECE."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 1.5, (4000, 3))
+    true = softmax(logits, axis=1)
+    labels = np.array([rng.choice(3, p=row) for row in true])
+    sure = softmax(3 * logits, axis=1)
+    known = np.arange(4000) < 2000  # fitted on these; scored on the others
+    calibrated, temperature = audit.calibrate(sure, labels, known)
+    assert temperature == pytest.approx(3, rel=0.1)
+    assert expected_calibration_error(sure[~known], labels[~known]) > 0.1
+    assert expected_calibration_error(calibrated[~known], labels[~known]) < 0.03  # docs/audit-review.md
+    assert np.abs(calibrated - true).max() < 0.06
+    np.testing.assert_array_equal(calibrated.argmax(axis=1), sure.argmax(axis=1))
 
 
 def test_tiny_classes_lower_the_folds_or_skip_the_label_audit(tmp_path):
@@ -83,7 +108,7 @@ def test_tiny_classes_lower_the_folds_or_skip_the_label_audit(tmp_path):
     assert audit.probe_folds(np.array([0, 1, 1, 1]), 5) == 0  # one image: cannot hold out
     assert audit.probe_folds(np.array([1, 1, 1]), 5) == 0  # one class: nothing to learn
     table, features = clustered({"train": 2, "validation": 1})
-    proba, folds = audit.score_labels(table, features, len(CLASSES), folds=5)
+    proba, folds, _ = audit.score_labels(table, features, len(CLASSES), folds=5)
     assert folds == 3 and proba.shape == (9, 3)
     kept = table.drop(table.index[table["class"] == "c"][1:])  # class c: one image
     splits = {}
@@ -320,7 +345,7 @@ def test_an_image_copied_from_train_into_test_is_an_exact_duplicate(tmp_path):
     assert f"{copies} test image(s) have an exact or near copy in train" in page
     write_config(workdir, {**config, "audit": {"enabled": False}})  # --config gives strings
     off = planned_jobs(workdir)
-    assert "plot_audit" not in off and "deploy_model" in off
+    assert "plot_audit" not in off and "review_page" not in off and "deploy_model" in off
 
 
 def test_summary_warns_only_of_splits_with_copies_in_train(tmp_path):

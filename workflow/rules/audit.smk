@@ -4,6 +4,7 @@
 
 localrules:
     plot_audit,
+    review_page,
 
 
 rule audit:
@@ -107,3 +108,37 @@ rule plot_audit:
         "{rule}: backbone {wildcards.backbone}"
     script:
         "../scripts/plot_audit.py"
+
+
+# The page to review the suspects and duplicate pairs: it downloads the corrections
+# table config 'corrections' reads, with the earlier corrections in it.
+rule review_page:
+    input:
+        suspects="results/{backbone}/audit/label_suspects.csv",
+        duplicates="results/{backbone}/audit/duplicates.csv",
+        embedding="results/{backbone}/audit/embedding.csv",
+        corrections=[config["corrections"]] if config["corrections"] else [],
+    output:
+        report(
+            "results/{backbone}/audit/review.html",
+            caption="../report/review.rst",
+            category="4. Data audit",
+            subcategory="{backbone}",
+        ),
+    log:
+        "logs/{backbone}/review_page.log",
+    benchmark:
+        "logs/{backbone}/review_page.benchmark.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        data_dir=config["data_dir"],
+        classes=CLASSES,
+    message:
+        "{rule}: backbone {wildcards.backbone}"
+    script:
+        "../scripts/review_page.py"

@@ -40,6 +40,11 @@ except plan.PlanError as _error:
 
 if workflow.is_main_process:
     logger.info(f"Extraction precision: {PLAN.precision} ({PLAN.precision_reason}).")
+    logger.info(f"Images per split and class: {PLAN.counts}")
+    if PLAN.corrected:
+        logger.info(f"Corrections of {config['corrections']}: {PLAN.corrected}")
+    for _warning in PLAN.warnings:
+        logger.warning(_warning)
     for _warning in plan.prepare_run(PLAN, STATE, IGNORED_LIST, sys.argv):
         logger.warning(_warning)
 
@@ -207,6 +212,7 @@ def final_targets():
     if config["audit"]["enabled"]:
         audit_plots = ("label_suspects", "cross_split_pairs", "embedding")
         paths += ["audit/audit.json", *(f"audit/{n}.png" for n in audit_plots)]
+        paths.append("audit/review.html")
     several = len(SPECS) > 1
     comparison = ["results/comparison.csv", "results/comparison.png"] if several else []
     return comparison + [f"results/{b}/{path}" for b in SPECS for path in paths]

@@ -143,6 +143,8 @@ rule summarise_run:
     params:
         splits=SPLITS,
         split=EVAL_SPLIT,
+        # What config 'corrections' changed.
+        corrections=PLAN.corrected,
     message:
         "{rule}: backbone {wildcards.backbone}"
     script:

@@ -9,5 +9,7 @@ summary.summary_html(
     metrics_json=snakemake.input.metrics,
     audit_json=snakemake.input.audit[0] if snakemake.input.audit else None,
     out_html=snakemake.output[0],
+    corrections=snakemake.params.corrections,
+    corrections_csv=snakemake.config["corrections"],
     **dict(zip(("fine_tuned_meta", "fine_tuned_metrics"), snakemake.input.fine_tuned)),
 )

@@ -4,7 +4,8 @@ across splits, and a 2-D map of the images. No extraction and no Keras.
 Every image is one pooled feature vector (the spatial map averaged, as stored or
 from the stored map). Label errors
 come from confident learning (Northcutt et al., 2021): out-of-fold probabilities of
-a cross-validated linear probe, and per-class thresholds. Near-duplicates are pairs
+a cross-validated linear probe, calibrated by one temperature, and per-class
+thresholds. Near-duplicates are pairs
 whose cosine similarity reaches a cut-off, each image's most similar ones
 (tlflow.neighbours: exactly, or from an approximate index at scale).
 """
@@ -19,6 +20,7 @@ import pandas as pd
 
 from . import split_rows
 from .atomic import atomic_path
+from .calibration import expected_calibration_error, fit_temperature, probabilities
 from .neighbours import resolve, similar_pairs, unit_rows
 from .readers import load_array, read_table
 
@@ -137,20 +139,35 @@ def is_suspect(proba, labels, thresholds) -> np.ndarray:
     return ((proba >= thresholds) & (proba > given[:, None])).any(axis=1)
 
 
+def calibrate(proba, labels, known) -> tuple[np.ndarray, float]:
+    """``proba`` after one temperature, fitted on the ``known`` rows (out-of-fold),
+    and that temperature.
+
+    A probe's out-of-fold probabilities are surer than they deserve (each fold's
+    probe is sure of what it fitted): one T across the folds, fitted like the
+    head's (tlflow.calibration) on the log probabilities, makes them mean what
+    they say. It changes no image's likely class.
+    """
+    logits = np.log(np.clip(proba, 1e-12, 1.0))
+    temperature = fit_temperature(logits[known], labels[known])
+    return probabilities(logits, temperature), temperature
+
+
 def score_labels(table: pd.DataFrame, features, n_classes: int, folds: int, seed: int = 0):
-    """Probabilities of every image's classes, and the folds used.
+    """Calibrated probabilities of every image's classes, the folds used and the
+    temperature (see calibrate).
 
     Training and validation images get out-of-fold probabilities (probe on train and
     validation pooled); other splits (test) get those of a probe fit on train and
-    validation only, so their labels never shape what scores them. Returns
-    (proba, folds): proba is None and folds 0 when a class is too small to
-    cross-validate.
+    validation only, so their labels never shape what scores them, nor the
+    temperature. Returns (proba, folds, temperature): proba is None and folds 0
+    when a class is too small to cross-validate.
     """
     labels = table["label"].to_numpy()
     known = table["split"].isin(TRAINING_SPLITS).to_numpy()
     used = probe_folds(labels[known], folds)
     if not used:
-        return None, 0
+        return None, 0, None
     proba = np.zeros((len(table), n_classes))
     rows = np.flatnonzero(known)
     proba[known] = out_of_fold(features, rows, labels[known], n_classes, used, seed)
@@ -158,7 +175,13 @@ def score_labels(table: pd.DataFrame, features, n_classes: int, folds: int, seed
         proba[~known] = _fit_predict(
             features, rows, labels[known], np.flatnonzero(~known), n_classes, seed
         )
-    return proba, used
+    calibrated, temperature = calibrate(proba, labels, known)
+    log.info(
+        "probe: temperature %.3f; out-of-fold ECE %.4f before, %.4f after",
+        temperature, expected_calibration_error(proba[known], labels[known]),
+        expected_calibration_error(calibrated[known], labels[known]),
+    )  # fmt: skip
+    return calibrated, used, temperature
 
 
 def suspects_table(table: pd.DataFrame, proba, classes) -> pd.DataFrame:
@@ -256,7 +279,7 @@ def audit(
 
     with threadpool_limits(threads):
         table, features = load_splits(splits, storage)
-        proba, used = score_labels(table, features, len(classes), folds, seed)
+        proba, used, temperature = score_labels(table, features, len(classes), folds, seed)
         if proba is None:
             label_audit = "skipped: a class has fewer than 2 training and validation images"
             log.warning("label audit %s: %s", label_audit, table["class"].value_counts().to_dict())
@@ -277,6 +300,8 @@ def audit(
         "folds_asked": folds,
         "folds_used": used,
         "label_audit": label_audit,
+        # The out-of-fold probabilities' temperature (score_labels): shown calibrated.
+        "probe_temperature": temperature,
         "suspects": suspects["split"].value_counts().reindex(list(splits), fill_value=0).to_dict(),
         "similarity_cutoff": similarity,
         "near_neighbours_listed": neighbours,

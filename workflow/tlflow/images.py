@@ -36,6 +36,8 @@ class Dataset:
     images: dict[str, dict[str, list[str]]]  # split -> class -> sorted relative paths
     # Everything else under data_dir, (relative path, reason), sorted; a folder ends in '/'.
     ignored: list[tuple[str, str]] = field(default_factory=list)
+    # What config 'corrections' changed: {"relabelled": n, "excluded": m} (tlflow.corrections).
+    corrected: dict[str, int] = field(default_factory=dict)
 
     def count(self, split: str) -> int:
         return sum(len(files) for files in self.images[split].values())
@@ -56,7 +58,7 @@ def shown(names) -> str:
     ) or "none"
 
 
-def _entries(folder) -> list:
+def listed_entries(folder) -> list:
     try:
         return listing.entries(folder)
     except listing.ListingError as error:
@@ -71,7 +73,7 @@ def class_dirs(split_dir: str | os.PathLike) -> tuple[dict[str, str], list[tuple
     """
     classes: dict[str, str] = {}
     ignored = []
-    for entry, kind in _entries(split_dir):
+    for entry, kind in listed_entries(split_dir):
         if not listing.is_folder(entry, kind):
             ignored.append(listing.outside(entry, kind, listing.NOT_IN_CLASS))
             continue
@@ -106,9 +108,56 @@ def _outside_splits(data_dir: Path, splits: list[str]) -> list[tuple[str, str]]:
     """Entries of data_dir that are no configured split: named, never walked."""
     return [
         listing.outside(entry, kind, listing.NOT_A_SPLIT)
-        for entry, kind in _entries(data_dir)
+        for entry, kind in listed_entries(data_dir)
         if entry.name not in splits
     ]
+
+
+def check_class_count(classes: list[str], folder: Path) -> None:
+    """A classifier needs at least two classes: else a DatasetError with an example."""
+    if not classes:
+        raise DatasetError(
+            f"'{folder}' has no class sub-folders. Put each class's "
+            f"images in their own folder, e.g. {folder}/cats/*.jpg."
+        )
+    if len(classes) == 1:
+        raise DatasetError(
+            f"'{folder}' has one class folder ({shown(classes)}); a "
+            "classifier needs at least two. Put each class's images in their own folder, "
+            f"e.g. {folder}/{classes[0]}/ and {folder}/other/."
+        )
+
+
+def class_images(data_dir: Path, roots: dict, listed: list[str], fix: str):
+    """walk() of the class folders ``roots`` (key -> (folder, prefix)); every image
+    name must be UTF-8 and every class folder hold an image (else ``fix`` is the advice).
+
+    data_dir and its ``listed`` sub-folders count as listed: a link back to them is named.
+    """
+    base = os.path.join(data_dir, "")
+    seen = {listing.identify(base): base}
+    seen.update({listing.identify(f"{base}{name}"): f"{base}{name}/" for name in listed})
+    try:
+        found, below = listing.walk(roots, seen, base)
+    except listing.ListingError as error:
+        raise DatasetError(str(error)) from None
+    for key, kept in found.items():
+        folder = roots[key][0]
+        undecodable = _undecodable(kept)
+        if undecodable:
+            raise DatasetError(
+                f"{len(undecodable)} file name(s) under '{folder}' are not "
+                f"valid UTF-8 ({', '.join(undecodable[:5])}): rename them (e.g. with "
+                "`convmv -f latin1 -t utf-8`), so that manifests can record them."
+            )
+        if not kept:
+            why = dict(below).get(roots[key][1])  # a second path to a folder
+            raise DatasetError(
+                f"class folder '{folder}' has no images ("
+                + (why or f"looked for {', '.join(sorted(IMAGE_EXTENSIONS))}")
+                + f"). Add images or {fix}."
+            )
+    return found, below
 
 
 def scan(data_dir: str | os.PathLike, splits: list[str]) -> Dataset:
@@ -136,18 +185,7 @@ def scan(data_dir: str | os.PathLike, splits: list[str]) -> Dataset:
         ignored.extend((f"{split}/{name}", reason) for name, reason in outside)
     reference_split = splits[0]
     classes = list(folders[reference_split])
-    if not classes:
-        raise DatasetError(
-            f"'{data_dir / reference_split}' has no class sub-folders. Put each class's "
-            f"images in their own folder, e.g. {data_dir / reference_split}/cats/*.jpg."
-        )
-    if len(classes) == 1:
-        raise DatasetError(
-            f"'{data_dir / reference_split}' has one class folder ({shown(classes)}); a "
-            "classifier needs at least two. Put each class's images in their own folder, "
-            f"e.g. {data_dir / reference_split}/{classes[0]}/ and "
-            f"{data_dir / reference_split}/other/."
-        )
+    check_class_count(classes, data_dir / reference_split)
     for split, found in folders.items():
         if list(found) != classes:
             raise DatasetError(
@@ -158,37 +196,15 @@ def scan(data_dir: str | os.PathLike, splits: list[str]) -> Dataset:
                 f"{shown(sorted(set(found) - set(classes)))}. Every split needs the "
                 "same class folders."
             )
-    # The data folder and the splits count as listed: a link back to them is named.
-    base = os.path.join(data_dir, "")
-    seen = {listing.identify(base): base}
-    seen.update({listing.identify(f"{base}{split}"): f"{base}{split}/" for split in splits})
     roots = {
         (split, cls): (data_dir / split / disk, f"{split}/{disk}/")
         for split in splits
         for cls, disk in folders[split].items()
     }
-    try:
-        found, below = listing.walk(roots, seen, base)
-    except listing.ListingError as error:
-        raise DatasetError(str(error)) from None
+    found, below = class_images(data_dir, roots, splits, "remove the folder from every split")
     ignored.extend(below)
     images: dict[str, dict[str, list[str]]] = {split: {} for split in splits}
     for (split, cls), kept in found.items():
-        rel = data_dir / split / folders[split][cls]
-        undecodable = _undecodable(kept)
-        if undecodable:
-            raise DatasetError(
-                f"{len(undecodable)} file name(s) under '{rel}' are not "
-                f"valid UTF-8 ({', '.join(undecodable[:5])}): rename them (e.g. with "
-                "`convmv -f latin1 -t utf-8`), so that manifests can record them."
-            )
-        if not kept:
-            why = dict(below).get(roots[split, cls][1])  # a second path to a folder
-            raise DatasetError(
-                f"class folder '{rel}' has no images ("
-                + (why or f"looked for {', '.join(sorted(IMAGE_EXTENSIONS))}")
-                + "). Add images or remove the folder from every split."
-            )
         images[split][cls] = kept
     return Dataset(data_dir, classes, images, sorted(ignored))
 

@@ -99,7 +99,7 @@ class HashCache:
             self.changed = False
 
 
-def _digests(cache: HashCache | None, paths: list[str]) -> list[str]:
+def digests(cache: HashCache | None, paths: list[str]) -> list[str]:
     """Content hashes of ``paths`` ("" without a cache); every unreadable one named at once."""
     if cache is None:
         return [""] * len(paths)
@@ -167,9 +167,9 @@ def _split_shards(dataset, split, shards, cache) -> dict[int, list[tuple]]:
         for label, cls in enumerate(dataset.classes)
         for f in dataset.images[split][cls]
     ]
-    digests = _digests(cache, [f"{root}/{f}" for f, _, _ in files])
+    hashes = digests(cache, [f"{root}/{f}" for f, _, _ in files])
     by_shard: dict[int, list[tuple]] = {}
-    for (f, cls, label), digest in zip(files, digests):
+    for (f, cls, label), digest in zip(files, hashes):
         by_shard.setdefault(shard_of(f, shards), []).append((f, cls, label, digest))
     return by_shard
 
@@ -185,7 +185,7 @@ def shard_listings(dataset, shards: int, cache: HashCache) -> dict[str, tuple[st
 
 def folder_listing(folder, files: list[str], cache: HashCache) -> tuple[str, int]:
     """Manifest text and count of images to predict (``files`` relative to ``folder``)."""
-    rows = list(zip(files, _digests(cache, [os.path.join(folder, f) for f in files])))
+    rows = list(zip(files, digests(cache, [os.path.join(folder, f) for f in files])))
     return _csv_text(LISTING_FIELDS, rows), len(rows)
 
 

@@ -115,8 +115,10 @@ def _fine_tuned(model_meta, metrics_json):
 
 
 def summary_html(head_meta, manifests: dict, skipped: dict, metrics_json, out_html,
-                 audit_json=None, fine_tuned_meta=None, fine_tuned_metrics=None) -> None:  # fmt: skip
+                 audit_json=None, fine_tuned_meta=None, fine_tuned_metrics=None,
+                 corrections=None, corrections_csv=None) -> None:  # fmt: skip
     """Write the page; ``manifests`` and ``skipped`` map each split to its joined files.
+    ``corrections`` counts what the table ``corrections_csv`` changed (tlflow.corrections).
 
     With a fine-tuned model (its model.json and metrics.json), its scores are shown
     beside the frozen model's.
@@ -146,6 +148,11 @@ def summary_html(head_meta, manifests: dict, skipped: dict, metrics_json, out_ht
         **({"test-time views": ", ".join(result["test_time_views"]) + ", averaged with the original"}
            if "test_time_views" in result else {}),
     }  # fmt: skip
+    if corrections_csv:
+        setup["label corrections"] = (
+            f"{corrections['relabelled']} relabelled, {corrections['excluded']} excluded "
+            f"by {corrections_csv}"
+        )
     tuning, tuned_scores = _fine_tuned(fine_tuned_meta, fine_tuned_metrics)
     if tuning:
         setup["fine-tuned"] = tuning

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .. import backbones, images, manifest, pooling, precision, predict, selection, splits, views
+from .. import backbones, images, layouts, manifest, pooling, precision, predict, selection, splits, views
 from .model import Listing, Plan, PlanError, config_digest
 
 # What make_plan turns into a PlanError: a bad config, a bad folder, an unreadable image.
@@ -67,10 +67,15 @@ def _make(config: dict, state: Path) -> Plan:
     file_hashes = manifest.HashCache(state / "file-hashes.json", verify=verify)
     specs = _specs(config, chosen, file_hashes.sha256)
 
-    dataset = images.scan(config["data_dir"], config["splits"])
+    # Content hashes of the images: they split a folder without split folders
+    # (tlflow.layouts), and name each listing's staged file.
+    image_hashes = manifest.HashCache(state / "image-hashes.json", verify=verify)
+    dataset = layouts.scan(
+        config["data_dir"], config["splits"], image_hashes, config.get("split"),
+        config["labels"], config["label_columns"], config["corrections"],
+    )  # fmt: skip
     folder = config["predict"]["images"]
     to_predict, predict_ignored = predict.list_images(folder) if folder else ([], [])
-    image_hashes = manifest.HashCache(state / "image-hashes.json", verify=verify)
     texts = manifest.shard_listings(dataset, config["extraction"]["shards"], image_hashes)
     if folder:
         texts["predict"] = manifest.folder_listing(folder, to_predict, image_hashes)
@@ -99,5 +104,8 @@ def _make(config: dict, state: Path) -> Plan:
             for root, found in ((config["data_dir"], dataset.ignored), (folder, predict_ignored))
             for name, reason in found
         ],
+        counts=layouts.counts(dataset),
+        corrected=dict(dataset.corrected),
+        warnings=layouts.warnings(dataset),
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 
 class PlanError(ValueError):
@@ -43,6 +43,12 @@ class Plan:
     # Entries under data_dir and the images to predict that are no image of the
     # plan: (path, reason).
     ignored: list[tuple[str, str]]
+    # Images per split and class, as the log prints them (tlflow.layouts.counts).
+    counts: str = ""
+    # What config 'corrections' changed: {"relabelled": n, "excluded": m}, or {}.
+    corrected: dict[str, int] = field(default_factory=dict)
+    # What the run should know about its data (a class rare in a split), one line each.
+    warnings: list[str] = field(default_factory=list)
 
     def listing_size(self, name: str) -> int:
         return self.listings[name].images

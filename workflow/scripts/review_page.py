@@ -1,0 +1,15 @@
+from tlflow import logs, review
+
+logs.to_file(snakemake.log[0])
+inputs = snakemake.input
+shown = review.review_page(
+    inputs.suspects,
+    inputs.duplicates,
+    inputs.embedding,
+    snakemake.params.data_dir,
+    snakemake.params.classes,
+    snakemake.output[0],
+    title=f"{snakemake.wildcards.backbone}: review the audit",
+    corrections_csv=inputs.corrections[0] if inputs.corrections else None,
+)
+print(f"review page: {shown}")

@@ -1,0 +1,138 @@
+"""Labels from a table (config 'labels'): a CSV of file, label and optionally split.
+
+Files are relative to data_dir, matched to the images found there (after
+Unicode NFC normalisation, as a Mac may write names decomposed). Every listed
+file must be an image there, and each is listed once; the images the table does
+not list are named as ignored, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import unicodedata
+from pathlib import Path
+
+from . import listing
+from .images import DatasetError
+
+COLUMNS = {"file": "file", "label": "label", "split": "split"}
+NOT_LISTED = "not listed in the label table"
+SHOWN = 10
+
+
+def row_numbers(numbers) -> str:
+    """Rows by their number in the table (1 is the first after the header)."""
+    numbers = list(numbers)
+    return ", ".join(map(str, numbers[:SHOWN])) + (" ..." if len(numbers) > SHOWN else "")
+
+
+def _read(path: Path, columns: dict):
+    """The table's columns as text; a DatasetError names the table and the columns it lacks."""
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise DatasetError(
+            f"label table '{path}' (config 'labels') does not exist: set 'labels' to "
+            "a CSV relative to the folder you run Snakemake in."
+        ) from None
+    except (OSError, ValueError) as error:  # pandas' ParserError is a ValueError
+        raise DatasetError(f"cannot read the label table '{path}' ({error}): it must be a CSV.") from None
+    unknown = [name for key, name in columns.items() if key != "split" and name not in table]
+    if unknown:
+        raise DatasetError(
+            f"label table '{path}' has no column(s) {unknown}; its columns are "
+            f"{list(table.columns)}. Name the file and label columns in config "
+            "'label_columns: {file: ..., label: ...}'."
+        )
+    return table
+
+
+def relative_name(name: str) -> str | None:
+    """The path as data_dir's walk writes it, or None when it leaves data_dir."""
+    path = posixpath.normpath(unicodedata.normalize("NFC", name))
+    if posixpath.isabs(path) or path == ".." or path.startswith("../"):
+        return None
+    return path
+
+
+def read(path, data_dir, splits: list[str], columns: dict):
+    """([(file as found under data_dir, label, split or None)], ignored) of the table.
+
+    Raises DatasetError naming every bad row at once: empty or outside file names,
+    empty labels, unknown splits, files listed twice, files that are not images there.
+    """
+    path, data_dir = Path(path), Path(data_dir)
+    columns = {**COLUMNS, **columns}
+    table = _read(path, columns)
+    files, labels = table[columns["file"]], table[columns["label"]]
+    split_column = columns["split"] if columns["split"] in table else None
+    found, ignored = listing.images_below(data_dir)
+    on_disk = {unicodedata.normalize("NFC", name): name for name in found}
+    problems, rows, first_row = [], [], {}
+    missing, outside, twice = [], [], {}
+    empty_file = [n for n, f in enumerate(files, 1) if not f]
+    empty_label = [n for n, label in enumerate(labels, 1) if not label.strip()]
+    bad_split = []
+    for number, (name, label) in enumerate(zip(files, labels), 1):
+        if not name:
+            continue
+        key = relative_name(name)
+        if key is None:
+            outside.append(name)
+            continue
+        if key in first_row:
+            twice.setdefault(key, [first_row[key]]).append(number)
+            continue
+        first_row[key] = number
+        split = table[split_column].iloc[number - 1] if split_column else ""
+        if split and split not in splits:
+            bad_split.append(number)
+        if key not in on_disk:
+            missing.append(name)
+        else:
+            rows.append((on_disk[key], unicodedata.normalize("NFC", label), split or None))
+    if empty_file:
+        problems.append(f"row(s) {row_numbers(empty_file)} have no file name")
+    if empty_label:
+        problems.append(f"row(s) {row_numbers(empty_label)} have an empty label")
+    if bad_split:
+        problems.append(
+            f"row(s) {row_numbers(bad_split)} name a split that is not in config 'splits' "
+            f"{splits} (an empty cell is split by content hash)"
+        )
+    if outside:
+        problems.append(
+            f"{len(outside)} file(s) lie outside data_dir '{data_dir}': "
+            + ", ".join(outside[:SHOWN])
+        )
+    if twice:
+        problems.append(
+            f"{len(twice)} file(s) are listed more than once (one label per image): "
+            + "; ".join(f"{key} (rows {row_numbers(numbers)})" for key, numbers in list(twice.items())[:SHOWN])
+        )
+    if missing:
+        reasons = dict(ignored)
+        problems.append(
+            f"{len(missing)} listed file(s) are not images under data_dir '{data_dir}': "
+            + ", ".join(
+                name + (f" ({reasons[name]})" if name in reasons else "")
+                for name in missing[:SHOWN]
+            )
+            + (" ..." if len(missing) > SHOWN else "")
+        )
+    if problems:
+        raise DatasetError(
+            f"label table '{path}': " + "; ".join(problems) + ". Fix these rows (file "
+            f"names relative to data_dir, an image extension: "
+            f"{', '.join(sorted(listing.IMAGE_EXTENSIONS))}) and rerun; nothing was run."
+        )
+    if len({label for _, label, _ in rows}) < 2:
+        raise DatasetError(
+            f"label table '{path}' has {len({label for _, label, _ in rows})} label(s); a "
+            "classifier needs at least two."
+        )
+    listed = {file for file, _, _ in rows}
+    ignored.extend((name, NOT_LISTED) for name in found if name not in listed)
+    return rows, ignored
