@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, SNAKEMAKE, TINY_CONFIG, make_workdir, planned_jobs, snakemake, write_config
+from conftest import REPO, SNAKEMAKE, TINY_CONFIG, make_workdir, planned_jobs, run, snakemake, write_config
 
 from tlflow.synthetic import make_dataset
 
@@ -249,6 +250,10 @@ def test_killed_fine_tuning_resumes_to_the_model_of_an_uninterrupted_run(tuned, 
         done = json.loads(str(saved["state"]))["epoch"]
     assert 1 <= done < FINE_TUNE["epochs"] and not (out / "model.keras").exists()
 
+    # The killed run's locks stay; the command the next run names removes them.
+    stopped = snakemake(tuned_copy, check=False)
+    unlock = shlex.split(re.search(r"remove them with `([^`]+)`", stopped.stdout + stopped.stderr)[1])
+    run([SNAKEMAKE, *unlock[1:]], tuned_copy)
     snakemake(tuned_copy)
     log = (tuned_copy / "logs/vgg16/fine_tune.log").read_text()
     assert f"after epoch {done}" in log

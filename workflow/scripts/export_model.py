@@ -3,7 +3,7 @@ from pathlib import Path
 from tlflow import export, export_check, logs
 from tlflow.metadata import Meta
 
-logs.to_file(snakemake.log[0])
+logs.job(snakemake)
 size = Meta.read(snakemake.input.meta).backbone.image_size
 data_dir, formats, int8 = snakemake.params.data_dir, snakemake.params.formats, snakemake.params.int8
 calibration = None

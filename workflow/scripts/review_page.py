@@ -1,6 +1,6 @@
 from tlflow import logs, review
 
-logs.to_file(snakemake.log[0])
+logs.job(snakemake)
 inputs = snakemake.input
 shown = review.review_page(
     inputs.suspects,
