@@ -14,3 +14,10 @@ module tlflow:
 
 
 use rule * from tlflow
+
+
+onsuccess:
+    from snakemake.logging import logger
+    from tlflow.finished import where_to_look
+
+    logger.info(where_to_look())
