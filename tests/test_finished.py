@@ -14,4 +14,4 @@ def test_a_finished_run_names_its_pages_and_the_report_command(tmp_path):
     assert "  results/vgg16/audit/review.html" in lines
     assert "--report report.html" in message
     (tmp_path / "empty").mkdir()
-    assert ".html" not in where_to_look(tmp_path / "empty")  # no page is named that is not there
+    assert "results/" not in where_to_look(tmp_path / "empty")  # no page is named that is not there
