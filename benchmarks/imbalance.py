@@ -100,6 +100,20 @@ def measure(x, y, ratio: float, seeds, settings: dict, storage: str) -> list[dic
     return found
 
 
+def run_defaults(workdir: Path, backbone: dict, size: int, label: str) -> tuple[Path, dict, dict]:
+    """The workflow with its defaults on ``workdir``'s data (train, validation, test):
+    (results folder, metrics.json, head.json's head)."""
+    config = {
+        "data_dir": "data", "splits": ["train", "validation", "test"], "image_size": [size, size],
+        "backbones": [{**backbone, "id": "backbone"}],
+    }  # fmt: skip
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    print(f"workflow run {label}: {run(workdir, workdir / 'config.yaml'):.1f} s")
+    result = workdir / "results/backbone"
+    found = json.loads((result / "evaluation/metrics.json").read_text())
+    return result, found, json.loads((result / "head/head.json").read_text())["head"]
+
+
 def workflow_check(args, workdir: Path, dataset, y, ratio: float, seed: int) -> None:
     """The workflow with its defaults on one cut; its held-out scores and warnings."""
     # Relative paths in the pool's order: <split>/<class>/<name>, unique as flat names.
@@ -111,15 +125,8 @@ def workflow_check(args, workdir: Path, dataset, y, ratio: float, seed: int) -> 
             target.parent.mkdir(parents=True, exist_ok=True)
             if not target.is_symlink():
                 os.symlink((dataset.data_dir / files[row]).resolve(), target)
-    config = {
-        "data_dir": "data", "splits": ["train", "validation", "test"], "image_size": [128, 128],
-        "backbones": [{"name": str(args.backbone), "preprocessing": "none", "id": "backbone"}],
-    }  # fmt: skip
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
-    print(f"workflow run (defaults) on the seed {seed} cut at {ratio}:1: {run(run_dir, run_dir / 'config.yaml'):.1f} s")
-    result = run_dir / "results/backbone"
-    found = json.loads((result / "evaluation/metrics.json").read_text())
-    chosen = json.loads((result / "head/head.json").read_text())["head"]
+    backbone = {"name": str(args.backbone), "preprocessing": "none"}
+    result, found, chosen = run_defaults(run_dir, backbone, 128, f"(defaults) on the seed {seed} cut at {ratio}:1")
     print(f"  class weights {chosen['class_weight']}; selected {chosen['selected']}")
     print(f"  test: {', '.join(f'{k} {found[k]:.4f}' for k in ('balanced_accuracy', 'macro_f1', 'log_loss'))}, "
           f"recall {({c: round(v['recall'], 4) for c, v in found['per_class'].items()})}")  # fmt: skip
@@ -131,15 +138,7 @@ def workflow_check(args, workdir: Path, dataset, y, ratio: float, seed: int) -> 
 def many_classes(classes: int, workdir: Path, figure: Path | None) -> None:
     """The workflow's defaults on ``classes`` generated classes: head seconds, scores, figure."""
     synthetic.many_classes(workdir / "data", classes, {"train": 20, "validation": 5, "test": 5})
-    config = {
-        "data_dir": "data", "splits": ["train", "validation", "test"], "image_size": [32, 32],
-        "backbones": [{"name": "vgg16", "weights": "none", "id": "backbone"}],
-    }  # fmt: skip
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    print(f"workflow run on {classes} classes: {run(workdir, workdir / 'config.yaml'):.1f} s")
-    result = workdir / "results/backbone"
-    found = json.loads((result / "evaluation/metrics.json").read_text())
-    chosen = json.loads((result / "head/head.json").read_text())["head"]
+    result, found, chosen = run_defaults(workdir, {"name": "vgg16", "weights": "none"}, 32, f"on {classes} classes")
     job = pd.read_csv(workdir / "logs/backbone/train_head.benchmark.tsv", sep="\t")["s"].sum()
     stage = re.search(r"head stage: ([\d.]+) s", (workdir / "logs/backbone/train_head.log").read_text())
     print(f"  head: {chosen['candidates']} candidates, selected {chosen['selected']}; head stage "
