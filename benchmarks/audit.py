@@ -27,7 +27,6 @@ EfficientNet-Lite0 at 128x128, every other setting at its default.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -40,7 +39,8 @@ import numpy as np
 import pandas as pd
 import yaml
 from cleanlab.filter import find_label_issues
-from incremental import computed_since  # benchmarks/ is the script's folder
+from extraction import photos_parser  # benchmarks/ is the script's folder
+from incremental import computed_since
 from tlflow import audit
 from tlflow.calibration import expected_calibration_error, fit_temperature, probabilities
 
@@ -170,11 +170,7 @@ def loop(workdir: Path, truth: pd.DataFrame, config: dict) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(REPO.parent / "shared/data/catsdogs-2k"))
-    parser.add_argument("--model", default=str(REPO.parent / "shared/models/efficientnet_lite0_notop.keras"))
-    parser.add_argument("--workdir", help="folder to work in (default: a temporary one)")
-    args = parser.parse_args()
+    args = photos_parser(__doc__.splitlines()[0]).parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="tlflow-noise-")).resolve()
     print(f"$ {' '.join([Path(sys.executable).name, *sys.argv])}")
     truth = link_photos(Path(args.data).resolve(), workdir)
