@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import planned_jobs, snakemake
+from conftest import job_stats, planned_jobs, snakemake
 from tlflow import intermediates, readers
 
 
@@ -80,17 +80,19 @@ def test_damaged_intermediates_are_set_aside_and_rebuilt(finished_copy):
         handle.truncate(200)
     manifest = run / "results/manifests/train/shard-0.csv"
     manifest.write_text("")
-    result = snakemake(run, "--dry-run")
+    dry = snakemake(run, "--dry-run")
+    for path in (head, validation, manifest):  # named, and left as they are
+        assert f"{path.relative_to(run)} is damaged" in dry.stdout + dry.stderr and path.exists()
+    assert "this dry run lists what is to do as if it were whole" in dry.stdout + dry.stderr
+    result = snakemake(run)
     output = result.stdout + result.stderr
     for path in (head, validation, manifest):
         relative = path.relative_to(run)
-        assert f"{relative} is damaged" in output
-        assert not path.exists()
+        assert f"{relative} is damaged" in output and "this run rebuilds it" in output
         assert list((run / ".snakemake/tlflow/damaged").glob(f"*/{relative.relative_to('results')}"))
     # A missing manifest is rebuilt when a job needs it; here none does.
-    jobs = planned_jobs(run)
+    jobs = job_stats(output)
     assert jobs["train_head"] == 1 and jobs["join_split"] == 1
-    snakemake(run)
     assert intermediates.damage(head) is None
     assert np.load(validation).shape[0] > 0
     assert planned_jobs(run) == {}  # healed: nothing left to do
@@ -127,8 +129,10 @@ def test_shards_of_an_earlier_version_without_checksums_are_recomputed_unasked(f
     table = pd.read_csv(shard, dtype=str, keep_default_na=False)
     assert "blake2b" in table
     table.drop(columns="blake2b").to_csv(shard, index=False)
-    result = snakemake(run, "--dry-run")
+    dry = snakemake(run, "--dry-run")
+    assert f"{shard.relative_to(run)} is damaged (no 'blake2b' column" in dry.stdout + dry.stderr
+    # The upgrade reruns the joins (their params changed): the shard is extracted again.
+    result = snakemake(run, "--forcerun", "join_split")
     output = result.stdout + result.stderr
     assert f"{shard.relative_to(run)} is damaged (no 'blake2b' column" in output
-    # The upgrade reruns the joins (their params changed): the shard is extracted again.
-    assert planned_jobs(run, "--forcerun", "join_split")["extract_shard"] == 1
+    assert job_stats(output)["extract_shard"] == 1

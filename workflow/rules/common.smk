@@ -6,11 +6,12 @@
 import sys
 from pathlib import Path
 
+from snakemake.cli import get_argument_parser
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from tlflow import augment, job_memory, plan, selection
+from tlflow import augment, job_memory, plan, selection, targets
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -22,7 +23,6 @@ if config["predict"]["model"] == "fine_tuned" and not FINE_TUNE:
     )
 PREDICT_DIR = config["predict"]["images"]
 EXPORT_FORMATS = config["export"]["formats"]
-EXPORT = bool(EXPORT_FORMATS or config["export"]["int8"])
 MANIFESTS = "results/manifests"
 # Bookkeeping, not results: the plans, hash caches and staged listings.
 STATE = ".snakemake/tlflow"
@@ -45,7 +45,8 @@ if workflow.is_main_process:
         logger.info(f"Corrections of {config['corrections']}: {PLAN.corrected}")
     for _warning in PLAN.warnings:
         logger.warning(_warning)
-    for _warning in plan.prepare_run(PLAN, STATE, IGNORED_LIST, sys.argv):
+    _dry_run = get_argument_parser().parse_known_args(sys.argv[1:])[0].dryrun
+    for _warning in plan.prepare_run(PLAN, STATE, IGNORED_LIST, sys.argv, _dry_run):
         logger.warning(_warning)
 
 SPLITS, SPECS, CLASSES = PLAN.splits, PLAN.specs, PLAN.classes
@@ -158,16 +159,11 @@ def keras_env(section):
 
 
 def export_outputs(folder):
-    """The outputs of export_model, in ``folder``: the formats of 'export: formats:', the
-    int8 LiteRT model (if on), the class names and the check of them all."""
-    from tlflow.export import FORMATS, INT8
-
-    files = {fmt: f"{folder}/{FORMATS[fmt][0]}" for fmt in EXPORT_FORMATS}
+    """export_model's outputs in ``folder`` (tlflow.targets); a SavedModel is a folder."""
+    files = targets.export_files(config, folder)
     if "saved_model" in files:
         files["saved_model"] = directory(files["saved_model"])
-    if config["export"]["int8"]:
-        files["int8"] = f"{folder}/{INT8}"
-    return {**files, "meta": f"{folder}/model.json", "check": f"{folder}/check.json"}
+    return files
 
 
 def backbone_file(wildcards, path):
@@ -195,24 +191,4 @@ def predict_images(wildcards):
 
 
 def final_targets():
-    """What a run leaves: each backbone's results, and the comparison of several."""
-    curves = ["plots/loss.png", "plots/accuracy.png"]
-    figures = [
-        f"evaluation/{n}.png" for n in ("confusion_matrix", "mistakes", "reliability")
-    ]
-    paths = ["head/head.h5", "head/history.csv", "head/candidates.csv", "model.keras"]
-    paths += ["evaluation/summary.html", *curves, *figures]
-    if PREDICT_DIR:
-        paths.append("predictions/predictions.csv")
-    if EXPORT:
-        paths.append("export/check.json")
-    if FINE_TUNE:
-        paths += [f"fine_tuned/{path}" for path in ("model.keras", *curves, *figures)]
-        paths += ["fine_tuned/export/check.json"] if EXPORT else []
-    if config["audit"]["enabled"]:
-        audit_plots = ("label_suspects", "cross_split_pairs", "embedding")
-        paths += ["audit/audit.json", *(f"audit/{n}.png" for n in audit_plots)]
-        paths.append("audit/review.html")
-    several = len(SPECS) > 1
-    comparison = ["results/comparison.csv", "results/comparison.png"] if several else []
-    return comparison + [f"results/{b}/{path}" for b in SPECS for path in paths]
+    return targets.final(config, list(SPECS))

@@ -1,6 +1,7 @@
 # Image shards -> features of views of the images (augmented views of the training
 # split, test-time views of the evaluation split), cached apart from the originals
-# -> joined per split. Only with 'augmentation: views:' or 'test_time:' set.
+# -> joined per split. Only with 'augmentation: views:' or 'test_time:' set. The
+# rules are the originals' (features.smk), with a view set and files of their own.
 
 
 localrules:
@@ -9,9 +10,7 @@ localrules:
 
 # Reads the shard's manifest like extract_shard; the originals' jobs do not depend
 # on it, so changing the views never recomputes an original.
-rule extract_views:
-    input:
-        manifest=f"{MANIFESTS}/{{split}}/shard-{{k}}.csv",
+use rule extract_shard as extract_views with:
     output:
         features="results/{backbone}/features/shards/{split}/views/shard-{k}.npy",
         manifest="results/{backbone}/features/shards/{split}/views/shard-{k}.csv",
@@ -20,9 +19,7 @@ rule extract_views:
         "logs/{backbone}/extract_views/{split}/shard-{k}.log",
     benchmark:
         "logs/{backbone}/extract_views/{split}/shard-{k}.benchmark.tsv"
-    conda:
-        keras_env("extraction")
-    threads: config["extraction"]["threads"]
+    # Resources and inputs are replaced whole by `with:`, params added to.
     resources:
         **gpu_request("extraction"),
         mem_mb=config["extraction"]["mem_mb"],
@@ -30,21 +27,10 @@ rule extract_views:
         runtime=lambda wildcards: 10
         + shard_images(wildcards) * len(view_set(wildcards)["names"]) // 300,
     params:
-        spec=backbone_spec,
         views=view_set,
-        data_dir=config["data_dir"],
-        cache="results/{backbone}/.cache/{split}",
-        batch_size=config["extraction"]["batch_size"],
-        on_bad_image=config["on_bad_image"],
-        images=shard_images,
-    message:
-        "{rule}: backbone {wildcards.backbone}, split {wildcards.split}, "
-        "shard {wildcards.k}, {params.images} images"
-    script:
-        "../scripts/extract_shard.py"
 
 
-rule join_views:
+use rule join_split as join_views with:
     input:
         features=shard_outputs(".npy", views=True),
         manifests=shard_outputs(".csv", views=True),
@@ -58,20 +44,8 @@ rule join_views:
         "logs/{backbone}/join_views/{split}.log",
     benchmark:
         "logs/{backbone}/join_views/{split}.benchmark.tsv"
-    conda:
-        "../../envs/data.yaml"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=lambda wildcards, input: 5 + input.size_mb // 500,
-    # The split's feature cache, pruned once all its shards are done.
     params:
-        spec=backbone_spec,
         views=view_set,
-        cache="results/{backbone}/.cache/{split}",
-        images=split_images,
     message:
         "{rule}: backbone {wildcards.backbone}, split {wildcards.split}, "
         "views of {params.images} images"
-    script:
-        "../scripts/join_split.py"

@@ -123,9 +123,10 @@ def damage(path: str | os.PathLike) -> str | None:
         return f"cannot be read ({error.strerror or error})"
 
 
-def set_aside(results: str | os.PathLike, aside: str | os.PathLike) -> list[tuple[str, str, str]]:
+def set_aside(results: str | os.PathLike, aside: str | os.PathLike, move: bool = True) -> list[tuple[str, str, str]]:
     """Move each damaged file below ``results`` into ``aside`` (same relative path,
-    under a time stamp); returns (file, reason, where it went) of each.
+    under a time stamp); returns (file, reason, where it went) of each. With
+    ``move`` false (a dry run) nothing moves: the place is where a run would move it.
 
     Hidden entries are skipped: the feature cache checks its own parts
     (tlflow.features) and a job's temporary files are not results yet.
@@ -142,7 +143,8 @@ def set_aside(results: str | os.PathLike, aside: str | os.PathLike) -> list[tupl
             if reason is None:
                 continue
             target = Path(aside, stamp, path.relative_to(results))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(path, target)
+            if move:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(path, target)
             moved.append((str(path), reason, str(target)))
     return moved

@@ -11,15 +11,19 @@ from .. import intermediates, listing, manifest
 from .model import Plan
 
 
-def prepare_run(plan: Plan, state_dir, ignored_list, argv: list[str]) -> list[str]:
+def prepare_run(plan: Plan, state_dir, ignored_list, argv: list[str], dry_run: bool = False) -> list[str]:
     """Prepare the working directory for ``plan``; return the warnings.
 
     ``argv`` is the command line of the run, so that the lock warning names the
-    exact command that removes a killed run's locks.
+    exact command that removes a killed run's locks. A dry run moves no result: it
+    names the damaged ones that a run would set aside and rebuild.
     """
+    found = intermediates.set_aside("results", Path(state_dir, "damaged"), move=not dry_run)
     warnings = [
+        f"{path} is damaged ({why}): a run moves it to {moved} and rebuilds it; this "
+        "dry run lists what is to do as if it were whole." if dry_run else
         f"{path} is damaged ({why}): moved to {moved}; this run rebuilds it."
-        for path, why, moved in intermediates.set_aside("results", Path(state_dir, "damaged"))
+        for path, why, moved in found
     ]  # fmt: skip
     warnings += filter(None, [write_ignored(plan, ignored_list), lock_warning(argv)])
     return warnings
