@@ -1,0 +1,106 @@
+"""Several labels per image: one-vs-rest and sigmoid heads, per-label temperatures and
+thresholds chosen on validation, multi-label metrics, and what the deployed model gives."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import yaml
+from conftest import write_split
+from tlflow import head, multilabel, pooling
+from tlflow.probabilities import logits, predict_proba
+
+SCHEMA = yaml.safe_load(open("workflow/schemas/config.schema.yaml"))
+DEFAULTS = {
+    k: v["default"] for k, v in SCHEMA["properties"]["head"]["properties"].items()
+    if k not in ("threads", "gpus")
+}  # fmt: skip
+LABELS = ["circle", "square", "triangle"]
+
+
+def _data(rows, seed):
+    """(maps (rows, 2, 2, 8), 0/1 labels (rows, 3)): each label lifts its own feature."""
+    rng = np.random.default_rng(seed)
+    labels = (rng.random((rows, len(LABELS))) < 0.4).astype(np.int64)
+    labels[np.arange(len(LABELS)), np.arange(len(LABELS))] = 1  # every label has a positive
+    features = rng.normal(size=(rows, 2, 2, 8)).astype(np.float32)
+    features[..., : len(LABELS)] += 1.5 * labels[:, None, None, :]
+    return features, labels
+
+
+def _fit(tmp_path, settings, train=None, validation=None):
+    """Fit a multi-label head on ``_data``; (outputs, train, validation)."""
+    train = _data(60, 0) if train is None else train
+    validation = _data(40, 1) if validation is None else validation
+    paths = {split: write_split(tmp_path, split, x, np.zeros(len(y), np.int64))
+             for split, (x, y) in (("train", train), ("validation", validation))}  # fmt: skip
+    for (_, _, labels_npy), (_, y) in zip(paths.values(), (train, validation)):
+        np.save(labels_npy, y)
+    outputs = SimpleNamespace(model=tmp_path / "head.h5", history=tmp_path / "history.csv",
+                              candidates=tmp_path / "candidates.csv", meta=tmp_path / "head.json")  # fmt: skip
+    spec = {"id": "b", "image_size": [8, 8], "precision": "float32", "preprocessing": "none", "features": "map"}
+    meta = {"classes": LABELS, "backbone": spec, "multi_label": {"separator": "|"}}
+    head.train_and_save(paths, settings, meta, threads=1, outputs=outputs)
+    return outputs, train, validation
+
+
+def test_one_vs_rest_equals_scikit_learns_own_per_label(tmp_path):
+    """The linear multi-label head gives scikit-learn's OneVsRestClassifier's probabilities."""
+    import keras
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    settings = {**DEFAULTS, "search": False, "kind": "linear", "pooling": "avg", "l2": 0.01, "calibrate": False}
+    outputs, (x, y), (val_x, _) = _fit(tmp_path, settings)
+    pooled, val_pooled = (pooling.pool(v, "avg", "map").astype(np.float64) for v in (x, val_x))
+    mean, std = pooled.mean(0), pooled.std(0)
+    # The same solver and tolerance as the head: the same fit, label by label.
+    probe = OneVsRestClassifier(LogisticRegression(C=1 / (0.01 * len(x)), max_iter=5000, tol=1e-6))
+    probe.fit((pooled - mean) / std, y)
+    saved = keras.models.load_model(outputs.model)
+    np.testing.assert_allclose(predict_proba(saved, val_x), probe.predict_proba((val_pooled - mean) / std),
+                               atol=1e-5)  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp"])
+def test_saved_head_applies_each_labels_temperature_and_records_thresholds(tmp_path, kind):
+    settings = {**DEFAULTS, "search": False, "kind": kind, "pooling": "avg", "epochs": 5}
+    outputs, _, (val_x, val_y) = _fit(tmp_path, settings)
+    import keras
+
+    saved = keras.models.load_model(outputs.model)
+    meta = json.loads(outputs.meta.read_text())
+    chosen = meta["head"]
+    assert meta["multi_label"] == {"separator": "|"}
+    assert len(chosen["temperature"]) == len(chosen["thresholds"]) == len(LABELS)
+    assert chosen["criterion"] == "mean_average_precision"  # the default 'accuracy' means it here
+    raw = logits(saved, val_x)
+    proba = predict_proba(saved, val_x)
+    np.testing.assert_allclose(proba, multilabel.probabilities(raw, chosen["temperature"]), atol=1e-5)
+    assert chosen["thresholds"] == pytest.approx(multilabel.fit_thresholds(proba, val_y), abs=1e-5)
+    assert chosen["validation"]["mean_average_precision"] > 0.8
+
+
+def test_a_threshold_maximises_its_labels_validation_f1():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(3)
+    labels = (rng.random((200, 2)) < 0.3).astype(int)
+    proba = np.clip(0.35 * labels + rng.random((200, 2)) * 0.7, 0, 1)
+    thresholds = multilabel.fit_thresholds(proba, labels)
+    for j, threshold in enumerate(thresholds):
+        best = f1_score(labels[:, j], proba[:, j] >= threshold)
+        for cut in np.linspace(0, 1, 101):
+            assert f1_score(labels[:, j], proba[:, j] >= cut, zero_division=0) <= best + 1e-12
+    # A label without a positive validation image keeps the default.
+    assert multilabel.fit_thresholds(proba, np.zeros_like(labels)) == [0.5, 0.5]
+
+
+def test_a_label_without_training_images_is_refused(tmp_path):
+    train = _data(60, 0)
+    train[1][:, 2] = 0
+    with pytest.raises(ValueError, match=r"'triangle' have no training image .*train_labels.npy"):
+        _fit(tmp_path, {**DEFAULTS, "search": False, "kind": "linear"}, train=train)
