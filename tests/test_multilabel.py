@@ -7,10 +7,11 @@ import json
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from conftest import write_split
-from tlflow import head, multilabel, pooling
+from tlflow import evaluate, head, multilabel, multilabel_metrics, pooling
 from tlflow.probabilities import logits, predict_proba
 
 SCHEMA = yaml.safe_load(open("workflow/schemas/config.schema.yaml"))
@@ -31,14 +32,21 @@ def _data(rows, seed):
     return features, labels
 
 
+def _write(folder, split, rows, labels):
+    """A multi-label split as the join leaves it: its manifest's class cells name the labels."""
+    manifest, shards, labels_npy = write_split(folder, split, rows, np.zeros(len(labels), np.int64))
+    np.save(labels_npy, labels)
+    table = pd.read_csv(manifest).drop(columns="label")
+    table.insert(1, "class", multilabel_metrics.cells(labels, LABELS, "|"))
+    table.to_csv(manifest, index=False)
+    return manifest, shards, labels_npy
+
+
 def _fit(tmp_path, settings, train=None, validation=None):
     """Fit a multi-label head on ``_data``; (outputs, train, validation)."""
     train = _data(60, 0) if train is None else train
     validation = _data(40, 1) if validation is None else validation
-    paths = {split: write_split(tmp_path, split, x, np.zeros(len(y), np.int64))
-             for split, (x, y) in (("train", train), ("validation", validation))}  # fmt: skip
-    for (_, _, labels_npy), (_, y) in zip(paths.values(), (train, validation)):
-        np.save(labels_npy, y)
+    paths = {split: _write(tmp_path, split, x, y) for split, (x, y) in (("train", train), ("validation", validation))}
     outputs = SimpleNamespace(model=tmp_path / "head.h5", history=tmp_path / "history.csv",
                               candidates=tmp_path / "candidates.csv", meta=tmp_path / "head.json")  # fmt: skip
     spec = {"id": "b", "image_size": [8, 8], "precision": "float32", "preprocessing": "none", "features": "map"}
@@ -104,3 +112,39 @@ def test_a_label_without_training_images_is_refused(tmp_path):
     train[1][:, 2] = 0
     with pytest.raises(ValueError, match=r"'triangle' have no training image .*train_labels.npy"):
         _fit(tmp_path, {**DEFAULTS, "search": False, "kind": "linear"}, train=train)
+
+
+def test_evaluation_scores_with_the_heads_temperatures_and_thresholds(tmp_path):
+    from sklearn.metrics import average_precision_score, f1_score
+
+    outputs, _, _ = _fit(tmp_path, {**DEFAULTS, "search": False, "kind": "linear", "pooling": "avg"})
+    test_x, test_y = _data(50, 2)
+    manifest, shards, labels_npy = _write(tmp_path, "test", test_x, test_y)
+    out = {name: tmp_path / f"{name}.csv" for name in ("predictions", "confusion", "reliability")}
+    result = evaluate.evaluate(shards, labels_npy, manifest, outputs.model, outputs.meta, "test",
+                               out["predictions"], tmp_path / "metrics.json", out["confusion"],
+                               out["reliability"])  # fmt: skip
+    chosen = json.loads(outputs.meta.read_text())["head"]
+    table = pd.read_csv(out["predictions"], keep_default_na=False)
+    proba = table[[f"prob_{label}" for label in LABELS]].to_numpy()
+    predicted = (proba >= chosen["thresholds"]).astype(int)
+    assert list(table["predicted_labels"]) == multilabel_metrics.cells(predicted, LABELS, "|")
+    assert list(table["true_labels"]) == multilabel_metrics.cells(test_y, LABELS, "|")
+    assert result["macro_f1"] == pytest.approx(f1_score(test_y, predicted, average="macro"))
+    assert result["micro"]["f1"] == pytest.approx(f1_score(test_y, predicted, average="micro"))
+    assert result["mean_average_precision"] == pytest.approx(average_precision_score(test_y, proba))
+    assert [result["per_label"][label]["threshold"] for label in LABELS] == chosen["thresholds"]
+    counts = pd.read_csv(out["confusion"], index_col=0)
+    assert counts.loc["square", "true_positive"] == int((predicted[:, 1] & test_y[:, 1]).sum())
+    assert (counts.sum(axis=1) == 50).all()
+
+
+def test_a_manifest_naming_an_unknown_label_is_refused(tmp_path):
+    outputs, _, _ = _fit(tmp_path, {**DEFAULTS, "search": False, "kind": "linear"})
+    manifest, shards, labels_npy = _write(tmp_path, "test", *_data(10, 2))
+    table = pd.read_csv(manifest)
+    table.loc[0, "class"] = "circle|hexagon"
+    table.to_csv(manifest, index=False)
+    with pytest.raises(ValueError, match=r"test.csv names label\(s\) 'hexagon'"):
+        evaluate.evaluate(shards, labels_npy, manifest, outputs.model, outputs.meta, "test",
+                          *(tmp_path / name for name in ("p.csv", "m.json", "c.csv", "r.csv")))  # fmt: skip
