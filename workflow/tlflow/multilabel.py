@@ -12,10 +12,14 @@ DEFAULT_THRESHOLD.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from scipy.special import expit
 
 from . import calibration
+
+log = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 0.5
 # Multi-label selection criteria; the single-label ones that have no multi-label
@@ -45,7 +49,8 @@ def log_loss(logits, labels, temperatures=None) -> float:
 
 def check_labels(labels, classes, multi_label: bool, path, split: str) -> None:
     """Raise ValueError naming ``path`` when its labels are not of the run's kind, or
-    when a training label has no positive image (no head can learn it)."""
+    when a training label has no positive image (no head can learn it); warn of a
+    validation split without one (its threshold stays DEFAULT_THRESHOLD)."""
     labels = np.asarray(labels)
     if (labels.ndim == 2) != multi_label or (multi_label and labels.shape[1] != len(classes)):
         kind = f"a 0/1 matrix of {len(classes)} labels" if multi_label else "one class per image"
@@ -53,8 +58,11 @@ def check_labels(labels, classes, multi_label: bool, path, split: str) -> None:
             f"{path} holds labels of shape {labels.shape}, but the run expects {kind}: it was "
             "written for another label table. Delete it and rerun the workflow."
         )
-    if multi_label and split == "train" and (labels.sum(axis=0) == 0).any():
-        missing = [cls for cls, n in zip(classes, labels.sum(axis=0)) if n == 0]
+    missing = [cls for cls, n in zip(classes, labels.sum(axis=0)) if n == 0] if multi_label else []
+    if missing and split != "train":
+        log.warning("label(s) %s have no %s image: their threshold stays %s", ", ".join(missing), split,
+                    DEFAULT_THRESHOLD)  # fmt: skip
+    elif missing:
         raise ValueError(
             f"label(s) {', '.join(map(repr, missing))} have no training image ({path}): no head can "
             "learn them. Give them training images in the label table, or remove them from it."
