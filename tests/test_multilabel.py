@@ -148,3 +148,46 @@ def test_a_manifest_naming_an_unknown_label_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"test.csv names label\(s\) 'hexagon'"):
         evaluate.evaluate(shards, labels_npy, manifest, outputs.model, outputs.meta, "test",
                           *(tmp_path / name for name in ("p.csv", "m.json", "c.csv", "r.csv")))  # fmt: skip
+
+
+def _table(text):
+    import io
+
+    return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+
+
+def test_label_cells_from_a_separated_column_or_from_0_1_columns():
+    from tlflow import label_sets
+
+    joined = _table("file,label\na.jpg,dog|cat\nb.jpg,cat\nc.jpg, dog | dog \n")
+    assert label_sets.cells(joined, "t.csv", "label", [], "|") == ["cat|dog", "cat", "dog"]
+    assert label_sets.cells(_table("file,label\na.jpg,dog\nb.jpg,cat\n"), "t.csv", "label", [], "|") is None
+    columns = _table("file,dog,cat\na.jpg,1,1\nb.jpg,0,0\nc.jpg,1,0\n")
+    # A row of zeros is an image without any of the labels.
+    assert label_sets.cells(columns, "t.csv", "label", ["dog", "cat"], "|") == ["cat|dog", "", "dog"]
+
+
+@pytest.mark.parametrize(
+    ("text", "label_columns", "message"),
+    [
+        ("file,label\na.jpg,cat||dog\n", [], r"row\(s\) 1 have an empty label between two '\|'"),
+        ("file,cat\na.jpg,1\n", ["cat", "bird"], r"no column\(s\) \['bird'\]"),
+        ("file,cat,dog\na.jpg,1,yes\nb.jpg,2,0\n", ["cat", "dog"], "column 'cat' rows 2; column 'dog' rows 1"),
+        ("file,a|b,c\nx.jpg,1,0\n", ["a|b", "c"], r"\['a\|b'\] .* contain '\|'"),
+    ],
+    ids=["empty-label", "unknown-label-column", "not-0-or-1", "separator-in-name"],
+)
+def test_a_bad_multi_label_table_is_refused_naming_the_rows(text, label_columns, message):
+    from tlflow import label_sets
+    from tlflow.images import DatasetError
+
+    with pytest.raises(DatasetError, match=message):
+        label_sets.cells(_table(text), "t.csv", "label", label_columns, "|")
+
+
+def test_a_label_without_a_training_image_is_refused_at_planning():
+    from tlflow import label_sets
+    from tlflow.images import DatasetError
+
+    with pytest.raises(DatasetError, match=r"label\(s\) \['bird'\] have no training image"):
+        label_sets.check_training(["cat|dog", "dog", ""], ["bird", "cat", "dog"], "|", "t.csv")
