@@ -191,3 +191,48 @@ def test_a_label_without_a_training_image_is_refused_at_planning():
 
     with pytest.raises(DatasetError, match=r"label\(s\) \['bird'\] have no training image"):
         label_sets.check_training(["cat|dog", "dog", ""], ["bird", "cat", "dog"], "|", "t.csv")
+
+
+@pytest.mark.workflow
+def test_a_multi_label_run_end_to_end(tmp_path):
+    """Generated images with one to three shapes each: per-label thresholds from
+    validation, applied alike by evaluation, model.keras, its ONNX export and predict;
+    the test split takes no part in the head."""
+    from conftest import TINY_CONFIG, planned_jobs, snakemake, write_config
+
+    from tlflow import predict, synthetic
+
+    workdir = tmp_path / "run"
+    table = synthetic.multi_label(workdir / "data", {"train": 36, "validation": 15, "test": 12}, size=32)
+    config = {**TINY_CONFIG, "labels": str(table.relative_to(workdir)), "export": {"formats": ["onnx"]},
+              "predict": {"images": "data/images"}}  # fmt: skip
+    write_config(workdir, config)
+    snakemake(workdir)
+    results = workdir / "results/vgg16"
+    meta = json.loads((results / "model.json").read_text())
+    thresholds = meta["head"]["thresholds"]
+    assert meta["classes"] == LABELS and meta["multi_label"] == {"separator": "|"}
+    metrics = json.loads((results / "evaluation/metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["images"] == 12
+    assert [metrics["per_label"][label]["threshold"] for label in LABELS] == thresholds
+    assert {"mean_average_precision", "macro_f1", "micro_f1", "exact_match", "ece"} <= set(metrics)
+    assert (results / "evaluation/precision_recall.png").stat().st_size > 0
+    assert "mean average precision" in (results / "evaluation/summary.html").read_text()
+    assert not (results / "audit").exists()  # single-label data only
+    # The deployed model and its export give the evaluation's probabilities and labels.
+    evaluated = pd.read_csv(results / "evaluation/predictions.csv", keep_default_na=False).set_index("file")
+    columns = [f"prob_{label}" for label in LABELS]
+    deployed = pd.read_csv(results / "predictions/predictions.csv", keep_default_na=False)
+    deployed["file"] = "images/" + deployed["file"]
+    deployed = deployed.set_index("file").loc[evaluated.index]
+    np.testing.assert_allclose(deployed[columns], evaluated[columns], atol=1e-4)
+    assert list(deployed["predicted_labels"]) == list(evaluated["predicted_labels"])
+    predict.predict_folder(results / "export/model.onnx", workdir / "data/images", tmp_path / "onnx.csv")
+    exported = pd.read_csv(tmp_path / "onnx.csv", keep_default_na=False)
+    np.testing.assert_allclose(exported[columns], pd.read_csv(results / "predictions/predictions.csv")[columns],
+                               atol=1e-4)  # fmt: skip
+    # Corrupting the test split's features reruns its evaluation, never the head.
+    for shard in (results / "features").glob("test*"):
+        shard.write_bytes(b"corrupt")
+    jobs = planned_jobs(workdir)
+    assert "train_head" not in jobs
