@@ -31,7 +31,7 @@ import numpy as np
 import yaml
 from heads import DEFAULT_BACKBONE, REPO, cpu_name, link_data, run
 from tlflow import backbones, features, head, images, selection, test_time, views
-from tlflow.manifest import HashCache, manifest_text, shard_rows
+from tlflow.manifest import HashCache, label_rows, manifest_text, shard_rows
 from tlflow.probabilities import logits
 
 
@@ -66,7 +66,9 @@ class Extractor:
 
 
 def labels_of(dataset, split: str, repeat: int = 1) -> np.ndarray:
-    return np.repeat([label for label, cls in enumerate(dataset.classes) for _ in dataset.images[split][cls]], repeat)
+    """Labels in the order of the split's shard rows (by file), each ``repeat`` times."""
+    label = {file: label for file, _, label in label_rows(dataset, split)}
+    return np.repeat([label[row["file"]] for row in shard_rows(dataset, split, 1, 0)], repeat)
 
 
 def fit(train, validation, settings: dict, seed: int, storage: str):

@@ -61,6 +61,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 MODELS = ROOT.parent / "shared" / "models"
 DATA = ROOT.parent / "shared" / "data"
+
+
+def photos_parser(description: str) -> argparse.ArgumentParser:
+    """Arguments of the benchmarks on real photos: --data, --model (EfficientNet-Lite0) and --workdir."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data", default=str(DATA / "catsdogs-2k"))
+    parser.add_argument("--model", default=str(MODELS / "efficientnet_lite0_notop.keras"))
+    parser.add_argument("--workdir", help="folder to work in (default: a temporary one)")
+    return parser
+
+
 BACKBONES = {
     "vgg16": {"name": "vgg16", "weights": str(MODELS / "vgg16_hed_notop.weights.h5")},
     "efficientnet_lite0": {

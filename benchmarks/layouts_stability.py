@@ -15,7 +15,6 @@ counted from the extraction logs.
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,8 @@ import time
 from pathlib import Path
 
 import yaml
-from incremental import computed_since  # benchmarks/ is the script's folder
+from extraction import photos_parser  # benchmarks/ is the script's folder
+from incremental import computed_since
 
 REPO = Path(__file__).resolve().parents[1]
 SPLITS = ["train", "validation", "test"]
@@ -63,11 +63,7 @@ def counts(where: dict[str, str]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(REPO.parent / "shared/data/catsdogs-2k"))
-    parser.add_argument("--model", default=str(REPO.parent / "shared/models/efficientnet_lite0_notop.keras"))
-    parser.add_argument("--workdir", help="folder to work in (default: a temporary one)")
-    args = parser.parse_args()
+    args = photos_parser(__doc__.splitlines()[0]).parse_args()
     source = Path(args.data)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="tlflow-layouts-"))
     print(f"$ {' '.join([Path(sys.executable).name, *sys.argv])}")

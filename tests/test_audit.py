@@ -23,7 +23,7 @@ from conftest import (
 )
 from scipy.special import softmax
 from tlflow import audit, audit_plots, neighbours, pooling
-from tlflow.calibration import expected_calibration_error, probabilities
+from tlflow.calibration import expected_calibration_error, fit_temperature, probabilities
 from tlflow.synthetic import make_dataset
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -72,7 +72,7 @@ def test_planted_label_errors_are_ranked_first():
 
 def test_test_labels_and_features_never_shape_the_probe():
     table, features = clustered({"train": 20, "validation": 10, "test": 10})
-    proba, _, temperature = audit.score_labels(table, features, len(CLASSES), folds=5)
+    proba, _, fitted = audit.score_labels(table, features, len(CLASSES), folds=5)
     test = (table.split == "test").to_numpy()
     changed_table, changed_features = table.copy(), features.copy()
     changed_table.loc[test, "label"] = (changed_table.loc[test, "label"] + 1) % 3
@@ -83,7 +83,7 @@ def test_test_labels_and_features_never_shape_the_probe():
     np.testing.assert_array_equal(moved[~test], proba[~test])  # test rows: not in any fit
     labels = table.label.to_numpy()
     alone = audit._fit_predict(features, np.flatnonzero(~test), labels[~test], np.flatnonzero(test), 3, seed=0)
-    np.testing.assert_allclose(proba[test], probabilities(np.log(np.clip(alone, 1e-12, 1)), temperature))
+    np.testing.assert_allclose(proba[test], probabilities(np.log(np.clip(alone, 1e-12, 1)), fitted["temperature"]))
 
 
 def test_over_confident_probabilities_are_calibrated_on_a_known_case():
@@ -95,12 +95,31 @@ def test_over_confident_probabilities_are_calibrated_on_a_known_case():
     labels = np.array([rng.choice(3, p=row) for row in true])
     sure = softmax(3 * logits, axis=1)
     known = np.arange(4000) < 2000  # fitted on these; scored on the others
-    calibrated, temperature = audit.calibrate(sure, labels, known)
-    assert temperature == pytest.approx(3, rel=0.1)
+    calibrated, temperature, noise = audit.calibrate(sure, labels, known)
+    assert temperature == pytest.approx(3, rel=0.1) and noise < 0.02
     assert expected_calibration_error(sure[~known], labels[~known]) > 0.1
     assert expected_calibration_error(calibrated[~known], labels[~known]) < 0.03  # docs/audit-review.md
     assert np.abs(calibrated - true).max() < 0.06
     np.testing.assert_array_equal(calibrated.argmax(axis=1), sure.argmax(axis=1))
+
+
+def test_the_temperature_is_not_softened_by_wrong_labels():
+    """As above, with 10% of the labels then replaced by another class at random: the
+    temperature fitted with a noise rate finds T and the rate, and its probabilities
+    match the true classes; one fitted on the given labels alone is softened by them."""
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0, 3, (8000, 2))
+    true_labels = np.array([rng.choice(2, p=row) for row in softmax(logits, axis=1)])
+    sure = softmax(3 * logits, axis=1)
+    wrong = rng.random(8000) < 0.1
+    given = np.where(wrong, 1 - true_labels, true_labels)
+    known = np.arange(8000) < 4000
+    calibrated, temperature, noise = audit.calibrate(sure, given, known)
+    assert temperature == pytest.approx(3, rel=0.15) and noise == pytest.approx(0.1, abs=0.03)
+    softened = probabilities(np.log(sure), fit_temperature(np.log(sure[known]), given[known]))
+    ece = {name: expected_calibration_error(p[~known], true_labels[~known]) for name, p in
+           (("noise", calibrated), ("given", softened))}  # fmt: skip
+    assert ece["noise"] < 0.03 < ece["given"], ece
 
 
 def test_tiny_classes_lower_the_folds_or_skip_the_label_audit(tmp_path):

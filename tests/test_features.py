@@ -7,7 +7,7 @@ from tlflow import split_rows
 from tlflow.backbones import resolve
 from tlflow.features import BadImagesError, cache_folder, extract_shard, join_shards
 from tlflow.images import scan
-from tlflow.manifest import HashCache, manifest_text, shard_rows
+from tlflow.manifest import LABEL_FIELDS, HashCache, label_rows, manifest_text, shard_rows
 from tlflow.synthetic import make_dataset
 
 SPEC = resolve({"name": "vgg16", "weights": "none"}, [32, 32], "float32")
@@ -22,6 +22,14 @@ def _shard(tmp_path, counts=None, shards=1, k=0, split="train"):
     manifest = tmp_path / f"{split}-{k}.csv"
     manifest.write_text(manifest_text(rows))
     return data, manifest, rows
+
+
+def _labels(tmp_path, split="train"):
+    """The labels listing of ``split`` of the data set in ``tmp_path/data``."""
+    listing = tmp_path / f"{split}-labels.csv"
+    rows = label_rows(scan(tmp_path / "data", ["train", "validation"]), split)
+    listing.write_text(manifest_text([dict(zip(LABEL_FIELDS, row)) for row in rows], LABEL_FIELDS))
+    return listing
 
 
 def _extract(tmp_path, manifest, data, name="out", **options):
@@ -108,7 +116,7 @@ def test_rows_computed_before_a_failure_are_kept_for_the_next_run(tmp_path):
     assert np.load(features).shape == (9, 2, 512)
     # The failed attempt's parts stay until the split is joined: then only the
     # shard's own entry (a hard link of its output) is left.
-    join_shards([(features, tmp_path / "out.csv", tmp_path / "out.skipped.csv")],
+    join_shards([(features, tmp_path / "out.csv", tmp_path / "out.skipped.csv")], _labels(tmp_path),
                 *_joined(tmp_path / "joined"), cache_dir=cache_folder(tmp_path / "cache", SPEC))  # fmt: skip
     (entry,) = (tmp_path / "cache").glob("*/*.npy")
     assert entry.samefile(features) and len(list(entry.parent.iterdir())) == 2
@@ -132,7 +140,7 @@ def _joined(folder):
 def test_join_orders_rows_by_class_then_file_whatever_the_shards(tmp_path):
     shard_outputs = _extract_shards(tmp_path, {"train": 5, "validation": 2}, 3)
     joined = _joined(tmp_path)
-    assert join_shards(shard_outputs, *joined) == 11
+    assert join_shards(shard_outputs, _labels(tmp_path), *joined)["rows"] == 11
     manifest = pd.read_csv(joined[1])
     assert manifest["file"].tolist() == sorted(manifest["file"], key=lambda f: (f.split("/")[1], f))
     assert np.load(joined[0]).tolist() == manifest["label"].tolist() == [0] * 5 + [1] * 6
@@ -161,3 +169,27 @@ def test_a_bad_image_does_not_change_the_other_rows_by_a_bit(tmp_path):
     (clean_files, clean_rows), (files, rows) = runs["clean"], runs["broken"]
     assert clean_files[1:] == files  # only the broken image is missing
     np.testing.assert_array_equal(clean_rows[1:], rows)
+
+
+def test_the_join_adds_classes_leaves_out_excluded_images_and_refuses_unknown_ones(tmp_path):
+    """Shards hold (file, hash) rows; the labels listing says each image's class.
+    An image the listing lacks was excluded; one the shards lack stops the join."""
+    shard_outputs = _extract_shards(tmp_path, {"train": 4, "validation": 2}, 2)
+    listing = pd.read_csv(_labels(tmp_path), dtype={"file": str, "class": str})
+    excluded, relabelled = listing.file[0], listing.file[len(listing) - 1]
+    edited = listing[listing.file != excluded].copy()
+    edited.loc[edited.file == relabelled, ["class", "label"]] = [listing["class"][0], 0]
+    edited.to_csv(tmp_path / "edited.csv", index=False)
+    joined = _joined(tmp_path)
+    counts = join_shards(shard_outputs, tmp_path / "edited.csv", *joined, split="train")
+    assert counts == {"rows": len(listing) - 1, "excluded": 1, "skipped": 0}
+    manifest = pd.read_csv(joined[1], dtype={"file": str})
+    assert excluded not in set(manifest.file)
+    assert manifest.set_index("file").loc[relabelled, "label"] == 0
+    assert np.load(joined[0]).tolist() == manifest["label"].tolist()
+    assert manifest["label"].is_monotonic_increasing
+    unknown = pd.concat([listing, listing.head(1).assign(file="train/circles/new.jpg")])
+    unknown.to_csv(tmp_path / "unknown.csv", index=False)
+    with pytest.raises(ValueError, match=r"hold no row of 1 image\(s\).*train/circles/new.jpg.*--forcerun"):
+        join_shards(shard_outputs, tmp_path / "unknown.csv", *_joined(tmp_path / "again"), split="train")
+    assert not (tmp_path / "again").exists()

@@ -12,7 +12,7 @@ from PIL import Image
 
 from tlflow import listing
 from tlflow.images import DatasetError, class_folders, load_rgb, scan
-from tlflow.manifest import HashCache, UnreadableError, shard_listings, shard_rows
+from tlflow.manifest import HashCache, UnreadableError, label_rows, listings
 from tlflow.synthetic import make_dataset
 
 
@@ -58,7 +58,7 @@ def test_every_entry_under_data_dir_is_used_or_named_with_its_reason(tmp_path, m
         ("train/stray.jpg", listing.NOT_IN_CLASS),
     ]
     with pytest.raises(UnreadableError, match="train/circles/gone.jpg"):
-        shard_listings(dataset, 2, HashCache(tmp_path / "hashes.json"))
+        listings(dataset, 2, HashCache(tmp_path / "hashes.json"))
 
 
 def test_folder_links_are_followed_and_a_loop_is_named(tmp_path):
@@ -106,9 +106,9 @@ def test_classes_match_between_splits_after_nfc_normalisation(tmp_path):
     dataset = scan(tmp_path, ["train", "validation"])
     assert dataset.classes == [nfc, "tea"] == class_folders(tmp_path / "validation")
     assert dataset.images["validation"][nfc] == [f"validation/{nfd}/a.png"]  # as on disk
-    rows = shard_rows(dataset, "validation", 1, 0)
-    assert [row["class"] for row in rows] == [nfc, "tea"]
-    assert all((tmp_path / row["file"]).is_file() for row in rows)
+    rows = label_rows(dataset, "validation")
+    assert [cls for _, cls, _ in rows] == [nfc, "tea"]
+    assert all((tmp_path / file).is_file() for file, _, _ in rows)
 
 
 def test_folders_that_differ_only_in_normalisation_are_refused_with_code_points(tmp_path):

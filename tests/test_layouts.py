@@ -7,6 +7,7 @@ import math
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from conftest import job_stats, make_workdir, planned_jobs, snakemake, write_config
@@ -175,3 +176,30 @@ def test_the_workflow_plans_one_folder_and_a_table_and_refuses_a_mixed_folder(tm
     assert job_stats(result.stdout)["extract_shard"] == 6
     assert "Ignoring 1 entries" in result.stdout + result.stderr
     assert (workdir / "logs/ignored_files.csv").read_text().splitlines()[1] == f"data/{images[0]},{label_table.NOT_LISTED}"
+
+
+@pytest.mark.workflow
+def test_a_label_table_of_the_same_images_and_an_edited_label_plan_no_extraction(finished_copy):
+    """Extraction reads (file, content hash) only: the classes join the rows where
+    each split is joined, so neither the layout nor a label computes features."""
+    workdir = finished_copy
+    data = workdir / "data"
+    images = sorted(str(p.relative_to(data)) for p in data.rglob("*.jpg"))
+    table = {name: name.split("/")[1] for name in images}  # split/class/file, as the folders say
+    write = lambda: (workdir / "labels.csv").write_text(  # noqa: E731
+        "file,label,split\n" + "".join(f"{f},{c},{f.split('/')[0]}\n" for f, c in table.items())
+    )
+    write()
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    write_config(workdir, {**config, "labels": "labels.csv"})
+    assert planned_jobs(workdir) == {}  # the same images and classes: nothing to do
+    edited = next(f for f in images if f.startswith("train/circles/"))
+    table[edited] = "squares"
+    write()
+    planned = planned_jobs(workdir)
+    assert planned["join_split"] == 1 and planned["train_head"] == 1
+    assert not [rule for rule in planned if rule.startswith("extract")], planned
+    run = snakemake(workdir)
+    assert not [rule for rule in job_stats(run.stdout + run.stderr) if rule.startswith("extract")]
+    manifest = pd.read_csv(workdir / "results/vgg16/features/train_manifest.csv", dtype={"file": str})
+    assert manifest.set_index("file").loc[edited, "class"] == "squares"

@@ -48,7 +48,7 @@ def test_the_plan_lists_classes_splits_and_every_image_once(folder):
         assert made.shard_numbers(split) and set(made.shard_numbers(split)) <= {0, 1}
         listed = []
         for k in made.shard_numbers(split):
-            rows = manifest.read_manifest(made.staged_listing(f"{split}/shard-{k}"))
+            rows = manifest.read_listing(made.staged_listing(f"{split}/shard-{k}"))
             assert len(rows) == made.listing_size(f"{split}/shard-{k}")
             assert {manifest.shard_of(row["file"], 2) for row in rows} == {k}
             listed += [row["file"] for row in rows]

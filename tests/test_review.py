@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -115,14 +114,10 @@ def test_corrections_downloaded_from_the_page_rerun_the_head_and_compute_no_feat
     planned = planned_jobs(workdir)
     for rule in ("join_split", "train_head", "evaluate", "audit", "review_page", "summarise_run"):
         assert planned[rule] >= 1, (rule, planned)
-    started = time.time_ns()
+    assert not [rule for rule in planned if rule.startswith("extract")], planned
     run = snakemake(workdir)
-    computed = [
-        log.read_text() for log in (workdir / "logs/vgg16/extract_shard").rglob("*.log")
-        if log.stat().st_mtime_ns >= started
-    ]  # fmt: skip
-    assert planned["extract_shard"] == len(computed) and all(" 0 to compute" in text for text in computed)
-    assert job_stats(run.stdout + run.stderr)["train_head"] == 1
+    ran = job_stats(run.stdout + run.stderr)
+    assert ran["train_head"] == 1 and not [rule for rule in ran if rule.startswith("extract")]
     summary = (workdir / "results/vgg16/evaluation/summary.html").read_text()
     assert "1 relabelled, 1 excluded by corrections.csv" in summary
     ignored = pd.read_csv(workdir / "logs/ignored_files.csv", dtype=str)

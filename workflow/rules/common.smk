@@ -59,7 +59,7 @@ wildcard_constraints:
     model=r"[A-Za-z0-9_.-]+(/fine_tuned)?",
     split=r"[A-Za-z0-9_.-]+",
     k=r"\d+",
-    listing=r"[A-Za-z0-9_.-]+/shard-\d+|predict",
+    listing=r"[A-Za-z0-9_.-]+/(shard-\d+|labels)|predict",
 
 
 def staged_listing(wildcards):

@@ -36,8 +36,9 @@ rule write_manifest:
         "../scripts/publish_manifest.py"
 
 
-# The manifest is the job's only input: it reads the images the manifest lists,
-# so Snakemake tracks one file per shard, not one per image.
+# The manifest (file, content hash: no class) is the job's only input: it reads
+# the images the manifest lists, so Snakemake tracks one file per shard, not one
+# per image.
 rule extract_shard:
     input:
         manifest=f"{MANIFESTS}/{{split}}/shard-{{k}}.csv",
@@ -71,11 +72,14 @@ rule extract_shard:
         "../scripts/extract_shard.py"
 
 
+# The split's classes join its rows here, from its labels listing: a new label
+# reruns this job and what follows, never an extraction.
 rule join_split:
     input:
         features=shard_outputs(".npy"),
         manifests=shard_outputs(".csv"),
         skipped=shard_outputs(".skipped.csv"),
+        labels=f"{MANIFESTS}/{{split}}/labels.csv",
     # No copy of the rows: the manifest says which shard file holds each one.
     output:
         labels="results/{backbone}/features/{split}_labels.npy",
@@ -93,8 +97,6 @@ rule join_split:
         runtime=lambda wildcards, input: 5 + input.size_mb // 500,
     # The split's feature cache, pruned once all its shards are done.
     params:
-        # Every class must keep an image in the split (tlflow.splits.check_classes).
-        classes=CLASSES,
         spec=backbone_spec,
         cache="results/{backbone}/.cache/{split}",
         images=split_images,

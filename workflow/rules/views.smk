@@ -49,6 +49,7 @@ rule join_views:
         features=shard_outputs(".npy", views=True),
         manifests=shard_outputs(".csv", views=True),
         skipped=shard_outputs(".skipped.csv", views=True),
+        labels=f"{MANIFESTS}/{{split}}/labels.csv",
     output:
         labels="results/{backbone}/features/views/{split}_labels.npy",
         manifest="results/{backbone}/features/views/{split}_manifest.csv",
@@ -65,7 +66,6 @@ rule join_views:
         runtime=lambda wildcards, input: 5 + input.size_mb // 500,
     # The split's feature cache, pruned once all its shards are done.
     params:
-        classes=CLASSES,
         spec=backbone_spec,
         views=view_set,
         cache="results/{backbone}/.cache/{split}",

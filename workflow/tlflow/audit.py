@@ -20,7 +20,7 @@ import pandas as pd
 
 from . import split_rows
 from .atomic import atomic_path
-from .calibration import expected_calibration_error, fit_temperature, probabilities
+from .calibration import expected_calibration_error, fit_temperature_under_noise, probabilities
 from .neighbours import resolve, similar_pairs, unit_rows
 from .readers import load_array, read_table
 
@@ -139,29 +139,32 @@ def is_suspect(proba, labels, thresholds) -> np.ndarray:
     return ((proba >= thresholds) & (proba > given[:, None])).any(axis=1)
 
 
-def calibrate(proba, labels, known) -> tuple[np.ndarray, float]:
-    """``proba`` after one temperature, fitted on the ``known`` rows (out-of-fold),
-    and that temperature.
+def calibrate(proba, labels, known) -> tuple[np.ndarray, float, float]:
+    """``proba`` after one temperature fitted on the ``known`` rows (out-of-fold),
+    that temperature and the share of wrong labels fitted with it.
 
-    A probe's out-of-fold probabilities are surer than they deserve (each fold's
-    probe is sure of what it fitted): one T across the folds, fitted like the
-    head's (tlflow.calibration) on the log probabilities, makes them mean what
-    they say. It changes no image's likely class.
+    A probe's out-of-fold probabilities can be surer, or less sure, than they
+    deserve: one T across the folds, fitted on the log probabilities, makes them
+    mean what they say. It is fitted with a rate of labels wrong at random
+    (calibration.fit_temperature_under_noise), so that the probabilities say how
+    likely each class is to be the true one: fitted on the given labels alone, T
+    would soften every probability by the errors the audit is there to find. It
+    changes no image's likely class.
     """
     logits = np.log(np.clip(proba, 1e-12, 1.0))
-    temperature = fit_temperature(logits[known], labels[known])
-    return probabilities(logits, temperature), temperature
+    temperature, noise = fit_temperature_under_noise(logits[known], labels[known])
+    return probabilities(logits, temperature), temperature, noise
 
 
 def score_labels(table: pd.DataFrame, features, n_classes: int, folds: int, seed: int = 0):
     """Calibrated probabilities of every image's classes, the folds used and the
-    temperature (see calibrate).
+    calibration ({"temperature": T, "label_noise": rate}, see calibrate).
 
     Training and validation images get out-of-fold probabilities (probe on train and
     validation pooled); other splits (test) get those of a probe fit on train and
     validation only, so their labels never shape what scores them, nor the
-    temperature. Returns (proba, folds, temperature): proba is None and folds 0
-    when a class is too small to cross-validate.
+    temperature. Returns (proba, folds, calibration): proba and calibration are
+    None and folds 0 when a class is too small to cross-validate.
     """
     labels = table["label"].to_numpy()
     known = table["split"].isin(TRAINING_SPLITS).to_numpy()
@@ -175,13 +178,14 @@ def score_labels(table: pd.DataFrame, features, n_classes: int, folds: int, seed
         proba[~known] = _fit_predict(
             features, rows, labels[known], np.flatnonzero(~known), n_classes, seed
         )
-    calibrated, temperature = calibrate(proba, labels, known)
+    calibrated, temperature, noise = calibrate(proba, labels, known)
     log.info(
-        "probe: temperature %.3f; out-of-fold ECE %.4f before, %.4f after",
-        temperature, expected_calibration_error(proba[known], labels[known]),
+        "probe: temperature %.3f, labels wrong at random %.2f%%; out-of-fold ECE "
+        "against the given labels %.4f before, %.4f after",
+        temperature, 100 * noise, expected_calibration_error(proba[known], labels[known]),
         expected_calibration_error(calibrated[known], labels[known]),
     )  # fmt: skip
-    return calibrated, used, temperature
+    return calibrated, used, {"temperature": temperature, "label_noise": noise}
 
 
 def suspects_table(table: pd.DataFrame, proba, classes) -> pd.DataFrame:
@@ -279,7 +283,7 @@ def audit(
 
     with threadpool_limits(threads):
         table, features = load_splits(splits, storage)
-        proba, used, temperature = score_labels(table, features, len(classes), folds, seed)
+        proba, used, fitted = score_labels(table, features, len(classes), folds, seed)
         if proba is None:
             label_audit = "skipped: a class has fewer than 2 training and validation images"
             log.warning("label audit %s: %s", label_audit, table["class"].value_counts().to_dict())
@@ -300,8 +304,10 @@ def audit(
         "folds_asked": folds,
         "folds_used": used,
         "label_audit": label_audit,
-        # The out-of-fold probabilities' temperature (score_labels): shown calibrated.
-        "probe_temperature": temperature,
+        # How the out-of-fold probabilities were calibrated before they are shown:
+        # their temperature and the share of labels it found wrong (score_labels).
+        "probe_temperature": fitted and fitted["temperature"],
+        "probe_label_noise": fitted and fitted["label_noise"],
         "suspects": suspects["split"].value_counts().reindex(list(splits), fill_value=0).to_dict(),
         "similarity_cutoff": similarity,
         "near_neighbours_listed": neighbours,

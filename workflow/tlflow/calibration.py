@@ -7,7 +7,7 @@ fitted on the validation split; it changes no prediction, only how sure each is.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 from scipy.special import expit, log_softmax, softmax
 
 BINS = 15
@@ -40,6 +40,34 @@ def fit_temperature(logits, labels) -> float:
         options={"xatol": 1e-6},
     )
     return float(np.exp(result.x))
+
+
+def fit_temperature_under_noise(logits, labels) -> tuple[float, float]:
+    """(T, noise): the temperature of ``logits`` for the *true* classes, fitted on
+    labels of which a share ``noise`` is wrong at random.
+
+    Fitted on the given labels alone, T absorbs their errors: the more labels are
+    wrong, the less sure every probability gets. Here the given label is modelled as
+    the true class with probability 1 - noise, else another class uniformly at random
+    (the noise adaptation of Goldberger and Ben-Reuven, 2017, with one rate), and T
+    and the rate maximise the given labels' likelihood together: confident mistakes
+    are then explained by the rate, not by softening every probability.
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    if z.shape[1] == 1:
+        z = np.column_stack([np.zeros(len(z)), z[:, 0]])
+    labels = np.asarray(labels)
+    others = z.shape[1] - 1
+
+    def loss(params):
+        temperature, noise = np.exp(params[0]), expit(params[1])
+        true = softmax(z / temperature, axis=1)[np.arange(len(z)), labels]
+        given = (1 - noise) * true + noise * (1 - true) / others
+        return -np.mean(np.log(np.clip(given, 1e-300, None)))
+
+    start = [np.log(fit_temperature(z, labels)), -4.0]  # noise about 2%
+    result = minimize(loss, start, method="L-BFGS-B", bounds=[(np.log(0.01), np.log(100.0)), (-12.0, 0.0)])
+    return float(np.exp(result.x[0])), float(expit(result.x[1]))
 
 
 def reliability(proba, labels, bins: int = BINS) -> list[dict]:

@@ -1,11 +1,12 @@
 """Corrections of labels as data (config 'corrections'): a CSV of file, action, class.
 
 ``relabel`` gives an image another of the data set's classes, ``exclude`` leaves
-it out (named in logs/ignored_files.csv). They apply to the listing when the
-workflow is read, after the layout or label table gave each image its class, so
-no image is moved or touched: a corrected image keeps its content hash, its
-split and its cached features, and only what reads labels (the joins, the head
-and what follows) reruns. The audit's review page (tlflow.review) writes this
+it out (named in logs/ignored_files.csv). They apply to the split's labels listing
+when the workflow is read, after the layout or label table gave each image its
+class, so no image is moved or touched: a corrected image keeps its content hash,
+its split and its features (an excluded one is still extracted, and left out where
+the split is joined), and only what reads labels (the joins, the head and what
+follows) reruns. The audit's review page (tlflow.review) writes this
 table, with the earlier corrections in it.
 """
 
@@ -122,7 +123,7 @@ def apply(dataset: Dataset, rows, table) -> Dataset:
         split: {cls: [f for f in files if f not in moved] for cls, files in by_class.items()}
         for split, by_class in dataset.images.items()
     }
-    counts, ignored = Counter(), list(dataset.ignored)
+    counts, ignored, excluded = Counter(), list(dataset.ignored), {}
     for file in sorted(moved):
         action, cls = changes[file]
         split = where[unicodedata.normalize("NFC", file)][0]
@@ -131,6 +132,7 @@ def apply(dataset: Dataset, rows, table) -> Dataset:
             counts["relabelled"] += 1
         else:
             ignored.append((file, EXCLUDED.format(table=table)))
+            excluded.setdefault(split, []).append(file)
             counts["excluded"] += 1
     emptied = [(s, c) for s, by_class in images.items() for c, files in by_class.items() if not files and dataset.images[s][c]]
     if emptied:
@@ -144,4 +146,4 @@ def apply(dataset: Dataset, rows, table) -> Dataset:
         for files in by_class.values():
             files.sort()
     corrected = {"relabelled": counts["relabelled"], "excluded": counts["excluded"]}
-    return replace(dataset, images=images, ignored=sorted(ignored), corrected=corrected)
+    return replace(dataset, images=images, ignored=sorted(ignored), corrected=corrected, excluded=excluded)

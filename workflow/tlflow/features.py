@@ -24,9 +24,10 @@ from . import backbones, disk, pooling, split_rows
 from . import views as view_sets
 from .atomic import atomic_path
 from .images import decode_all
-from .manifest import MANIFEST_FIELDS, manifest_text, read_listing, read_manifest
+from .manifest import LISTING_FIELDS, MANIFEST_FIELDS, manifest_text, read_listing
 from .progress import Progress
 from .readers import read_table
+from .splits import check_classes
 from .runtime import configure_threads
 
 log = logging.getLogger(__name__)
@@ -229,7 +230,7 @@ class _PartWriter:
     leaves its finished parts for the next run to reuse.
     """
 
-    def __init__(self, cache_dir: Path, fields=MANIFEST_FIELDS, dtype=np.float32,
+    def __init__(self, cache_dir: Path, fields=LISTING_FIELDS, dtype=np.float32,
                  rows_per_part: int = 256):  # fmt: skip
         self.cache_dir, self.rows_per_part = cache_dir, rows_per_part
         self.fields, self.dtype = [*fields, CHECKSUM], dtype
@@ -283,10 +284,10 @@ def extract_shard(
     With a view set (tlflow.views), the rows are those views of each image instead,
     cached apart from the originals and keyed by view too.
     """
-    rows = read_manifest(manifest_path)
+    rows = read_listing(manifest_path)
     data_dir = Path(data_dir)
     cache_dir = cache_folder(cache_dir, spec, views)
-    fields, key, decode, dtype = MANIFEST_FIELDS, _image_key, decode_all, np.dtype(np.float32)
+    fields, key, decode, dtype = LISTING_FIELDS, _image_key, decode_all, np.dtype(np.float32)
     if views is not None:
         rows = view_sets.rows(views, rows)
         fields, key, decode = view_sets.VIEW_FIELDS, view_sets.key, view_sets.decoder(views)
@@ -371,18 +372,22 @@ def _damaged_shards(problems: list[tuple[str, str]]) -> DamagedShardError:
     )
 
 
-def join_shards(shards, out_labels, out_manifest, out_skipped, cache_dir=None) -> int:
-    """Join shard outputs into one split, rows sorted by (class label, file).
+def join_shards(shards, labels, out_labels, out_manifest, out_skipped, cache_dir=None, split="") -> dict:
+    """Join shard outputs into one split with its labels, rows sorted by (label, file).
 
-    ``shards`` is a list of (features.npy, manifest.csv, skipped.csv). The rows stay
-    in the shards' files: the split's manifest says where each one is (``shard``,
-    ``row``) with its checksum (tlflow.split_rows reads them). The order does not
-    depend on how many shards there are, so changing the shard count keeps rows.
-    Views (a ``view`` column) stay after their image's other views, as each shard
-    wrote them: an image's views are all in its shard. Every row is checked against
-    its checksum here, once, so a damaged shard never reaches a head. With
+    ``shards`` is a list of (features.npy, manifest.csv, skipped.csv), ``labels`` the
+    split's labels listing (file, class, label): the classes are added here, so a new
+    label never reruns an extraction. An image the shards hold but the listing does
+    not was excluded by config 'corrections' and is left out; a listed image that no
+    shard holds or skipped stops the join (the shards were made for other images).
+    The rows stay in the shards' files: the split's manifest says where each one is
+    (``shard``, ``row``) with its checksum (tlflow.split_rows reads them). The order
+    does not depend on how many shards there are, so changing the shard count keeps
+    rows. Views (a ``view`` column) stay after their image's other views, as each
+    shard wrote them: an image's views are all in its shard. Every row is checked
+    against its checksum here, once, so a damaged shard never reaches a head. With
     ``cache_dir`` (the split's, cache_folder), cache files no shard needs now are
-    deleted.
+    deleted. Returns counts for the log.
     """
     import pandas as pd
 
@@ -401,22 +406,35 @@ def join_shards(shards, out_labels, out_manifest, out_skipped, cache_dir=None) -
             unfit.append((features, f"row {mismatch} ({rows[mismatch]['file']}) does not match its checksum"))
         # The rows _read_entry read (strings, from the csv module): not read again.
         frame = pd.DataFrame(rows)  # never empty: extract_shard refuses a shard of no row
-        frame["label"] = frame["label"].astype(np.int64)
         frame["shard"], frame["row"] = str(features), range(len(frame))
         manifests.append(frame)
     if unfit:
         raise _damaged_shards(unfit)
-    table = pd.concat(manifests, ignore_index=True).sort_values(
+    rows = pd.concat(manifests, ignore_index=True)
+    skipped = pd.concat([read_table(s).assign(list=str(s)) for _, _, s in shards], ignore_index=True)
+    listed = read_table(labels)
+    listed["label"] = listed["label"].astype(np.int64)
+    missing = sorted(set(listed["file"]) - set(rows["file"]) - set(skipped["file"]))
+    if missing:
+        raise DamagedShardError(
+            f"the shards of split '{split}' hold no row of {len(missing)} image(s) its "
+            f"labels listing {labels} has (first: {', '.join(missing[:5])}): they were "
+            "made for other images. Recompute them with `snakemake --forcerun "
+            "extract_shard` (`extract_views` for views): their rows are reused from the cache."
+        )
+    kept = skipped["file"].isin(listed["file"])
+    check_classes(split, listed, rows["file"], skipped[kept])
+    table = rows.merge(listed, on="file", validate="many_to_one").sort_values(
         ["label", "file"], kind="stable", ignore_index=True
     )
     with atomic_path(out_labels) as tmp:
         disk.save(tmp, table["label"].to_numpy(dtype=np.int64))
     with atomic_path(out_manifest) as tmp:
-        fields = view_sets.VIEW_FIELDS if "view" in table else MANIFEST_FIELDS
+        fields = [*MANIFEST_FIELDS, "view"] if "view" in table else MANIFEST_FIELDS
         table[[*fields, *SPLIT_FIELDS]].to_csv(tmp, index=False)
-    skipped = pd.concat([read_table(s) for _, _, s in shards])
     with atomic_path(out_skipped) as tmp:
-        skipped.sort_values("file").to_csv(tmp, index=False)
+        skipped.loc[kept, ["file", "error"]].sort_values("file").to_csv(tmp, index=False)
     if cache_dir is not None:
         _prune_cache(Path(cache_dir), [manifest for _, manifest, _ in shards])
-    return len(table)
+    excluded = rows.loc[~rows["file"].isin(listed["file"]), "file"].nunique()
+    return {"rows": len(table), "excluded": excluded, "skipped": int(kept.sum())}

@@ -38,9 +38,18 @@ class Dataset:
     ignored: list[tuple[str, str]] = field(default_factory=list)
     # What config 'corrections' changed: {"relabelled": n, "excluded": m} (tlflow.corrections).
     corrected: dict[str, int] = field(default_factory=dict)
+    # split -> the images config 'corrections' excluded: no class, but still
+    # extracted, so that a correction never changes what extraction reads.
+    excluded: dict[str, list[str]] = field(default_factory=dict)
 
     def count(self, split: str) -> int:
         return sum(len(files) for files in self.images[split].values())
+
+    def extracted(self, split: str) -> list[str]:
+        """Every image of ``split`` whose features are computed, sorted: its
+        classes' images and the ones excluded from them."""
+        by_class = self.images[split].values()
+        return sorted([f for files in by_class for f in files] + self.excluded.get(split, []))
 
 
 def code_points(name: str) -> str:

@@ -2,11 +2,14 @@
 
 A shard is (split, k): the images of a split whose path hashes to k.
 Membership depends on the name alone, so adding a file never moves another one.
-A shard's manifest lists its files with their content hashes. The workflow makes
-it the only input of the shard's job and reruns it when its digest changes, so a
-shard reruns exactly when an image in it was added, removed or edited, and not
-when a file was merely touched. The images themselves are no job's inputs:
-Snakemake's bookkeeping then costs the same for ten images or a million.
+A shard's manifest lists its files with their content hashes, and no class. The
+workflow makes it the only input of the shard's job and reruns it when its digest
+changes, so a shard reruns exactly when an image in it was added, removed or
+edited, and not when a file was merely touched, nor when a label changed. A
+split's labels listing (file, class, label) is read where its shards are joined,
+so a new label reruns the join and what follows, never an extraction. The images
+themselves are no job's inputs: Snakemake's bookkeeping then costs the same for
+ten images or a million.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from stat import S_ISREG
 
 from .atomic import atomic_path
 
-MANIFEST_FIELDS = ["file", "class", "label", "sha256"]
-LISTING_FIELDS = ["file", "sha256"]  # images to predict: no class
+MANIFEST_FIELDS = ["file", "class", "label", "sha256"]  # of a joined split
+LISTING_FIELDS = ["file", "sha256"]  # images to extract or predict: no class
+LABEL_FIELDS = ["file", "class", "label"]  # a split's labels listing
 
 
 class UnreadableError(ValueError):
@@ -126,7 +130,7 @@ def _csv_text(fields: list[str], rows) -> str:
     return buffer.getvalue()
 
 
-def manifest_text(rows: list[dict], fields=MANIFEST_FIELDS) -> str:
+def manifest_text(rows: list[dict], fields=LISTING_FIELDS) -> str:
     return _csv_text(fields, ([row[f] for f in fields] for row in rows))
 
 
@@ -151,36 +155,44 @@ def write_if_changed(path: str | os.PathLike, text: str) -> bool:
 
 
 def shard_rows(dataset, split: str, shards: int, k: int, cache: HashCache | None = None):
-    """Manifest rows of shard k of ``split``, by class then file; hashes if ``cache``."""
+    """Manifest rows (file, sha256) of shard k of ``split``, by file; hashes if ``cache``."""
     rows = _split_shards(dataset, split, shards, cache).get(k, [])
-    return [dict(zip(MANIFEST_FIELDS, row)) for row in rows]
+    return [dict(zip(LISTING_FIELDS, row)) for row in rows]
 
 
 def _split_shards(dataset, split, shards, cache) -> dict[int, list[tuple]]:
-    """Rows (file, class, label, sha256) of every non-empty shard of ``split``, in one pass.
+    """Rows (file, sha256) of every non-empty shard of ``split``, in one pass.
 
     Tuples and plain string paths: this runs once per image on every run.
     """
     root = os.fspath(dataset.data_dir)
-    files = [
+    files = dataset.extracted(split)
+    hashes = digests(cache, [f"{root}/{f}" for f in files])
+    by_shard: dict[int, list[tuple]] = {}
+    for f, digest in zip(files, hashes):
+        by_shard.setdefault(shard_of(f, shards), []).append((f, digest))
+    return by_shard
+
+
+def label_rows(dataset, split: str) -> list[tuple[str, str, int]]:
+    """(file, class, label) of every image of ``split``, by label then file."""
+    return [
         (f, cls, label)
         for label, cls in enumerate(dataset.classes)
         for f in dataset.images[split][cls]
     ]
-    hashes = digests(cache, [f"{root}/{f}" for f, _, _ in files])
-    by_shard: dict[int, list[tuple]] = {}
-    for (f, cls, label), digest in zip(files, hashes):
-        by_shard.setdefault(shard_of(f, shards), []).append((f, cls, label, digest))
-    return by_shard
 
 
-def shard_listings(dataset, shards: int, cache: HashCache) -> dict[str, tuple[str, int]]:
-    """``{"<split>/shard-<k>": (manifest text, image count)}`` of every non-empty shard."""
-    listings = {}
+def listings(dataset, shards: int, cache: HashCache) -> dict[str, tuple[str, int]]:
+    """``{name: (manifest text, image count)}``: ``<split>/shard-<k>`` of every non-empty
+    shard, and ``<split>/labels`` of every split."""
+    found = {}
     for split in dataset.images:
         for k, rows in sorted(_split_shards(dataset, split, shards, cache).items()):
-            listings[f"{split}/shard-{k}"] = (_csv_text(MANIFEST_FIELDS, rows), len(rows))
-    return listings
+            found[f"{split}/shard-{k}"] = (_csv_text(LISTING_FIELDS, rows), len(rows))
+        rows = label_rows(dataset, split)
+        found[f"{split}/labels"] = (_csv_text(LABEL_FIELDS, rows), len(rows))
+    return found
 
 
 def folder_listing(folder, files: list[str], cache: HashCache) -> tuple[str, int]:

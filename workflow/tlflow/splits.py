@@ -48,28 +48,21 @@ def evaluation_split(splits: list[str], chosen: str | None = None) -> str:
     return chosen
 
 
-def check_classes(split: str, classes: list[str], manifests, skipped) -> None:
-    """Raise SplitError when a class has no row in ``split``'s shard ``manifests``.
+def check_classes(split: str, listed, extracted, skipped) -> None:
+    """Raise SplitError when a class of ``split``'s labels listing keeps no row.
 
-    Called before the shards are joined: a class can lose its last image there when
-    'on_bad_image: skip' left out its undecodable ones (listed in the shards'
-    ``skipped`` CSVs, which stay on disk when the join fails).
+    ``listed`` is the labels listing (file, class, label), ``extracted`` the files the
+    shards hold rows of, ``skipped`` the listed images 'on_bad_image: skip' left out
+    (file, error, and ``list``: the skipped CSV that names it, which stays on disk
+    when the join fails). Called before the split is joined, so a split without a
+    class never looks joined.
     """
-    import pandas as pd
-
-    from .readers import read_table
-
-    found = set()
-    for manifest in manifests:
-        found.update(read_table(manifest, usecols=["class"])["class"])
-    missing = [name for name in classes if name not in found]
+    kept = listed["file"].isin(extracted)
+    missing = sorted(set(listed["class"]) - set(listed.loc[kept, "class"]))
     if not missing:
         return
-    left_out = pd.concat(
-        [read_table(path).assign(list=str(path)) for path in skipped],
-        ignore_index=True,
-    )
-    left_out = left_out[left_out["file"].str.split("/").str[1].isin(missing)]
+    lost = set(listed.loc[listed["class"].isin(missing), "file"])
+    left_out = skipped[skipped["file"].isin(lost)]
     files = sorted(left_out["file"])
     listing = "".join(f"\n  {file}" for file in files[:10])
     if len(files) > 10:
@@ -79,7 +72,5 @@ def check_classes(split: str, classes: list[str], manifests, skipped) -> None:
         f"left out its {len(files)} undecodable image(s):{listing}\n(listed with their "
         f"errors in {', '.join(sorted(set(left_out['list'])))}). A head chosen, calibrated or "
         "scored without a class gives results that look complete and are wrong. Replace "
-        "the broken images, or add images of "
-        + ", ".join(f"'{name}' to {split}/{name}/" for name in missing)
-        + " in data_dir."
+        f"the broken images, or add images of class(es) {missing} to split '{split}'."
     )

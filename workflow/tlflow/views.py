@@ -27,7 +27,7 @@ import numpy as np
 from .augment import random_view, transforms
 from .images import decode_all
 
-VIEW_FIELDS = ["file", "class", "label", "sha256", "view"]
+VIEW_FIELDS = ["file", "sha256", "view"]  # of a shard's view rows: no class
 
 
 def mirror(image: np.ndarray) -> np.ndarray:

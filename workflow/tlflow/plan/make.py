@@ -76,7 +76,7 @@ def _make(config: dict, state: Path) -> Plan:
     )  # fmt: skip
     folder = config["predict"]["images"]
     to_predict, predict_ignored = predict.list_images(folder) if folder else ([], [])
-    texts = manifest.shard_listings(dataset, config["extraction"]["shards"], image_hashes)
+    texts = manifest.listings(dataset, config["extraction"]["shards"], image_hashes)
     if folder:
         texts["predict"] = manifest.folder_listing(folder, to_predict, image_hashes)
     image_hashes.save()

@@ -37,7 +37,9 @@ class Plan:
     # Split -> view set (tlflow.views): train's augmented views, the evaluation
     # split's test-time views; a split without views is not a key.
     views: dict[str, dict]
-    # "<split>/shard-<k>" of every non-empty shard, and "predict" (images to predict).
+    # "<split>/shard-<k>" of every non-empty shard (what extraction reads),
+    # "<split>/labels" of every split (what its join reads), and "predict" (images
+    # to predict).
     listings: dict[str, Listing]
     staged: str  # the folder of the staged listings
     # Entries under data_dir and the images to predict that are no image of the
@@ -62,7 +64,8 @@ class Plan:
         return sorted(int(n.removeprefix(prefix)) for n in self.listings if n.startswith(prefix))
 
     def split_size(self, split: str) -> int:
-        return sum(self.listing_size(f"{split}/shard-{k}") for k in self.shard_numbers(split))
+        """Images of ``split`` with a class (its shards may hold excluded ones too)."""
+        return self.listing_size(f"{split}/labels")
 
     def head_meta(self, backbone: str) -> dict:
         """Recorded beside a backbone's head: what prediction needs to rebuild the

@@ -10,9 +10,10 @@ EfficientNet-Lite0 at 128x128, every other setting at its default.
    as the audit does (out-of-fold probe, calibrated) and prints precision@k and
    recall@2k (k = flipped) of the audit's suspects and of cleanlab's
    find_label_issues on the same out-of-fold probabilities, and the expected
-   calibration error (ECE) of the shown probabilities against the true labels,
-   before and after the temperature (out-of-fold, and on the test split, which
-   fits nothing).
+   calibration error (ECE) against the true labels of the probabilities as the
+   probe gives them (none), after a temperature fitted on the given labels
+   (given), and after the audit's temperature fitted with a noise rate (noise),
+   out-of-fold and on the test split, which fits nothing.
 2. The loop: the whole workflow on the clean labels, then with 2% flipped (seed
    0); a reviewer who confirms only true flips accepts the page's suggestion
    (relabel as the likely class) for each of the top k suspects that is one;
@@ -20,13 +21,12 @@ EfficientNet-Lite0 at 128x128, every other setting at its default.
    accuracy and log loss of each run and the features computed by each rerun
    (counted from the extraction logs).
 
-    .venv/bin/python benchmarks/label_noise.py --data ../shared/data/catsdogs-2k
+    .venv/bin/python benchmarks/audit.py --data ../shared/data/catsdogs-2k
         [--model ../shared/models/efficientnet_lite0_notop.keras] [--workdir DIR]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -39,9 +39,10 @@ import numpy as np
 import pandas as pd
 import yaml
 from cleanlab.filter import find_label_issues
-from incremental import computed_since  # benchmarks/ is the script's folder
+from extraction import photos_parser  # benchmarks/ is the script's folder
+from incremental import computed_since
 from tlflow import audit
-from tlflow.calibration import expected_calibration_error
+from tlflow.calibration import expected_calibration_error, fit_temperature, probabilities
 
 REPO = Path(__file__).resolve().parents[1]
 BACKBONE = "efficientnet_lite0"
@@ -111,20 +112,25 @@ def ranking(workdir: Path, truth: pd.DataFrame) -> list[dict]:
             frame = table.assign(**{"class": given, "label": given.map(CLASSES.index)})
             labels = frame.label.to_numpy()
             raw = np.zeros((len(frame), 2))
-            raw[known] = audit.out_of_fold(vectors[known], labels[known], 2, 5, 0)
-            raw[~known] = audit._fit_predict(vectors[known], labels[known], vectors[~known], 2, 0)
-            proba, temperature = audit.calibrate(raw, labels, known)
+            fit = np.flatnonzero(known)
+            raw[known] = audit.out_of_fold(vectors, fit, labels[known], 2, 5, 0)
+            raw[~known] = audit._fit_predict(vectors, fit, labels[known], np.flatnonzero(~known), 2, 0)
+            proba, temperature, noise = audit.calibrate(raw, labels, known)
+            logits = np.log(np.clip(raw, 1e-12, 1.0))
+            given_t = fit_temperature(logits[known], labels[known])  # noise not modelled
+            shown = {"none": raw, "given": probabilities(logits, given_t), "noise": proba}
             ours = audit.suspects_table(frame[known].reset_index(drop=True), proba[known], CLASSES)
             order = find_label_issues(labels[known], proba[known], return_indices_ranked_by="self_confidence")
             theirs = list(frame.file[known].to_numpy()[order])
             k = len(planted)
             ece = {
-                f"ece_{where}_{when}": expected_calibration_error(p[rows], true[rows])
+                f"ece_{where}_{how}": expected_calibration_error(p[rows], true[rows])
                 for where, rows in (("oof", known), ("test", ~known))
-                for when, p in (("before", raw), ("after", proba))
+                for how, p in shown.items()
             }
             results.append({
-                "rate": rate, "seed": seed, "flipped": k, "temperature": temperature,
+                "rate": rate, "seed": seed, "flipped": k, "T_given": given_t,
+                "T_noise": temperature, "noise": noise,
                 "audit_suspects": len(ours), "audit_p@k": at_k(list(ours.file), planted, k),
                 "audit_r@2k": at_k(list(ours.file), planted, 2 * k),
                 "cleanlab_issues": len(theirs), "cleanlab_p@k": at_k(theirs, planted, k),
@@ -164,11 +170,7 @@ def loop(workdir: Path, truth: pd.DataFrame, config: dict) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(REPO.parent / "shared/data/catsdogs-2k"))
-    parser.add_argument("--model", default=str(REPO.parent / "shared/models/efficientnet_lite0_notop.keras"))
-    parser.add_argument("--workdir", help="folder to work in (default: a temporary one)")
-    args = parser.parse_args()
+    args = photos_parser(__doc__.splitlines()[0]).parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="tlflow-noise-")).resolve()
     print(f"$ {' '.join([Path(sys.executable).name, *sys.argv])}")
     truth = link_photos(Path(args.data).resolve(), workdir)
