@@ -204,8 +204,10 @@ def test_a_multi_label_run_end_to_end(tmp_path):
 
     workdir = tmp_path / "run"
     table = synthetic.multi_label(workdir / "data", {"train": 36, "validation": 15, "test": 12}, size=32)
+    # float32 features: the ONNX export computes in float32 (tlflow.export).
     config = {**TINY_CONFIG, "labels": str(table.relative_to(workdir)), "export": {"formats": ["onnx"]},
-              "predict": {"images": "data/images"}}  # fmt: skip
+              "predict": {"images": "data/images"},
+              "extraction": {**TINY_CONFIG["extraction"], "precision": "float32"}}  # fmt: skip
     write_config(workdir, config)
     snakemake(workdir)
     results = workdir / "results/vgg16"
@@ -232,7 +234,7 @@ def test_a_multi_label_run_end_to_end(tmp_path):
     np.testing.assert_allclose(exported[columns], pd.read_csv(results / "predictions/predictions.csv")[columns],
                                atol=1e-4)  # fmt: skip
     # Corrupting the test split's features reruns its evaluation, never the head.
-    for shard in (results / "features").glob("test*"):
-        shard.write_bytes(b"corrupt")
+    for shard in (results / "features/shards/test").glob("*.npy"):
+        shard.write_bytes(shard.read_bytes()[:-64] + bytes(64))
     jobs = planned_jobs(workdir)
-    assert "train_head" not in jobs
+    assert "train_head" not in jobs and jobs["evaluate"] == 1

@@ -52,6 +52,12 @@ SPLITS, SPECS, CLASSES = PLAN.splits, PLAN.specs, PLAN.classes
 # The split the evaluation scores; train fits the head and validation chooses and
 # calibrates it (tlflow.splits).
 EVAL_SPLIT = PLAN.evaluation_split
+# Several labels per image: the joins make 0/1 label matrices of these (tlflow.label_sets).
+LABEL_SETS = (CLASSES, PLAN.separator) if PLAN.multi_label else None
+# The audit covers single-label data only (docs/multilabel.md).
+AUDIT = config["audit"]["enabled"] and not PLAN.multi_label
+if workflow.is_main_process and config["audit"]["enabled"] and not AUDIT:
+    logger.info("Several labels per image: the audit covers single-label data only, skipped.")
 
 
 wildcard_constraints:
@@ -209,7 +215,9 @@ def final_targets():
     if FINE_TUNE:
         paths += [f"fine_tuned/{path}" for path in ("model.keras", *curves, *figures)]
         paths += ["fine_tuned/export/check.json"] if EXPORT else []
-    if config["audit"]["enabled"]:
+    if PLAN.multi_label:
+        paths.append("evaluation/precision_recall.png")
+    if AUDIT:
         audit_plots = ("label_suspects", "cross_split_pairs", "embedding")
         paths += ["audit/audit.json", *(f"audit/{n}.png" for n in audit_plots)]
         paths.append("audit/review.html")

@@ -144,7 +144,7 @@ rule summarise_run:
         # The audit's counts, for its warning of copies across splits (if on).
         audit=(
             ["results/{backbone}/audit/audit.json"]
-            if config["audit"]["enabled"]
+            if AUDIT
             else []
         ),
         # The fine-tuned model's metadata and scores, shown beside (if on).

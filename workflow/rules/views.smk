@@ -70,6 +70,7 @@ rule join_views:
         views=view_set,
         cache="results/{backbone}/.cache/{split}",
         images=split_images,
+        multi_label=LABEL_SETS,
     message:
         "{rule}: backbone {wildcards.backbone}, split {wildcards.split}, "
         "views of {params.images} images"

@@ -67,6 +67,8 @@ def _weights_words(decision: dict | None) -> str:
     """The class weights in words, e.g. '; class weights balanced (auto: largest/smallest 10.0)'."""
     if decision is None:  # metadata from before class weights
         return ""
+    if "ratio" not in decision:  # multi-label data: never weighted
+        return f"; class weights {decision['applied']}"
     why = f" ({decision['setting']}: largest/smallest class {decision['ratio']:.1f})"
     return f"; class weights {decision['applied']}" + (why if decision["setting"] == "auto" else "")
 

@@ -62,12 +62,12 @@ def _paint(pen, shape: str, cx: float, cy: float, radius: float, colour) -> None
 def multi_label(root, counts: dict[str, int], labels: int = 3, size: int = 32, seed: int = 0) -> Path:
     """Write ``root/images/<split>-<n>.jpg``, each with one to three of the first
     ``labels`` shapes (each in its colour family, in its own quarter of the image),
-    and ``root/labels.csv`` (file, labels joined by "|", split). Returns the table's path.
+    and ``root/labels.csv`` (file, label: its labels joined by "|", split). Returns its path.
     """
     rng = np.random.default_rng(seed)
     folder = Path(root, "images")
     folder.mkdir(parents=True, exist_ok=True)
-    rows = ["file,labels,split"]
+    rows = ["file,label,split"]
     for split, count in counts.items():
         for n in range(count):
             shapes = sorted(rng.choice(SHAPES[:labels], size=rng.integers(1, min(3, labels) + 1), replace=False))
