@@ -238,3 +238,42 @@ def test_a_multi_label_run_end_to_end(tmp_path):
         shard.write_bytes(shard.read_bytes()[:-64] + bytes(64))
     jobs = planned_jobs(workdir)
     assert "train_head" not in jobs and jobs["evaluate"] == 1
+
+
+def _multi_label_data(tmp_path, header, rows):
+    """Generated images under tmp_path/data (train, validation, test) and a table of ``rows``."""
+    from tlflow import synthetic
+
+    synthetic.multi_label(tmp_path / "data", {"train": 6, "validation": 3, "test": 3}, size=16)
+    files = sorted(p.name for p in (tmp_path / "data/images").iterdir())
+    table = tmp_path / "labels.csv"
+    table.write_text(header + "\n" + "".join(row(f"images/{f}", f.split("-")[0]) + "\n"
+                                             for f, row in zip(files, rows)))  # fmt: skip
+    return table
+
+
+def test_a_table_of_0_1_columns_plans_labels_with_all_zero_rows_as_images(tmp_path):
+    from tlflow import layouts, manifest
+
+    rows = [lambda f, s, bits=bits: f"{f},{s},{bits}" for bits in
+            ["1,0", "0,1", "1,1", "0,0", "1,0", "0,1", "1,1", "0,0", "1,0", "0,1", "1,1", "0,0"]]  # fmt: skip
+    table = _multi_label_data(tmp_path, "file,split,dog,cat", rows)
+    dataset = layouts.scan(tmp_path / "data", ["train", "validation", "test"],
+                           manifest.HashCache(tmp_path / "h.json"), labels=str(table),
+                           columns={"labels": ["dog", "cat"]})  # fmt: skip
+    assert dataset.names == ["cat", "dog"] and dataset.separator == "|"
+    # Rows go to the files in sorted order: test, then train (0,0 1,0 0,1 1,1 0,0 1,0).
+    assert dataset.label_counts("train") == {"cat": 2, "dog": 3}
+    assert dataset.count("train") == 6  # the two images without a label are kept
+    assert ("images/train-00000.jpg", "", -1) in manifest.label_rows(dataset, "train")
+
+
+def test_a_label_only_outside_train_is_refused_when_planned(tmp_path):
+    from tlflow import layouts, manifest
+    from tlflow.images import DatasetError
+
+    labels = ["bird|cat"] * 3 + ["cat|dog", "cat", "dog"] * 2 + ["bird|cat"] * 3  # test, train, validation
+    table = _multi_label_data(tmp_path, "file,split,label", [lambda f, s, c=c: f"{f},{s},{c}" for c in labels])
+    with pytest.raises(DatasetError, match=r"label\(s\) \['bird'\] have no training image"):
+        layouts.scan(tmp_path / "data", ["train", "validation", "test"], manifest.HashCache(tmp_path / "h.json"),
+                     labels=str(table))  # fmt: skip
