@@ -57,7 +57,9 @@ LABEL_SETS = (CLASSES, PLAN.separator) if PLAN.multi_label else None
 # The audit covers single-label data only (docs/multilabel.md).
 AUDIT = config["audit"]["enabled"] and not PLAN.multi_label
 if workflow.is_main_process and config["audit"]["enabled"] and not AUDIT:
-    logger.info("Several labels per image: the audit covers single-label data only, skipped.")
+    logger.info(
+        "Several labels per image: the audit covers single-label data only, skipped."
+    )
 
 
 wildcard_constraints:

@@ -142,11 +142,7 @@ rule summarise_run:
             "results/{{backbone}}/features/{split}_skipped.csv", split=SPLITS
         ),
         # The audit's counts, for its warning of copies across splits (if on).
-        audit=(
-            ["results/{backbone}/audit/audit.json"]
-            if AUDIT
-            else []
-        ),
+        audit=(["results/{backbone}/audit/audit.json"] if AUDIT else []),
         # The fine-tuned model's metadata and scores, shown beside (if on).
         fine_tuned=(
             [
