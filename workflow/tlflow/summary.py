@@ -54,11 +54,11 @@ def _head_words(head: dict) -> str:
     searched = head.get("search_rows", 0) < head.get("train_rows", 0)
     return (
         f"{selected['kind']}, {selected['pooling']} pooling, {extra}; best of "
-        f"{head['candidates']} on {SELECTION} ({head['settings']['criterion']})"
+        f"{head['candidates']} on {SELECTION} ({head.get('criterion', head['settings']['criterion'])})"
         + (f", fitted on {head['search_rows']:,} of the {head['train_rows']:,} training rows, "
            "the winner again on all" if searched else "")  # fmt: skip
         + (f"; temperature {head['temperature']:.3f}" if "thresholds" not in head else
-           "; a temperature and a threshold per label, chosen by " + head["criterion"])  # fmt: skip
+           "; a temperature and a threshold per label")  # fmt: skip
         + _weights_words(head.get("class_weight"))
     )
 
@@ -188,7 +188,11 @@ def summary_html(head_meta, manifests: dict, skipped: dict, metrics_json, out_ht
     multi_label = bool(meta.multi_label)
     sizes = split_sizes(manifests, skipped, meta.classes, meta.multi_label.get("separator"))
     per_class = pd.DataFrame(result["per_label" if multi_label else "per_class"]).T
-    per_class.loc["macro average"] = {**result["macro"], "support": result["images"]}
+    per_class.loc["macro average"] = {
+        **result["macro"], "support": result["images"],
+        # Of multi-label data: mean average precision and the labels' mean ECE.
+        **({"average_precision": result["mean_average_precision"], "ece": result["ece"]} if multi_label else {}),
+    }  # fmt: skip
     per_class["support"] = per_class["support"].astype(int)
     overall = _overall_multi_label(result) if multi_label else _overall(result)
     rare = [] if multi_label else imbalance.rare_warnings(
