@@ -277,3 +277,14 @@ def test_a_label_only_outside_train_is_refused_when_planned(tmp_path):
     with pytest.raises(DatasetError, match=r"label\(s\) \['bird'\] have no training image"):
         layouts.scan(tmp_path / "data", ["train", "validation", "test"], manifest.HashCache(tmp_path / "h.json"),
                      labels=str(table))  # fmt: skip
+
+
+def test_a_large_training_split_is_searched_on_a_subsample_by_label_combination(tmp_path):
+    settings = {**DEFAULTS, "kind": "linear", "pooling": "avg", "l2": [0.01, 1.0], "search_rows": 30}
+    outputs, (_, y), _ = _fit(tmp_path, settings)
+    table = pd.read_csv(outputs.candidates)
+    assert list(table.columns) == head.MULTI_LABEL_CANDIDATE_COLUMNS
+    searched = table[~table["selected"]]["train_rows"]
+    assert (searched < len(y)).all() and table[table["selected"]]["train_rows"].item() == len(y)
+    meta = json.loads(outputs.meta.read_text())["head"]
+    assert meta["search_rows"] < meta["train_rows"] == len(y)
