@@ -288,3 +288,14 @@ def test_a_large_training_split_is_searched_on_a_subsample_by_label_combination(
     assert (searched < len(y)).all() and table[table["selected"]]["train_rows"].item() == len(y)
     meta = json.loads(outputs.meta.read_text())["head"]
     assert meta["search_rows"] < meta["train_rows"] == len(y)
+
+
+def test_settings_multi_label_data_cannot_have_yet_are_refused_with_the_fix():
+    from tlflow.plan import PlanError
+    from tlflow.plan.make import _multi_label_supported
+
+    config = {"labels": "labels.csv", "fine_tune": {"enabled": True}, "augmentation": {"test_time": ["flip"]},
+              "backbones": [{"name": "vgg16"}]}  # fmt: skip
+    with pytest.raises(PlanError, match="fine_tune: enabled: true and augmentation: test_time: do not support"):
+        _multi_label_supported(config)
+    _multi_label_supported({**config, "fine_tune": {"enabled": False}, "augmentation": {"test_time": []}})

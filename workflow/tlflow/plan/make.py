@@ -120,11 +120,13 @@ def _multi_label_supported(config: dict) -> None:
         name for name, on in (
             ("fine_tune: enabled: true", config["fine_tune"]["enabled"]),
             ("augmentation: test_time:", views.test_time_views(config["augmentation"])),
+            ("several backbones (their comparison)", len(config["backbones"]) > 1),
         ) if on
     ]  # fmt: skip
     if unsupported:
         raise PlanError(
             f"the label table {config['labels']} gives several labels per image, which "
-            f"{' and '.join(unsupported)} do not support yet: remove them from the config."
+            f"{' and '.join(unsupported)} do not support yet: remove them from the config (one "
+            "backbone per run: run the others with their own config)."
         )
 
