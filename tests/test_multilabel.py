@@ -90,6 +90,9 @@ def test_saved_head_applies_each_labels_temperature_and_records_thresholds(tmp_p
     np.testing.assert_allclose(proba, multilabel.probabilities(raw, chosen["temperature"]), atol=1e-5)
     assert chosen["thresholds"] == pytest.approx(multilabel.fit_thresholds(proba, val_y), abs=1e-5)
     assert chosen["validation"]["mean_average_precision"] > 0.8
+    # The history's accuracy is per label at 0.5 for both kinds (the kept epoch's weights).
+    kept = pd.read_csv(outputs.history).iloc[chosen["best_epoch"] - 1]
+    assert kept["val_accuracy"] == pytest.approx(np.mean((raw >= 0) == val_y), abs=1e-6)
 
 
 def test_a_threshold_maximises_its_labels_validation_f1():

@@ -100,7 +100,8 @@ def fit_mlp(train, validation, n_classes: int, candidate: dict, settings: dict, 
     model.compile(
         optimizer=optimizer,
         loss="binary_crossentropy" if n_classes == 2 or multi_label else "sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        # Per label, as the linear head's history: Keras would take multi-label "accuracy" as categorical.
+        metrics=[keras.metrics.BinaryAccuracy(name="accuracy")] if multi_label else ["accuracy"],
         # Many steps per call: the same updates, less Python per step.
         steps_per_execution=64,
     )
