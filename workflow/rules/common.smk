@@ -53,6 +53,10 @@ SPLITS, SPECS, CLASSES = PLAN.splits, PLAN.specs, PLAN.classes
 # The split the evaluation scores; train fits the head and validation chooses and
 # calibrates it (tlflow.splits).
 EVAL_SPLIT = PLAN.evaluation_split
+# Several labels per image: the joins make 0/1 label matrices of these (tlflow.label_sets).
+LABEL_SETS = (CLASSES, PLAN.separator) if PLAN.multi_label else None
+# The audit covers single-label data only (docs/multilabel.md).
+AUDIT = config["audit"]["enabled"] and not PLAN.multi_label
 
 
 wildcard_constraints:
@@ -191,4 +195,4 @@ def predict_images(wildcards):
 
 
 def final_targets():
-    return targets.final(config, list(SPECS))
+    return targets.final(config, list(SPECS), PLAN.multi_label)

@@ -5,6 +5,7 @@
 
 localrules:
     plot_evaluation,
+    plot_precision_recall,
     summarise_run,
     compare_backbones,
 
@@ -92,10 +93,42 @@ rule plot_evaluation:
     params:
         data_dir=config["data_dir"],
         split=EVAL_SPLIT,
+        # Joins an image's labels in multi-label predictions.
+        separator=config["label_separator"],
     message:
         "{rule}: backbone {wildcards.backbone}"
     script:
         "../scripts/plot_evaluation.py"
+
+
+# Multi-label data: each label's precision-recall curve and its threshold.
+rule plot_precision_recall:
+    input:
+        predictions="results/{backbone}/evaluation/predictions.csv",
+    output:
+        report(
+            "results/{backbone}/evaluation/precision_recall.png",
+            caption="../report/precision_recall.rst",
+            category="3. Evaluation",
+            subcategory="{backbone}",
+        ),
+    log:
+        "logs/{backbone}/plot_precision_recall.log",
+    benchmark:
+        "logs/{backbone}/plot_precision_recall.benchmark.tsv"
+    conda:
+        "../../envs/plots.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        split=EVAL_SPLIT,
+        separator=config["label_separator"],
+    message:
+        "{rule}: backbone {wildcards.backbone}"
+    script:
+        "../scripts/plot_precision_recall.py"
 
 
 rule summarise_run:
@@ -109,11 +142,7 @@ rule summarise_run:
             "results/{{backbone}}/features/{split}_skipped.csv", split=SPLITS
         ),
         # The audit's counts, for its warning of copies across splits (if on).
-        audit=(
-            ["results/{backbone}/audit/audit.json"]
-            if config["audit"]["enabled"]
-            else []
-        ),
+        audit=(["results/{backbone}/audit/audit.json"] if AUDIT else []),
         # The fine-tuned model's metadata and scores, shown beside (if on).
         fine_tuned=(
             [

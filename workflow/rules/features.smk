@@ -100,6 +100,7 @@ rule join_split:
         spec=backbone_spec,
         cache="results/{backbone}/.cache/{split}",
         images=split_images,
+        multi_label=LABEL_SETS,
     message:
         "{rule}: backbone {wildcards.backbone}, split {wildcards.split}, "
         "{params.images} images"

@@ -11,6 +11,7 @@ counts = features.join_shards(
     out_skipped=snakemake.output.skipped,
     cache_dir=features.cache_folder(params.cache, params.spec, params.get("views")),
     split=snakemake.wildcards.split,
+    multi_label=params.multi_label,
 )
 print(
     f"joined {len(shards)} shards into {counts['rows']} rows; left out "

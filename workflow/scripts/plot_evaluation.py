@@ -13,6 +13,7 @@ shown = plots.mistakes(
     snakemake.params.data_dir,
     snakemake.output.mistakes,
     title=f"{backbone}: most confident mistakes on {split}",
+    separator=getattr(snakemake.params, "separator", "|"),
 )
 plots.reliability(
     snakemake.input.reliability,

@@ -1,4 +1,5 @@
-"""The deployable model: raw RGB images of any size in, one probability per class out.
+"""The deployable model: raw RGB images of any size in, one probability per class out
+(per label, of multi-label data: the labels' thresholds are in ``model.json``).
 
 Backbone and trained head are joined behind a resize and the backbone's own
 preprocessing, all built from standard Keras layers, so ``model.keras`` loads with
@@ -123,7 +124,8 @@ def build(head_model, meta: Meta, test_time=()):
     stored = features(backbone, spec)
     outputs = [head(stored(branch)) for branch in branches]
     x = outputs[0] if len(outputs) == 1 else keras.layers.Average(name="test_time")(outputs)
-    x = class_columns(x, len(meta.classes))
+    if not meta.multi_label:  # a multi-label head gives one probability per label already
+        x = class_columns(x, len(meta.classes))
     return keras.Model(inputs, x, name=f"{spec.id}_classifier")
 
 

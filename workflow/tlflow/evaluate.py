@@ -13,7 +13,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from . import calibration, split_rows, test_time
+from . import calibration, multilabel, multilabel_metrics, split_rows, test_time
 from .atomic import atomic_path
 from .metadata import Meta, model_meta_path
 from .metrics import confusion_table, metrics, predictions_table
@@ -24,11 +24,13 @@ from .runtime import configure_threads
 log = logging.getLogger(__name__)
 
 
-def predict_split(shards, labels_npy, manifest_csv, head_model, classes):
+def predict_split(shards, labels_npy, manifest_csv, head_model, classes, separator: str | None = None):
     """Run the head on a split's cached features (in its ``shards`` files): (predictions
     table, logits).
 
     Rows stay in the manifest's order; the logits are those before calibration.
+    With ``separator`` (multi-label data), the labels are a 0/1 matrix and the table
+    is left to the caller, which knows the thresholds: (None, logits).
     """
     from .row_batches import RowBatches
 
@@ -41,7 +43,11 @@ def predict_split(shards, labels_npy, manifest_csv, head_model, classes):
             f"{manifest_csv} {len(manifest)}: they were not written together. Delete "
             "them and rerun the workflow to rebuild the split."
         )
-    if not np.array_equal(labels, manifest["label"].to_numpy()):
+    expected = (
+        manifest["label"].to_numpy() if separator is None
+        else multilabel_metrics.matrix(manifest["class"].fillna(""), classes, separator, str(manifest_csv))
+    )  # fmt: skip
+    if not np.array_equal(labels, expected):
         raise ValueError(
             f"labels in {labels_npy} differ from those in {manifest_csv}; delete both "
             "and rerun the workflow to rebuild the split."
@@ -54,6 +60,8 @@ def predict_split(shards, labels_npy, manifest_csv, head_model, classes):
             f"head {head_model} gives {proba.shape[1]} probabilities but the classes are "
             f"{classes}; the head is out of date: delete it and rerun the workflow."
         )
+    if separator is not None:
+        return None, logits(model, features)
     return predictions_table(manifest["file"], labels, proba, classes), logits(model, features)
 
 
@@ -70,6 +78,12 @@ def evaluate(
     configure_threads(threads)
     meta = Meta.read(head_meta)
     classes = meta.classes
+    if meta.multi_label:
+        if views is not None:
+            raise ValueError("test-time views are not made for multi-label data yet: remove "
+                             "'augmentation: test_time:' from the config")  # fmt: skip
+        return score_multi_label(shards, labels_npy, manifest_csv, head_model, meta, split, out_predictions,
+                                 out_metrics, out_confusion, out_reliability)  # fmt: skip
     table, raw = predict_split(shards, labels_npy, manifest_csv, head_model, classes)
     labels = load_array(labels_npy, mmap=False)
     sets, names = [raw], []  # logits of the originals, then of each test-time view
@@ -141,4 +155,44 @@ def score(table, sets, names, labels, temperature: float, split: str, classes, o
     with atomic_path(out_reliability) as tmp:
         bins[["probabilities", *bins.columns[:-1]]].to_csv(tmp, index=False)
     log.info("%s: accuracy %.4f on %d images", split, result["accuracy"], len(table))
+    return result
+
+
+def score_multi_label(shards, labels_npy, manifest_csv, head_model, meta: Meta, split: str, out_predictions,
+                      out_metrics, out_confusion, out_reliability) -> dict:  # fmt: skip
+    """evaluate's files for multi-label data: each label's temperature and threshold
+    from ``meta`` (the head's), per-label counts in place of the confusion matrix."""
+    classes, separator = meta.classes, meta.multi_label["separator"]
+    temperatures, thresholds = meta.head["temperature"], meta.head["thresholds"]
+    _, raw = predict_split(shards, labels_npy, manifest_csv, head_model, classes, separator)
+    labels = load_array(labels_npy, mmap=False)
+    # From the logits in float64, as the head's own output.
+    before, after = multilabel.probabilities(raw), multilabel.probabilities(raw, temperatures)
+    files = read_table(manifest_csv)["file"]
+    table = multilabel_metrics.predictions_table(files, labels, after, classes, thresholds, separator)
+    result = {
+        "split": split,
+        "classes": classes,
+        "multi_label": True,
+        **multilabel_metrics.metrics(labels, after, classes, thresholds),
+        "log_loss": multilabel.log_loss(raw, labels, temperatures),
+        "calibration": {
+            "temperatures": temperatures,
+            "log_loss_before": multilabel.log_loss(raw, labels),
+            "log_loss_after": multilabel.log_loss(raw, labels, temperatures),
+            "ece_before": float(np.mean(multilabel.expected_calibration_errors(labels, before))),
+            "ece_after": float(np.mean(multilabel.expected_calibration_errors(labels, after))),
+        },
+    }
+    bins = multilabel_metrics.reliability(labels, (("before calibration", before), ("after calibration", after)))
+    with atomic_path(out_predictions) as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_path(out_metrics) as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    with atomic_path(out_confusion) as tmp:
+        multilabel_metrics.label_counts(labels, after, classes, thresholds).to_csv(tmp)
+    with atomic_path(out_reliability) as tmp:
+        bins[["probabilities", *bins.columns[:-1]]].to_csv(tmp, index=False)
+    log.info("%s: mean average precision %.4f, macro F1 %.4f on %d images", split,
+             result["mean_average_precision"], result["macro_f1"], len(table))  # fmt: skip
     return result

@@ -97,11 +97,14 @@ def latency_ms(model, images: np.ndarray) -> dict:
     return result
 
 
-def compare(proba: np.ndarray, reference: np.ndarray) -> dict:
-    return {
-        "max_abs_diff": float(np.abs(proba - reference).max()),
-        "agreement": float(np.mean(proba.argmax(1) == reference.argmax(1))),
-    }
+def compare(proba: np.ndarray, reference: np.ndarray, thresholds=None) -> dict:
+    """The largest difference and the share of images decided alike: the same class,
+    or with multi-label ``thresholds`` the same labels."""
+    if thresholds is None:
+        same = proba.argmax(1) == reference.argmax(1)
+    else:
+        same = ((proba >= thresholds) == (reference >= thresholds)).all(axis=1)
+    return {"max_abs_diff": float(np.abs(proba - reference).max()), "agreement": float(np.mean(same))}
 
 
 def scores(proba: np.ndarray, labels: np.ndarray) -> dict:
@@ -135,13 +138,15 @@ def check(model_path, out_dir, formats, images: np.ndarray, labels: np.ndarray,
         "keras": {"size_bytes": export.size_bytes(model_path), "latency_ms": latency_ms(saved, images)},
     }
     reference = as_saved
-    if Meta.read(model_meta_path(model_path)).backbone.precision != "float32":
+    meta = Meta.read(model_meta_path(model_path))
+    thresholds = meta.head["thresholds"] if meta.multi_label else None
+    if meta.backbone.precision != "float32":
         # The exports compute in float32; so is the reference their figures are
         # against. How far that is from the model as saved is the precision's doing.
         float32 = KerasModel(export.exportable(keras_model, images.shape[1:3]))
         reference = predict(float32, images)
         result["reference"] = "model.keras computed in float32"
-        result["float32_vs_saved_precision"] = compare(reference, as_saved)
+        result["float32_vs_saved_precision"] = compare(reference, as_saved, thresholds)
     result["exports"] = {}
     failed = []
     targets = [(fmt, export.FORMATS[fmt][0], RUNTIMES[fmt]) for fmt in formats]
@@ -151,14 +156,14 @@ def check(model_path, out_dir, formats, images: np.ndarray, labels: np.ndarray,
         path = Path(out_dir, file)
         model = runtime(path, threads)
         proba = predict(model, images)
-        figures = {"file": file, "size_bytes": export.size_bytes(path), **compare(proba, reference),
+        figures = {"file": file, "size_bytes": export.size_bytes(path), **compare(proba, reference, thresholds),
                    "latency_ms": latency_ms(model, images)}  # fmt: skip
-        if name == "tflite_int8":
-            mine, theirs = scores(proba, labels), scores(as_saved, labels)
-            figures.update({f"{key}_change": mine[key] - theirs[key] for key in mine})
-        else:
+        if name != "tflite_int8":
             figures["passed"] = figures["max_abs_diff"] <= TOLERANCE
             failed += [] if figures["passed"] else [name]
+        elif thresholds is None:  # of multi-label data, the labels' agreement is the figure
+            mine, theirs = scores(proba, labels), scores(as_saved, labels)
+            figures.update({f"{key}_change": mine[key] - theirs[key] for key in mine})
         result["exports"][name] = figures
         log.info("%s: %s", name, figures)
     if failed:

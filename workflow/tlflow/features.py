@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backbones, disk, pooling, split_rows
+from . import backbones, disk, multilabel_metrics, pooling, split_rows
 from . import views as view_sets
 from .atomic import atomic_path
 from .images import decode_all
@@ -372,7 +372,8 @@ def _damaged_shards(problems: list[tuple[str, str]]) -> DamagedShardError:
     )
 
 
-def join_shards(shards, labels, out_labels, out_manifest, out_skipped, cache_dir=None, split="") -> dict:
+def join_shards(shards, labels, out_labels, out_manifest, out_skipped, cache_dir=None, split="",
+                multi_label=None) -> dict:  # fmt: skip
     """Join shard outputs into one split with its labels, rows sorted by (label, file).
 
     ``shards`` is a list of (features.npy, manifest.csv, skipped.csv), ``labels`` the
@@ -387,7 +388,9 @@ def join_shards(shards, labels, out_labels, out_manifest, out_skipped, cache_dir
     shard wrote them: an image's views are all in its shard. Every row is checked
     against its checksum here, once, so a damaged shard never reaches a head. With
     ``cache_dir`` (the split's, cache_folder), cache files no shard needs now are
-    deleted. Returns counts for the log.
+    deleted. With ``multi_label`` (the label names and their separator), the labels
+    are the 0/1 matrix of each row's class cell (multilabel_metrics.matrix). Returns
+    counts for the log.
     """
     import pandas as pd
 
@@ -423,12 +426,16 @@ def join_shards(shards, labels, out_labels, out_manifest, out_skipped, cache_dir
             "extract_shard` (`extract_views` for views): their rows are reused from the cache."
         )
     kept = skipped["file"].isin(listed["file"])
-    check_classes(split, listed, rows["file"], skipped[kept])
+    check_classes(split, listed, rows["file"], skipped[kept], None if multi_label is None else multi_label[1])
     table = rows.merge(listed, on="file", validate="many_to_one").sort_values(
         ["label", "file"], kind="stable", ignore_index=True
     )
+    if multi_label is None:
+        matrix = table["label"].to_numpy(dtype=np.int64)
+    else:
+        matrix = multilabel_metrics.matrix(table["class"], *multi_label, str(labels))
     with atomic_path(out_labels) as tmp:
-        disk.save(tmp, table["label"].to_numpy(dtype=np.int64))
+        disk.save(tmp, matrix)
     with atomic_path(out_manifest) as tmp:
         fields = [*MANIFEST_FIELDS, "view"] if "view" in table else MANIFEST_FIELDS
         table[[*fields, *SPLIT_FIELDS]].to_csv(tmp, index=False)

@@ -12,6 +12,11 @@ A large training split is searched on a stratified subsample of its rows
 (``search_rows``); the winner is then fitted on every row. Class weights
 (tlflow.imbalance) weigh the training loss of both kinds; validation, which
 chooses and calibrates, is never weighted.
+Multi-label data (labels a 0/1 matrix, tlflow.multilabel) gets one sigmoid per
+label: one logistic regression per label (one-vs-rest) or an mlp trained with
+binary cross-entropy, a temperature and a decision threshold per label, chosen by
+mean average precision; its classes are not weighted (the thresholds serve a rare
+label).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import calibration, imbalance, pooling, selection, split_rows
+from . import calibration, imbalance, multilabel, pooling, selection, split_rows
 from .atomic import atomic_path
 from .metadata import Meta
 from .probabilities import logits
@@ -37,6 +42,11 @@ CANDIDATE_COLUMNS = [
     "best_epoch", "temperature", "val_accuracy", "val_balanced_accuracy", "val_macro_f1", "val_log_loss",
     "val_log_loss_uncalibrated", "fit_seconds", "selected",
 ]  # fmt: skip
+MULTI_LABEL_CANDIDATE_COLUMNS = [
+    "candidate", "kind", "pooling", "l2", "dropout", "learning_rate", "train_rows", "epochs", "best_epoch",
+    "val_mean_average_precision", "val_macro_f1", "val_micro_f1", "val_log_loss", "val_log_loss_uncalibrated",
+    "fit_seconds", "selected",
+]  # fmt: skip
 LINEAR_FIT = (
     "scikit-learn LogisticRegression (lbfgs, L2 penalty l2 * n_train / 2 * |w|^2 against "
     "the summed log loss, i.e. C = 1 / (l2 * n_train)) on pooled features standardised "
@@ -47,10 +57,11 @@ MLP_FIT = "Keras fit on the training split; early stopping on validation loss re
 
 
 def assemble(feature_shape, n_classes: int, how: str, hidden_units=(), activation="relu",
-             dropout: float = 0.0, temperature: float = 1.0, *, storage: str):  # fmt: skip
+             dropout: float = 0.0, temperature=1.0, *, storage: str, multi_label: bool = False):  # fmt: skip
     """pool -> (Dense, Dropout)* -> logits -> logits / T -> sigmoid (2 classes) or softmax.
 
-    ``feature_shape`` is a stored row's, of ``storage`` (pooling.STORAGES).
+    ``feature_shape`` is a stored row's, of ``storage`` (pooling.STORAGES). With
+    ``multi_label``: one logit and sigmoid per label, ``temperature`` one per label.
     """
     import keras
 
@@ -59,11 +70,12 @@ def assemble(feature_shape, n_classes: int, how: str, hidden_units=(), activatio
         layers.append(keras.layers.Dense(units, activation=activation, name=f"hidden_{i}"))
         if dropout > 0:
             layers.append(keras.layers.Dropout(dropout, name=f"dropout_{i}"))
-    binary = n_classes == 2
+    binary = n_classes == 2 and not multi_label
+    scale = [1.0 / t for t in temperature] if multi_label else 1.0 / temperature
     layers += [
         keras.layers.Dense(1 if binary else n_classes, name="logits"),
-        keras.layers.Rescaling(1.0 / temperature, name="temperature"),
-        keras.layers.Activation("sigmoid" if binary else "softmax", name="probabilities"),
+        keras.layers.Rescaling(scale, name="temperature"),
+        keras.layers.Activation("sigmoid" if binary or multi_label else "softmax", name="probabilities"),
     ]
     return keras.Sequential(layers, name="head")
 
@@ -76,17 +88,20 @@ def fit_mlp(train, validation, n_classes: int, candidate: dict, settings: dict, 
     import keras
 
     keras.utils.set_random_seed(settings["seed"])
+    multi_label = np.ndim(train[1]) == 2
     model = assemble(
         train[0].shape[1:], n_classes, candidate["pooling"], settings["hidden_units"],
-        settings["activation"], candidate["dropout"], storage=storage,
+        settings["activation"], candidate["dropout"], [1.0] * n_classes if multi_label else 1.0,
+        storage=storage, multi_label=multi_label,
     )  # fmt: skip
     optimizer = keras.optimizers.get(
         {"class_name": settings["optimizer"], "config": {"learning_rate": candidate["learning_rate"]}}
     )
     model.compile(
         optimizer=optimizer,
-        loss="binary_crossentropy" if n_classes == 2 else "sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        loss="binary_crossentropy" if n_classes == 2 or multi_label else "sparse_categorical_crossentropy",
+        # Per label, as the linear head's history: Keras would take multi-label "accuracy" as categorical.
+        metrics=[keras.metrics.BinaryAccuracy(name="accuracy")] if multi_label else ["accuracy"],
         # Many steps per call: the same updates, less Python per step.
         steps_per_execution=64,
     )
@@ -164,7 +179,7 @@ def standardise(x, owned: bool) -> Standardised:
 def fit_linear(train: Standardised, train_y, l2: float, seed: int, class_weight: dict | None = None):
     """Logistic regression on standardised features, each row's loss weighted by its
     class's ``class_weight`` (None: all 1); returns (kernel (d, k), bias (k,),
-    training logits (n, k)).
+    training logits (n, k)). With (n, k) 0/1 ``train_y``, one regression per label.
 
     ``kernel`` and ``bias`` act on the raw pooled features: the standardisation the
     fit used is folded into them, so ``x @ kernel + bias`` are the fitted logits.
@@ -172,11 +187,15 @@ def fit_linear(train: Standardised, train_y, l2: float, seed: int, class_weight:
     """
     from sklearn.linear_model import LogisticRegression
 
-    model = LogisticRegression(C=1.0 / (l2 * len(train.z)), max_iter=5000, tol=1e-6, random_state=seed,
-                               class_weight=class_weight)  # fmt: skip
-    model.fit(train.z, train_y)
-    kernel, bias = train.fold(model.coef_, model.intercept_)
-    return kernel, bias, model.decision_function(train.z).reshape(len(train.z), -1)
+    def fitted(y):
+        model = LogisticRegression(C=1.0 / (l2 * len(train.z)), max_iter=5000, tol=1e-6, random_state=seed,
+                                   class_weight=class_weight)  # fmt: skip
+        return model.fit(train.z, y)
+
+    models = [fitted(y) for y in np.asarray(train_y).T] if np.ndim(train_y) == 2 else [fitted(train_y)]
+    coef, intercept = (np.concatenate([getattr(model, name) for model in models]) for name in ("coef_", "intercept_"))
+    kernel, bias = train.fold(coef, intercept)
+    return kernel, bias, np.column_stack([model.decision_function(train.z) for model in models])
 
 
 def linear_logits(x, weights) -> np.ndarray:
@@ -186,6 +205,8 @@ def linear_logits(x, weights) -> np.ndarray:
 
 
 def _scores(logits, labels, n_classes: int) -> dict:
+    if np.ndim(labels) == 2:  # per label at 0.5, as Keras's binary accuracy
+        return {"loss": multilabel.log_loss(logits, labels), "accuracy": float(np.mean((logits >= 0) == labels))}
     predicted = calibration.probabilities(logits).argmax(axis=1)
     return {
         "loss": calibration.log_loss(logits, labels),
@@ -205,19 +226,29 @@ def select(train, validation, n_classes: int, settings: dict, storage: str):
 
     Returns (candidate table rows, winner's row index, winner's fitted state) where
     the state holds what ``finalise`` needs: the fitted weights, history rows, best
-    epoch, validation logits and temperature.
+    epoch, validation logits and temperature (and thresholds, multi-label).
+    Multi-label data: no class weights, the subsample is stratified by label
+    combination and ``criterion`` is multilabel.criterion's.
     """
-    weighting = imbalance.decide(train[1], n_classes, settings["class_weight"])
-    log.info("class weights %s (setting %s): training classes of %d to %d rows, largest/smallest %.1f",
-             weighting["applied"], weighting["setting"], min(weighting["counts"]), max(weighting["counts"]),
-             weighting["ratio"])  # fmt: skip
-    rows = selection.search_subsample(train[1], settings["search_rows"], settings["seed"])
+    multi_label = np.ndim(train[1]) == 2
+    if multi_label:
+        weighting = {"setting": settings["class_weight"], "applied": "none", "weights": None}
+        criterion = multilabel.criterion(settings["criterion"])
+        strata = np.unique(train[1], axis=0, return_inverse=True)[1].ravel()
+    else:
+        weighting = imbalance.decide(train[1], n_classes, settings["class_weight"])
+        log.info("class weights %s (setting %s): training classes of %d to %d rows, largest/smallest %.1f",
+                 weighting["applied"], weighting["setting"], min(weighting["counts"]), max(weighting["counts"]),
+                 weighting["ratio"])  # fmt: skip
+        criterion, strata = settings["criterion"], train[1]
+    rows = selection.search_subsample(strata, settings["search_rows"], settings["seed"])
     searched = train if rows is None else (_subset(train[0], rows), train[1][rows])
     if rows is not None:
         log.info("candidates fitted on %d of %d training rows (stratified, seed %d); the "
                  "winner is fitted again on all", len(rows), len(train[1]), settings["seed"])  # fmt: skip
-    table, states = search(searched, validation, n_classes, settings, storage, weighting)
-    winner = selection.best(table, settings["criterion"])
+    table, states = search(searched, validation, n_classes, {**settings, "criterion": criterion}, storage,
+                           weighting)  # fmt: skip
+    winner = selection.best(table, criterion)
     if rows is not None:
         candidate = {k: v for k, v in table[winner].items() if k in selection.GRID_KEYS}
         refit, state = fit_candidate(candidate, train, validation, n_classes, settings, {}, storage, weighting)
@@ -241,10 +272,9 @@ def search(train, validation, n_classes: int, settings: dict, storage: str, weig
         row, state = fit_candidate(candidate, train, validation, n_classes, settings, pooled, storage, weighting)
         table.append({"candidate": number, **row})
         states.append(state)
-        log.info("candidate %d %s: validation accuracy %.4f, balanced accuracy %.4f, macro F1 %.4f, "
-                 "log loss %.4f (%.1f s)", number, candidate, row["val_accuracy"],
-                 row["val_balanced_accuracy"], row["val_macro_f1"], row["val_log_loss"],
-                 row["fit_seconds"])  # fmt: skip
+        figures = ", ".join(f"{key.removeprefix('val_')} {value:.4f}" for key, value in row.items()
+                            if key.startswith("val_"))  # fmt: skip
+        log.info("candidate %d %s: validation %s (%.1f s)", number, candidate, figures, row["fit_seconds"])
     return table, states
 
 
@@ -294,6 +324,8 @@ def fit_candidate(candidate, train, validation, n_classes: int, settings: dict, 
         val_logits = logits(model, RowBatches(val_x, batch_size=settings["batch_size"]))
         scores = _scores(val_logits, val_y, n_classes)
         state = {"weights": model.get_weights(), "best_epoch": best_epoch}
+    if np.ndim(val_y) == 2:
+        return _multi_label_row(candidate, val_logits, val_y, settings, state, rows, len(train_y), started)
     # Each candidate is judged as it would be delivered: calibrated, when that is on.
     temperature = calibration.fit_temperature(val_logits, val_y) if settings["calibrate"] else 1.0
     row = {
@@ -307,17 +339,50 @@ def fit_candidate(candidate, train, validation, n_classes: int, settings: dict, 
     return row, {**state, "rows": rows, "val_logits": val_logits, "temperature": temperature}
 
 
+def _multi_label_row(candidate, val_logits, val_y, settings: dict, state: dict, rows, train_rows: int,
+                     started: float):  # fmt: skip
+    """fit_candidate's (row, state) of a multi-label candidate: temperatures, then
+    thresholds on the calibrated validation probabilities."""
+    n_labels = val_y.shape[1]
+    temperatures = multilabel.fit_temperatures(val_logits, val_y) if settings["calibrate"] else [1.0] * n_labels
+    proba = multilabel.probabilities(val_logits, temperatures)
+    thresholds = multilabel.fit_thresholds(proba, val_y)
+    row = {
+        **candidate, "train_rows": train_rows, "epochs": len(rows), "best_epoch": state["best_epoch"],
+        **{f"val_{key}": value for key, value in multilabel.scores(val_y, proba, thresholds).items()},
+        "val_log_loss": multilabel.log_loss(val_logits, val_y, temperatures),
+        "val_log_loss_uncalibrated": multilabel.log_loss(val_logits, val_y),
+        "fit_seconds": round(time.perf_counter() - started, 3),
+    }  # fmt: skip
+    return row, {**state, "rows": rows, "val_logits": val_logits, "temperature": temperatures,
+                 "thresholds": thresholds}  # fmt: skip
+
+
+def _multi_label_scores(logits, val_y, temperatures, thresholds) -> dict:
+    """The winner's validation figures, multi-label (per-label ECE averaged)."""
+    before, after = multilabel.probabilities(logits), multilabel.probabilities(logits, temperatures)
+    return {
+        **multilabel.scores(val_y, after, thresholds),
+        "log_loss_before_calibration": multilabel.log_loss(logits, val_y),
+        "log_loss": multilabel.log_loss(logits, val_y, temperatures),
+        "ece_before_calibration": float(np.mean(multilabel.expected_calibration_errors(val_y, before))),
+        "ece": float(np.mean(multilabel.expected_calibration_errors(val_y, after))),
+    }
+
+
 def finalise(feature_shape, n_classes: int, settings: dict, candidate: dict, state: dict, val_y,
              storage: str):  # fmt: skip
     """The winner as one Keras model with its temperature, and its validation figures."""
     logits, temperature = state["val_logits"], state["temperature"]
-    mlp = candidate["kind"] == "mlp"
+    mlp, multi_label = candidate["kind"] == "mlp", np.ndim(val_y) == 2
     model = assemble(
         feature_shape, n_classes, candidate["pooling"],
         settings["hidden_units"] if mlp else (), settings["activation"],
-        candidate.get("dropout", 0.0), temperature, storage=storage,
+        candidate.get("dropout", 0.0), temperature, storage=storage, multi_label=multi_label,
     )  # fmt: skip
     model.set_weights(state["weights"])
+    if multi_label:
+        return model, temperature, _multi_label_scores(logits, val_y, temperature, state["thresholds"])
     predicted = calibration.probabilities(logits).argmax(axis=1)
     scores = {**calibration.scores(logits, val_y, temperature), **imbalance.class_scores(val_y, predicted, n_classes)}
     return model, temperature, scores
@@ -347,6 +412,9 @@ def train_and_save(features: dict, settings: dict, meta: dict, threads: int, out
     n_classes = len(meta["classes"])
     log.info("%d training rows, %d validation rows, %d classes",
              len(train[1]), len(validation[1]), n_classes)  # fmt: skip
+    multi_label = bool(meta.get("multi_label"))
+    for split, (_, y) in zip(features, (train, validation)):
+        multilabel.check_labels(y, meta["classes"], multi_label, features[split][2], split)
     storage = pooling.stored(meta["backbone"])
     table, winner, state = select(train, validation, n_classes, settings, storage)
     candidate = {k: v for k, v in table[winner].items() if k in selection.GRID_KEYS}
@@ -354,14 +422,15 @@ def train_and_save(features: dict, settings: dict, meta: dict, threads: int, out
     model, temperature, scores = finalise(
         feature_shape, n_classes, settings, candidate, state, validation[1], storage
     )
-    log.info("selected candidate %d %s, temperature %.4f, validation %s",
+    log.info("selected candidate %d %s, temperature %s, validation %s",
              winner, candidate, temperature, scores)  # fmt: skip
     with atomic_path(outputs.model) as tmp:
         model.save(tmp)
     with atomic_path(outputs.history) as tmp:
         pd.DataFrame(state["rows"], columns=HISTORY_COLUMNS).to_csv(tmp, index=False)
     with atomic_path(outputs.candidates) as tmp:
-        pd.DataFrame(table, columns=CANDIDATE_COLUMNS).to_csv(tmp, index=False)
+        columns = MULTI_LABEL_CANDIDATE_COLUMNS if multi_label else CANDIDATE_COLUMNS
+        pd.DataFrame(table, columns=columns).to_csv(tmp, index=False)
     chosen = {
         "settings": settings,
         "selected": {"candidate": winner, **candidate},
@@ -376,5 +445,8 @@ def train_and_save(features: dict, settings: dict, meta: dict, threads: int, out
         "search_rows": int(table[0]["train_rows"]),
         "train_rows": int(table[winner]["train_rows"]),
     }
+    if multi_label:  # per label, as the classes: what evaluation and prediction decide by
+        chosen["criterion"] = multilabel.criterion(settings["criterion"])
+        chosen["thresholds"] = state["thresholds"]
     log.info("head stage: %.1f s (candidates, choice, calibration)", time.perf_counter() - started)
     Meta.from_dict({**meta, "feature_shape": feature_shape, "head": chosen}).write(outputs.meta)

@@ -41,6 +41,25 @@ class Dataset:
     # split -> the images config 'corrections' excluded: no class, but still
     # extracted, so that a correction never changes what extraction reads.
     excluded: dict[str, list[str]] = field(default_factory=dict)
+    # Multi-label data (tlflow.label_sets): a "class" is then an image's labels joined
+    # by ``separator``; ``labels`` are the label names, sorted.
+    labels: list[str] = field(default_factory=list)
+    separator: str | None = None
+
+    @property
+    def names(self) -> list[str]:
+        """What the head predicts: the labels of multi-label data, else the classes."""
+        return self.labels if self.separator else self.classes
+
+    def label_counts(self, split: str) -> dict[str, int]:
+        """Images per label (multi-label) or class, in ``names``' order."""
+        if not self.separator:
+            return {cls: len(files) for cls, files in self.images[split].items()}
+        found = dict.fromkeys(self.labels, 0)
+        for cell, files in self.images[split].items():
+            for label in cell.split(self.separator) if cell else []:
+                found[label] += len(files)
+        return found
 
     def count(self, split: str) -> int:
         return sum(len(files) for files in self.images[split].values())

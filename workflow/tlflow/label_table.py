@@ -3,7 +3,8 @@
 Files are relative to data_dir, matched to the images found there (after
 Unicode NFC normalisation, as a Mac may write names decomposed). Every listed
 file must be an image there, and each is listed once; the images the table does
-not list are named as ignored, never silently dropped.
+not list are named as ignored, never silently dropped. A table may give several
+labels per image (tlflow.label_sets).
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import posixpath
 import unicodedata
 from pathlib import Path
 
-from . import listing
+from . import label_sets, listing
 from .images import DatasetError
 
-COLUMNS = {"file": "file", "label": "label", "split": "split"}
+COLUMNS = {"file": "file", "label": "label", "split": "split", "labels": []}
 NOT_LISTED = "not listed in the label table"
 SHOWN = 10
 
@@ -39,7 +40,9 @@ def _read(path: Path, columns: dict):
         ) from None
     except (OSError, ValueError) as error:  # pandas' ParserError is a ValueError
         raise DatasetError(f"cannot read the label table '{path}' ({error}): it must be a CSV.") from None
-    unknown = [name for key, name in columns.items() if key != "split" and name not in table]
+    # 0/1 label columns (label_sets) stand for the label column; label_sets checks them.
+    needed = ["file"] if columns["labels"] else ["file", "label"]
+    unknown = [columns[key] for key in needed if columns[key] not in table]
     if unknown:
         raise DatasetError(
             f"label table '{path}' has no column(s) {unknown}; its columns are "
@@ -57,23 +60,30 @@ def relative_name(name: str) -> str | None:
     return path
 
 
-def read(path, data_dir, splits: list[str], columns: dict):
-    """([(file as found under data_dir, label, split or None)], ignored) of the table.
+def read(path, data_dir, splits: list[str], columns: dict, separator: str = "|"):
+    """([(file as found under data_dir, label, split or None)], ignored, multi-label)
+    of the table; of multi-label tables, the label is the image's labels joined by
+    ``separator`` (label_sets.cells).
 
     Raises DatasetError naming every bad row at once: empty or outside file names,
     empty labels, unknown splits, files listed twice, files that are not images there.
     """
+    import pandas as pd
+
     path, data_dir = Path(path), Path(data_dir)
     columns = {**COLUMNS, **columns}
     table = _read(path, columns)
-    files, labels = table[columns["file"]], table[columns["label"]]
+    cells = label_sets.cells(table, path, columns["label"], columns["labels"], separator)
+    files = table[columns["file"]]
+    labels = table[columns["label"]] if cells is None else pd.Series(cells, dtype=str)
     split_column = columns["split"] if columns["split"] in table else None
     found, ignored = listing.images_below(data_dir)
     on_disk = {unicodedata.normalize("NFC", name): name for name in found}
     problems, rows, first_row = [], [], {}
     missing, outside, twice = [], [], {}
     empty_file = [n for n, f in enumerate(files, 1) if not f]
-    empty_label = [n for n, label in enumerate(labels, 1) if not label.strip()]
+    # A row of 0/1 columns may name no label: an image with none of them.
+    empty_label = [] if columns["labels"] else [n for n, label in enumerate(labels, 1) if not label.strip()]
     bad_split = []
     for number, (name, label) in enumerate(zip(files, labels), 1):
         if not name:
@@ -128,11 +138,11 @@ def read(path, data_dir, splits: list[str], columns: dict):
             f"names relative to data_dir, an image extension: "
             f"{', '.join(sorted(listing.IMAGE_EXTENSIONS))}) and rerun; nothing was run."
         )
-    if len({label for _, label, _ in rows}) < 2:
+    names = {label for _, label, _ in rows} if cells is None else label_sets.names(labels, separator)
+    if len(names) < 2:
         raise DatasetError(
-            f"label table '{path}' has {len({label for _, label, _ in rows})} label(s); a "
-            "classifier needs at least two."
+            f"label table '{path}' has {len(names)} label(s); a classifier needs at least two."
         )
     listed = {file for file, _, _ in rows}
     ignored.extend((name, NOT_LISTED) for name in found if name not in listed)
-    return rows, ignored
+    return rows, ignored, cells is not None

@@ -22,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 from . import corrections as corrections_table
-from . import images, label_table, listing, manifest
+from . import images, label_sets, label_table, listing, manifest
 from .images import Dataset, DatasetError
 from .splits import SELECTION, TRAIN
 
@@ -70,17 +70,19 @@ def split_of(digest: str, shares: dict[str, float]) -> str:
     return TRAIN
 
 
-def assign(data_dir: Path, classes: list[str], rows, splits: list[str], shares, cache):
+def assign(data_dir: Path, classes: list[str], rows, splits: list[str], shares, cache, whole: bool = True):
     """``{split: {class: sorted files}}`` of ``rows`` (file, class, split or None):
     a row without a split gets split_of its content hash (through ``cache``, a
-    manifest.HashCache, so the manifests reuse it)."""
+    manifest.HashCache, so the manifests reuse it). With ``whole``, every split must
+    hold every class (multi-label data's classes are label combinations: its labels
+    are checked instead, label_sets.check_training)."""
     unsplit = [file for file, _, split in rows if split is None]
     root = os.fspath(data_dir)
     digests = dict(zip(unsplit, manifest.digests(cache, [f"{root}/{f}" for f in unsplit])))
     found: dict[str, dict[str, list[str]]] = {s: {c: [] for c in classes} for s in splits}
     for file, cls, split in rows:
         found[split or split_of(digests[file], shares)][cls].append(file)
-    empty = [(split, cls) for split in splits for cls in classes if not found[split][cls]]
+    empty = [(split, cls) for split in splits for cls in classes if whole and not found[split][cls]]
     if empty:
         sizes = Counter(cls for _, cls, _ in rows)
         raise DatasetError(
@@ -99,13 +101,14 @@ def assign(data_dir: Path, classes: list[str], rows, splits: list[str], shares, 
 
 
 def warnings(dataset: Dataset) -> list[str]:
-    """A sentence for each split but train with fewer than FEW images of a class."""
+    """A sentence for each split but train with fewer than FEW images of a class (or label)."""
     found = []
-    for split, by_class in dataset.images.items():
-        few = {cls: len(files) for cls, files in by_class.items() if len(files) < FEW}
+    kind = "label(s)" if dataset.separator else "class(es)"
+    for split in dataset.images:
+        few = {cls: n for cls, n in dataset.label_counts(split).items() if n < FEW}
         if split != TRAIN and few:
             found.append(
-                f"few {split} images of class(es) {images.shown(sorted(few))} "
+                f"few {split} images of {kind} {images.shown(sorted(few))} "
                 f"({', '.join(map(str, few.values()))}): the scores it gives on them are "
                 f"uncertain. Add images (or, where the workflow splits the folder, raise "
                 f"config 'split: {split}:')."
@@ -114,12 +117,12 @@ def warnings(dataset: Dataset) -> list[str]:
 
 
 def counts(dataset: Dataset) -> str:
-    """One line: images per split and class."""
+    """One line: images per split and class (or label)."""
     return "; ".join(
         f"{split} {dataset.count(split)} ("
-        + ", ".join(f"{cls} {len(files)}" for cls, files in by_class.items())
+        + ", ".join(f"{cls} {n}" for cls, n in dataset.label_counts(split).items())
         + ")"
-        for split, by_class in dataset.images.items()
+        for split in dataset.images
     )
 
 
@@ -171,17 +174,23 @@ def scan(
     labels: str | None = None,
     columns: dict | None = None,
     corrections: str | None = None,
+    separator: str = "|",
 ) -> Dataset:
     """The data set in whichever layout data_dir has; config 'split', 'labels',
-    'label_columns' and 'corrections' (tlflow.corrections, applied last) as given.
-    ``cache`` (a manifest.HashCache) hashes the images to split."""
-    dataset = _found(data_dir, splits, cache, split, labels, columns)
+    'label_columns', 'corrections' (tlflow.corrections, applied last) and
+    'label_separator' as given. ``cache`` (a manifest.HashCache) hashes the images to split."""
+    dataset = _found(data_dir, splits, cache, split, labels, columns, separator)
     if corrections is None:
         return dataset
+    if dataset.separator:
+        raise DatasetError(
+            f"config 'corrections' ({corrections}) relabels single-label data only; the label "
+            f"table {labels} has several labels per image: correct them in the table itself."
+        )
     return corrections_table.apply(dataset, corrections_table.read(corrections), corrections)
 
 
-def _found(data_dir, splits, cache, split, labels, columns) -> Dataset:
+def _found(data_dir, splits, cache, split, labels, columns, separator) -> Dataset:
     """The data set as the layout (or label table) gives it."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -197,7 +206,12 @@ def _found(data_dir, splits, cache, split, labels, columns) -> Dataset:
         classes, pairs, ignored = _class_folders(data_dir)
         rows = [(file, cls, None) for file, cls in pairs]
     else:
-        rows, ignored = label_table.read(labels, data_dir, splits, columns or {})
+        rows, ignored, multi_label = label_table.read(labels, data_dir, splits, columns or {}, separator)
         classes = sorted({cls for _, cls, _ in rows})
+        if multi_label:
+            found = assign(data_dir, classes, rows, splits, shares, cache, whole=False)
+            names = label_sets.names(classes, separator)
+            label_sets.check_training([c for c, files in found[TRAIN].items() if files], names, separator, labels)
+            return Dataset(data_dir, classes, found, sorted(ignored), labels=names, separator=separator)
     found = assign(data_dir, classes, rows, splits, shares, cache)
     return Dataset(data_dir, classes, found, sorted(ignored))

@@ -175,9 +175,11 @@ def _split_shards(dataset, split, shards, cache) -> dict[int, list[tuple]]:
 
 
 def label_rows(dataset, split: str) -> list[tuple[str, str, int]]:
-    """(file, class, label) of every image of ``split``, by label then file."""
+    """(file, class, label) of every image of ``split``, by label then file. Of
+    multi-label data, the class is the image's labels joined and the label -1: the
+    join makes the 0/1 matrix from the class."""
     return [
-        (f, cls, label)
+        (f, cls, -1 if dataset.separator else label)
         for label, cls in enumerate(dataset.classes)
         for f in dataset.images[split][cls]
     ]

@@ -60,6 +60,8 @@ class Meta:
     head: dict = field(default_factory=dict)  # the head's settings and how it was chosen
     # Views the head trained on, and test-time views (model.json); left out when none.
     augmentation: dict = field(default_factory=dict)
+    # Several labels per image (tlflow.multilabel): {"separator": ...}; left out when not.
+    multi_label: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, meta: dict) -> Meta:
@@ -75,8 +77,9 @@ class Meta:
 
     def to_dict(self) -> dict:
         meta = {**asdict(self), "backbone": self.backbone.to_dict()}
-        if not self.augmentation:  # the files of a run without views stay as they were
-            del meta["augmentation"]
+        for key in ("augmentation", "multi_label"):  # the files of a run without them stay as they were
+            if not meta[key]:
+                del meta[key]
         return meta
 
     def write(self, path) -> None:

@@ -15,6 +15,9 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
 from .metrics import confident_mistakes, confused_pairs  # noqa: E402
+from .multilabel_metrics import matrix  # noqa: E402
+from .multilabel_metrics import mistakes as label_mistakes  # noqa: E402
+from .probabilities import probability_columns  # noqa: E402
 from .readers import read_table  # noqa: E402
 
 
@@ -44,20 +47,24 @@ PAIRS_SHOWN = 30
 
 def confusion(confusion_csv, out_png, title: str) -> None:
     """The confusion matrix as a heat map, each cell labelled with its count; above
-    MATRIX_CLASSES classes, the PAIRS_SHOWN most confused pairs as sorted bars."""
+    MATRIX_CLASSES classes, the PAIRS_SHOWN most confused pairs as sorted bars.
+    Multi-label data's per-label counts (multilabel_metrics.label_counts): one row
+    of outcomes per label."""
     counts = read_table(confusion_csv, index_col=0)
-    if len(counts) > MATRIX_CLASSES:
+    per_label = counts.index.name == "label"
+    if len(counts) > MATRIX_CLASSES and not per_label:
         confused_pairs_figure(counts, out_png, title)
         return
-    n = len(counts)
+    n, columns = len(counts), counts.shape[1]
     side = max(4.0, 1.0 + 0.6 * n)
-    figure, axes = plt.subplots(figsize=(side + 1, side), dpi=100)
-    image = axes.imshow(counts.to_numpy(), cmap="Blues")
+    figure, axes = plt.subplots(figsize=(max(side, 1.0 + 0.9 * columns) + 1, side), dpi=100)
+    image = axes.imshow(counts.to_numpy(), cmap="Blues", aspect="auto" if per_label else "equal")
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
-    axes.set_xticks(range(n), counts.columns, rotation=45, ha="right")
+    axes.set_xticks(range(columns), [c.replace("_", " ") for c in counts.columns] if per_label else counts.columns,
+                    rotation=45, ha="right")  # fmt: skip
     axes.set_yticks(range(n), counts.index)
-    axes.set_xlabel("predicted class")
-    axes.set_ylabel("true class")
+    axes.set_xlabel("images" if per_label else "predicted class")
+    axes.set_ylabel("label" if per_label else "true class")
     axes.set_title(title)
     threshold = counts.to_numpy().max() / 2
     for (row, col), value in np.ndenumerate(counts.to_numpy()):
@@ -95,10 +102,21 @@ def confused_pairs_figure(counts, out_png, title: str, most: int = PAIRS_SHOWN) 
     save(figure, out_png)
 
 
-def mistakes(predictions_csv, data_dir, out_png, title: str, most: int = 16) -> int:
-    """Grid of the most confident mistakes, each captioned; returns how many are shown."""
+def mistakes(predictions_csv, data_dir, out_png, title: str, most: int = 16, separator: str = "|") -> int:
+    """Grid of the most confident mistakes, each captioned; returns how many are shown.
+    Of multi-label predictions (labels joined by ``separator``): each image's missed
+    and extra labels."""
     table = read_table(predictions_csv)
     classes = [c.removeprefix("prob_") for c in table.columns if c.startswith("prob_")]
+    if "true_labels" in table:
+        shown = label_mistakes(table, classes, separator, most)
+        cells = [
+            (row.file, f"{Path(row.file).name}\nmissed: {row.missed or '-'}\nextra: {row.extra or '-'} "
+                       f"({row.confidence:.3f})")  # fmt: skip
+            for row in shown.itertuples()
+        ]
+        image_grid(cells, data_dir, out_png, title, empty=f"no mistakes\n({len(table)} images)")
+        return len(shown)
     shown = confident_mistakes(table, classes, most)
     cells = [
         (
@@ -110,6 +128,37 @@ def mistakes(predictions_csv, data_dir, out_png, title: str, most: int = 16) -> 
     ]
     image_grid(cells, data_dir, out_png, title, empty=f"no mistakes\n({len(table)} images)")
     return len(shown)
+
+
+def precision_recall(predictions_csv, out_png, title: str, separator: str) -> None:
+    """Each label's precision-recall curve on multi-label predictions, its operating
+    point (the head's threshold) marked and its average precision in the legend."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    table = read_table(predictions_csv)
+    classes = [c.removeprefix("prob_") for c in table.columns if c.startswith("prob_")]
+    truth = matrix(table["true_labels"], classes, separator, predictions_csv)
+    predicted = matrix(table["predicted_labels"], classes, separator, predictions_csv)
+    proba = table[probability_columns(classes)].to_numpy(dtype=np.float64)
+    figure, axes = plt.subplots(figsize=(6, 5), dpi=100)
+    for j, label in enumerate(classes):
+        if not truth[:, j].any():  # no curve without a positive image
+            continue
+        precision, recall, _ = precision_recall_curve(truth[:, j], proba[:, j])
+        ap = average_precision_score(truth[:, j], proba[:, j])
+        (line,) = axes.plot(recall, precision, drawstyle="steps-post", label=f"{label} (AP {ap:.3f})")
+        found = (truth[:, j] & predicted[:, j]).sum()
+        point = (found / truth[:, j].sum(), found / predicted[:, j].sum() if predicted[:, j].any() else 1.0)
+        axes.plot(*point, marker="o", color=line.get_color())
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1.02)
+    axes.set_xlabel("recall")
+    axes.set_ylabel("precision")
+    axes.set_title(f"{title}\n(dots: each label's threshold)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    save(figure, out_png)
 
 
 def reliability(reliability_csv, out_png, title: str) -> None:

@@ -5,7 +5,8 @@
 
 ``model.onnx`` runs on ONNX Runtime and never imports TensorFlow or Keras (so this
 module imports neither at import time). Reads the class names from ``model.json``
-beside the model. Every image file below
+beside the model, and of a multi-label model each label's threshold: its rows
+name the labels at or above their thresholds (``predicted_labels``). Every image file below
 the folder gets a row; one that cannot be decoded gets its error instead of
 probabilities, and the others are still predicted.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import multilabel
 from .atomic import atomic_path
 from .images import decode_all
 from .listing import ListingError, images_below
@@ -91,6 +93,7 @@ def predict_folder(
     """
     meta = read_meta(model_path)  # a bad path fails here, before TensorFlow starts
     classes = meta.classes
+    decided = _decision(meta)
     files = list_images(folder)[0] if files is None else files
     model = load(model_path, threads)
     # Decode and resize exactly as the features were made (PIL bilinear); the model's
@@ -107,18 +110,29 @@ def predict_folder(
         for name in chunk:
             if name in by_file:
                 p = by_file[name]
-                rows.append([name, classes[int(np.argmax(p))], *p, ""])
+                rows.append([name, decided(p), *p, ""])
             else:
                 rows.append([name, "", *[""] * len(classes), errors[name]])
         progress.update(len(chunk))
     with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["file", "predicted_class", *probability_columns(classes), "error"])
+        predicted = "predicted_labels" if meta.multi_label else "predicted_class"
+        writer.writerow(["file", predicted, *probability_columns(classes), "error"])
         writer.writerows(rows)
     failed = sum(1 for row in rows if row[-1])
     if failed:
         log.warning("%d of %d images could not be decoded; see the error column", failed, len(rows))
     return {"images": len(rows), "predicted": len(rows) - failed, "unreadable": failed}
+
+
+def _decision(meta: Meta):
+    """An image's probabilities -> its cell: the most probable class, or the labels at
+    or above their thresholds (multi-label)."""
+    classes = meta.classes
+    if not meta.multi_label:
+        return lambda p: classes[int(np.argmax(p))]
+    thresholds, separator = meta.head["thresholds"], meta.multi_label["separator"]
+    return lambda p: multilabel.join(multilabel.names_of(multilabel.decide(p, thresholds), classes), separator)
 
 
 def main(argv=None) -> None:

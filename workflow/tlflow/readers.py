@@ -20,7 +20,7 @@ import numpy as np
 TEXT_COLUMNS = frozenset(
     {
         "file", "class", "sha256", "blake2b", "view", "error", "split", "true_class",
-        "predicted_class", "given_class", "likely_class", "file_a", "file_b",
+        "predicted_class", "given_class", "likely_class", "file_a", "file_b", "true_labels", "predicted_labels",
         "split_a", "split_b", "kind", "backbone", "probabilities", "true \\ predicted",
     }
 )  # fmt: skip

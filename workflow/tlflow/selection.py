@@ -48,6 +48,8 @@ HIGHER_WINS = {
     "macro_f1": "val_macro_f1",
 }
 CRITERIA = ("log_loss", *HIGHER_WINS)
+# Of multi-label data only (tlflow.multilabel).
+MULTI_LABEL_HIGHER_WINS = {"mean_average_precision": "val_mean_average_precision"}
 
 
 def best(scores: list[dict], criterion: str) -> int:
@@ -55,17 +57,22 @@ def best(scores: list[dict], criterion: str) -> int:
     criterion's column).
 
     ``log_loss``: lowest validation log loss; ``accuracy``, ``balanced_accuracy``
-    (mean recall over the classes) or ``macro_f1``: the highest, then the lowest log
+    (mean recall over the classes), ``macro_f1`` or ``mean_average_precision``
+    (multi-label): the highest, then the lowest log
     loss. Remaining ties go to the earlier candidate, so the choice never depends on
     anything but the scores and the grid's order.
     """
     if criterion == "log_loss":
         key = lambda i: (scores[i]["val_log_loss"], i)  # noqa: E731
-    elif criterion in HIGHER_WINS:
-        column = HIGHER_WINS[criterion]
+    elif criterion in HIGHER_WINS or criterion in MULTI_LABEL_HIGHER_WINS:
+        column = {**HIGHER_WINS, **MULTI_LABEL_HIGHER_WINS}[criterion]
+        if column not in scores[0]:
+            raise ValueError(f"selection criterion '{criterion}' applies to multi-label data only; "
+                             "set 'head: criterion:' to accuracy, balanced_accuracy, macro_f1 or log_loss")
         key = lambda i: (-scores[i][column], scores[i]["val_log_loss"], i)  # noqa: E731
     else:
-        raise ValueError(f"unknown selection criterion '{criterion}'; use one of {', '.join(CRITERIA)}")
+        raise ValueError(f"unknown selection criterion '{criterion}'; use one of "
+                         f"{', '.join([*CRITERIA, *MULTI_LABEL_HIGHER_WINS])}")
     return min(range(len(scores)), key=key)
 
 

@@ -48,8 +48,16 @@ def evaluation_split(splits: list[str], chosen: str | None = None) -> str:
     return chosen
 
 
-def check_classes(split: str, listed, extracted, skipped) -> None:
-    """Raise SplitError when a class of ``split``'s labels listing keeps no row.
+def _names(cells, separator: str | None) -> set:
+    """The classes of class cells, or with ``separator`` the labels they join."""
+    if separator is None:
+        return set(cells)
+    return {label for cell in cells if isinstance(cell, str) and cell for label in cell.split(separator)}
+
+
+def check_classes(split: str, listed, extracted, skipped, separator: str | None = None) -> None:
+    """Raise SplitError when a class of ``split``'s labels listing keeps no row (a
+    label, of multi-label data's cells joined by ``separator``).
 
     ``listed`` is the labels listing (file, class, label), ``extracted`` the files the
     shards hold rows of, ``skipped`` the listed images 'on_bad_image: skip' left out
@@ -58,10 +66,10 @@ def check_classes(split: str, listed, extracted, skipped) -> None:
     class never looks joined.
     """
     kept = listed["file"].isin(extracted)
-    missing = sorted(set(listed["class"]) - set(listed.loc[kept, "class"]))
+    missing = sorted(_names(listed["class"], separator) - _names(listed.loc[kept, "class"], separator))
     if not missing:
         return
-    lost = set(listed.loc[listed["class"].isin(missing), "file"])
+    lost = set(listed.loc[[bool(_names([cell], separator) & set(missing)) for cell in listed["class"]], "file"])
     left_out = skipped[skipped["file"].isin(lost)]
     files = sorted(left_out["file"])
     listing = "".join(f"\n  {file}" for file in files[:10])

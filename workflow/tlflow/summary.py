@@ -19,19 +19,31 @@ from .splits import SELECTION
 TEMPLATE = Path(__file__).with_name("templates") / "summary.html"
 
 
-def split_sizes(manifests: dict, skipped: dict, classes) -> pd.DataFrame:
-    """Images per class, used and skipped, per split (rows)."""
+def _class_counts(manifest_csv, separator: str | None) -> dict:
+    """Images per class, or per label (an image counts once for each of its labels)."""
+    cells = read_table(manifest_csv)["class"]
+    if separator is not None:
+        cells = cells.fillna("").str.split(separator).explode()
+    return cells.value_counts().to_dict()
+
+
+def split_sizes(manifests: dict, skipped: dict, classes, separator: str | None = None) -> pd.DataFrame:
+    """Images per class (per label with the ``separator`` of multi-label data), used
+    and skipped, per split (rows)."""
     sizes = pd.DataFrame(
         {
             split: {
-                **read_table(manifests[split])["class"].value_counts().to_dict(),
+                **_class_counts(manifests[split], separator),
                 "skipped (unreadable)": len(read_table(skipped[split])),
             }
             for split in manifests
         }
     ).T
     sizes = sizes.reindex(columns=[*classes, "skipped (unreadable)"]).fillna(0).astype(int)
-    sizes.insert(len(classes), "images used", sizes[list(classes)].sum(axis=1))
+    if separator is None:
+        sizes.insert(len(classes), "images used", sizes[list(classes)].sum(axis=1))
+    else:  # labels overlap: the images are counted from the manifest
+        sizes.insert(len(classes), "images used", [len(read_table(manifests[split])) for split in sizes.index])
     return sizes
 
 
@@ -42,10 +54,11 @@ def _head_words(head: dict) -> str:
     searched = head.get("search_rows", 0) < head.get("train_rows", 0)
     return (
         f"{selected['kind']}, {selected['pooling']} pooling, {extra}; best of "
-        f"{head['candidates']} on {SELECTION} ({head['settings']['criterion']})"
+        f"{head['candidates']} on {SELECTION} ({head.get('criterion', head['settings']['criterion'])})"
         + (f", fitted on {head['search_rows']:,} of the {head['train_rows']:,} training rows, "
            "the winner again on all" if searched else "")  # fmt: skip
-        + f"; temperature {head['temperature']:.3f}"
+        + (f"; temperature {head['temperature']:.3f}" if "thresholds" not in head else
+           "; a temperature and a threshold per label")  # fmt: skip
         + _weights_words(head.get("class_weight"))
     )
 
@@ -54,6 +67,8 @@ def _weights_words(decision: dict | None) -> str:
     """The class weights in words, e.g. '; class weights balanced (auto: largest/smallest 10.0)'."""
     if decision is None:  # metadata from before class weights
         return ""
+    if "ratio" not in decision:  # multi-label data: never weighted
+        return f"; class weights {decision['applied']}"
     why = f" ({decision['setting']}: largest/smallest class {decision['ratio']:.1f})"
     return f"; class weights {decision['applied']}" + (why if decision["setting"] == "auto" else "")
 
@@ -97,6 +112,20 @@ def _overall(result: dict) -> dict:
         "expected calibration error (ECE)": result["ece"],
         "ECE before calibration": result["calibration"]["ece_before"],
         **({"ROC AUC": result["roc_auc"]} if "roc_auc" in result else {}),
+    }
+
+
+def _overall_multi_label(result: dict) -> dict:
+    """The headline scores of a multi-label metrics.json."""
+    return {
+        "mean average precision": result["mean_average_precision"],
+        "macro F1 (at each label's threshold)": result["macro_f1"],
+        "micro F1": result["micro_f1"],
+        "exact match (every label right)": result["exact_match"],
+        "log loss (per label)": result["log_loss"],
+        "log loss before calibration": result["calibration"]["log_loss_before"],
+        "expected calibration error (ECE, mean of the labels')": result["ece"],
+        "ECE before calibration": result["calibration"]["ece_before"],
     }
 
 
@@ -156,11 +185,19 @@ def summary_html(head_meta, manifests: dict, skipped: dict, metrics_json, out_ht
     tuning, tuned_scores = _fine_tuned(fine_tuned_meta, fine_tuned_metrics)
     if tuning:
         setup["fine-tuned"] = tuning
-    sizes = split_sizes(manifests, skipped, meta.classes)
-    per_class = pd.DataFrame(result["per_class"]).T
-    per_class.loc["macro average"] = {**result["macro"], "support": result["images"]}
+    multi_label = bool(meta.multi_label)
+    sizes = split_sizes(manifests, skipped, meta.classes, meta.multi_label.get("separator"))
+    per_class = pd.DataFrame(result["per_label" if multi_label else "per_class"]).T
+    per_class.loc["macro average"] = {
+        **result["macro"], "support": result["images"],
+        # Of multi-label data: mean average precision and the labels' mean ECE.
+        **({"average_precision": result["mean_average_precision"], "ece": result["ece"]} if multi_label else {}),
+    }  # fmt: skip
     per_class["support"] = per_class["support"].astype(int)
-    overall = _overall(result)
+    overall = _overall_multi_label(result) if multi_label else _overall(result)
+    rare = [] if multi_label else imbalance.rare_warnings(
+        sizes.loc["train", list(meta.classes)].to_dict(), meta.head.get("class_weight")
+    )  # fmt: skip
     side_by_side = (
         pd.DataFrame({"frozen": overall, "fine-tuned": tuned_scores}).to_html(
             float_format="{:.4f}".format, na_rep="n/a"
@@ -171,8 +208,7 @@ def summary_html(head_meta, manifests: dict, skipped: dict, metrics_json, out_ht
     environment = jinja2.Environment(autoescape=True, keep_trailing_newline=True)
     page = environment.from_string(TEMPLATE.read_text()).render(
         backbone=spec.id,
-        warnings=selection_warnings(result["split"]) + leak_warnings(audit_json)
-        + imbalance.rare_warnings(sizes.loc["train", list(meta.classes)].to_dict(), meta.head.get("class_weight")),
+        warnings=selection_warnings(result["split"]) + leak_warnings(audit_json) + rare,
         setup=setup,
         sizes=sizes.to_html(),
         split=result["split"],

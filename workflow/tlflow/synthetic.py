@@ -9,7 +9,9 @@ are not multiples of a batch size catch dropped or misaligned rows.
     python -m tlflow.synthetic OUT_DIR [--size 64] [--train 40] [--classes 3]
 
 ``many_classes`` makes up to hundreds of classes (each shape in many hues), for
-the workflow at many classes.
+the workflow at many classes; ``multi_label`` (``--multi-label``) one folder of
+images with one to three shapes each and a label table naming them, for
+multi-label runs (docs/multilabel.md).
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ def draw(shape: str, size: int, rng: np.random.Generator, colour=None) -> Image.
     colour = tuple(int(c) for c in np.clip(base + rng.integers(-40, 40, 3), 0, 255))
     radius = rng.uniform(0.2, 0.35) * size
     cx, cy = rng.uniform(radius, size - radius, 2)
+    _paint(pen, shape, cx, cy, radius, colour)
+    return image
+
+
+def _paint(pen, shape: str, cx: float, cy: float, radius: float, colour) -> None:
+    """``shape`` of ``radius`` around (cx, cy)."""
     box = (cx - radius, cy - radius, cx + radius, cy + radius)
     if shape == "circle":
         pen.ellipse(box, fill=colour)
@@ -49,7 +57,34 @@ def draw(shape: str, size: int, rng: np.random.Generator, colour=None) -> Image.
         pen.line([(cx, box[1]), (cx, box[3])], fill=colour, width=width)
     else:
         pen.ellipse(box, outline=colour, width=max(2, int(radius / 4)))
-    return image
+
+
+def multi_label(root, counts: dict[str, int], labels: int = 3, size: int = 32, seed: int = 0) -> Path:
+    """Write ``root/images/<split>-<n>.jpg``, each with one to three of the first
+    ``labels`` shapes (each in its colour family, in its own quarter of the image),
+    and ``root/labels.csv`` (file, label: its labels joined by "|", split). Returns its path.
+    """
+    rng = np.random.default_rng(seed)
+    folder = Path(root, "images")
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["file,label,split"]
+    for split, count in counts.items():
+        for n in range(count):
+            shapes = sorted(rng.choice(SHAPES[:labels], size=rng.integers(1, min(3, labels) + 1), replace=False))
+            pixels = np.clip(rng.integers(60, 200) + rng.normal(0, 20, (size, size, 3)), 0, 255)
+            image = Image.fromarray(pixels.astype(np.uint8))
+            pen = ImageDraw.Draw(image)
+            for quarter, shape in zip(rng.permutation(4), shapes):
+                base = np.array(COLOURS[SHAPES.index(shape)]) + rng.integers(-40, 40, 3)
+                row, col = divmod(int(quarter), 2)
+                _paint(pen, shape, (col + 0.5) * size / 2, (row + 0.5) * size / 2, size * rng.uniform(0.12, 0.2),
+                       tuple(int(c) for c in np.clip(base, 0, 255)))  # fmt: skip
+            name = f"images/{split}-{n:05d}.jpg"
+            image.save(Path(root, name), quality=90)
+            rows.append(f"{name},{'|'.join(shapes)},{split}")
+    table = Path(root, "labels.csv")
+    table.write_text("\n".join(rows) + "\n")
+    return table
 
 
 def make_dataset(
@@ -105,8 +140,15 @@ def main(argv=None) -> None:
     parser.add_argument("--train", type=int, default=40, help="training images per class")
     parser.add_argument("--classes", type=int, default=3, choices=range(2, len(SHAPES) + 1))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--multi-label", action="store_true",
+                        help="one to three shapes per image, labels in OUT_DIR/labels.csv")  # fmt: skip
     args = parser.parse_args(argv)
     counts = {"train": args.train, "validation": max(2, args.train // 4), "test": max(2, args.train // 4)}
+    if args.multi_label:
+        counts = {split: count * args.classes for split, count in counts.items()}
+        table = multi_label(args.out_dir, counts, args.classes, args.size, args.seed)
+        print(f"wrote {sum(counts.values())} images to {args.out_dir}/images and their labels to {table}")
+        return
     written = make_dataset(args.out_dir, counts, args.classes, args.size, args.seed)
     total = sum(sum(by_class.values()) for by_class in written.values())
     print(f"wrote {total} images to {args.out_dir}: {written}")

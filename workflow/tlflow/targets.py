@@ -27,8 +27,9 @@ def export_files(config: dict, folder: str) -> dict[str, str]:
     return {**files, "meta": f"{folder}/model.json", "check": f"{folder}/check.json"}
 
 
-def final(config: dict, backbones: list[str]) -> list[str]:
-    """Each backbone's results, and the comparison of several."""
+def final(config: dict, backbones: list[str], multi_label: bool = False) -> list[str]:
+    """Each backbone's results, and the comparison of several. Multi-label data
+    (tlflow.multilabel) gets precision-recall curves, and no audit."""
     paths = ["head/head.h5", "head/history.csv", "head/candidates.csv", "model.keras"]
     paths += ["evaluation/summary.html", *CURVES, *FIGURES]
     if config["predict"]["images"]:
@@ -38,7 +39,9 @@ def final(config: dict, backbones: list[str]) -> list[str]:
     if config["fine_tune"]["enabled"]:
         paths += [f"fine_tuned/{path}" for path in ("model.keras", *CURVES, *FIGURES)]
         paths += ["fine_tuned/export/check.json"] if exports(config) else []
-    if config["audit"]["enabled"]:
+    if multi_label:
+        paths.append("evaluation/precision_recall.png")
+    if config["audit"]["enabled"] and not multi_label:
         paths += [*AUDIT, "audit/review.html"]
     several = len(backbones) > 1
     comparison = ["results/comparison.csv", "results/comparison.png"] if several else []

@@ -72,8 +72,10 @@ def _make(config: dict, state: Path) -> Plan:
     image_hashes = manifest.HashCache(state / "image-hashes.json", verify=verify)
     dataset = layouts.scan(
         config["data_dir"], config["splits"], image_hashes, config.get("split"),
-        config["labels"], config["label_columns"], config["corrections"],
+        config["labels"], config["label_columns"], config["corrections"], config["label_separator"],
     )  # fmt: skip
+    if dataset.separator:
+        _multi_label_supported(config)
     folder = config["predict"]["images"]
     to_predict, predict_ignored = predict.list_images(folder) if folder else ([], [])
     texts = manifest.listings(dataset, config["extraction"]["shards"], image_hashes)
@@ -93,7 +95,7 @@ def _make(config: dict, state: Path) -> Plan:
         precision=chosen,
         precision_reason=why,
         specs=specs,
-        classes=dataset.classes,
+        classes=dataset.names,
         splits=list(config["splits"]),
         evaluation_split=evaluation,
         views={split: found for split, found in view_sets.items() if found},
@@ -106,6 +108,28 @@ def _make(config: dict, state: Path) -> Plan:
         ],
         counts=layouts.counts(dataset),
         corrected=dict(dataset.corrected),
-        warnings=layouts.warnings(dataset),
+        warnings=layouts.warnings(dataset) + (
+            ["several labels per image: the audit covers single-label data only, skipped."]
+            if dataset.separator and config["audit"]["enabled"] else []
+        ),  # fmt: skip
+        multi_label=bool(dataset.separator),
+        separator=config["label_separator"],
     )
+
+
+def _multi_label_supported(config: dict) -> None:
+    """PlanError naming the settings multi-label data cannot have yet (docs/multilabel.md)."""
+    unsupported = [
+        name for name, on in (
+            ("fine_tune: enabled: true", config["fine_tune"]["enabled"]),
+            ("augmentation: test_time:", views.test_time_views(config["augmentation"])),
+            ("several backbones (their comparison)", len(config["backbones"]) > 1),
+        ) if on
+    ]  # fmt: skip
+    if unsupported:
+        raise PlanError(
+            f"the label table {config['labels']} gives several labels per image, which "
+            f"{' and '.join(unsupported)} do not support yet: remove them from the config (one "
+            "backbone per run: run the others with their own config)."
+        )
 

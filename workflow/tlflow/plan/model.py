@@ -51,6 +51,10 @@ class Plan:
     corrected: dict[str, int] = field(default_factory=dict)
     # What the run should know about its data (a class rare in a split), one line each.
     warnings: list[str] = field(default_factory=list)
+    # Several labels per image (tlflow.label_sets): ``classes`` are then the labels,
+    # and a manifest's class holds an image's labels joined by ``separator``.
+    multi_label: bool = False
+    separator: str = "|"
 
     def listing_size(self, name: str) -> int:
         return self.listings[name].images
@@ -71,6 +75,8 @@ class Plan:
         """Recorded beside a backbone's head: what prediction needs to rebuild the
         features, and the augmented views it was trained on (if any)."""
         meta = {"classes": self.classes, "backbone": self.specs[backbone]}
+        if self.multi_label:
+            meta["multi_label"] = {"separator": self.separator}
         if "train" in self.views:
             train = self.views["train"]
             meta["augmentation"] = {"views": len(train["names"]), **train["family"]}
