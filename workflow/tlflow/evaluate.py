@@ -1,6 +1,7 @@
 """How good a trained head is on one split: predictions, then metrics.
 
-Predictions are made once (the only step that needs Keras) and written as a table;
+Predictions are made once (by NumPy from head.h5, tlflow.numpy_head: the job does
+not import TensorFlow) and written as a table;
 metrics and the confusion matrix are computed from that table (tlflow.metrics), and
 the figures are drawn from it later (tlflow.plots), so all of them agree.
 """
@@ -13,25 +14,23 @@ import logging
 import numpy as np
 import pandas as pd
 
-from . import calibration, split_rows, test_time
+from . import calibration, numpy_head, split_rows, test_time
 from .atomic import atomic_path
 from .metadata import Meta, model_meta_path
 from .metrics import confusion_table, metrics, predictions_table
-from .probabilities import logits, predict_proba, probability_columns
+from .probabilities import logits, probability_columns
 from .readers import load_array, load_model, read_table
 from .runtime import configure_threads
 
 log = logging.getLogger(__name__)
 
 
-def predict_split(shards, labels_npy, manifest_csv, head_model, classes):
+def predict_split(shards, labels_npy, manifest_csv, head_model, classes, threads: int = 1):
     """Run the head on a split's cached features (in its ``shards`` files): (predictions
     table, logits).
 
     Rows stay in the manifest's order; the logits are those before calibration.
     """
-    from .row_batches import RowBatches
-
     features = split_rows.Rows([(manifest_csv, shards)])
     labels = load_array(labels_npy, mmap=False)
     manifest = read_table(manifest_csv)
@@ -46,15 +45,14 @@ def predict_split(shards, labels_npy, manifest_csv, head_model, classes):
             f"labels in {labels_npy} differ from those in {manifest_csv}; delete both "
             "and rerun the workflow to rebuild the split."
         )
-    model = load_model(head_model)
-    features = RowBatches(features)  # read batch by batch as the head predicts
-    proba = predict_proba(model, features)
+    head = numpy_head.load(head_model, threads)
+    proba = head.probabilities(features)  # read block by block
     if proba.shape[1] != len(classes):
         raise ValueError(
             f"head {head_model} gives {proba.shape[1]} probabilities but the classes are "
             f"{classes}; the head is out of date: delete it and rerun the workflow."
         )
-    return predictions_table(manifest["file"], labels, proba, classes), logits(model, features)
+    return predictions_table(manifest["file"], labels, proba, classes), head.logits(features)
 
 
 def evaluate(
@@ -67,14 +65,13 @@ def evaluate(
     With ``views`` (shard files, manifest.csv of the split's test-time views), each
     image's probabilities are the mean over it and its views, as in ``model.keras``.
     """
-    configure_threads(threads)
     meta = Meta.read(head_meta)
     classes = meta.classes
-    table, raw = predict_split(shards, labels_npy, manifest_csv, head_model, classes)
+    table, raw = predict_split(shards, labels_npy, manifest_csv, head_model, classes, threads)
     labels = load_array(labels_npy, mmap=False)
     sets, names = [raw], []  # logits of the originals, then of each test-time view
     if views is not None:
-        head = load_model(head_model)
+        head = numpy_head.load(head_model, threads)
         table, sets, names = test_time.average(table, raw, head, views, manifest_csv, classes)
     return score(table, sets, names, labels, meta.head["temperature"], split, classes,
                  out_predictions, out_metrics, out_confusion, out_reliability)  # fmt: skip
