@@ -2,7 +2,7 @@
 
 Run from the repository root (docs/benchmarks.md shows the output):
 
-    .venv/bin/python benchmarks/end_to_end.py [--data ../shared/data/catsdogs-2k]
+    .venv/bin/python benchmarks/end_to_end.py [--data ../shared/data/catsdogs-2k] [--checkout DIR]
 
 - **The workflow**: ``snakemake --cores <cpus>`` in a fresh folder, the default
   config with EfficientNet-Lite0 (../shared/models, real ImageNet weights) at
@@ -112,16 +112,18 @@ def job_seconds(seconds: dict, rule: str, message: str):
     return None
 
 
-def workflow(data: Path) -> dict:
+def workflow(data: Path, checkout: Path) -> dict:
+    """The default run of the workflow in ``checkout`` (its Snakefile and tlflow)."""
+    env = {**os.environ, "PYTHONPATH": str(checkout / "workflow")}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         config = {"data_dir": str(data), "splits": ["train", "validation"],
                   "backbones": [BACKBONES[BACKBONE]], "image_size": SIZES[BACKBONE]}  # fmt: skip
         (work / "config.yaml").write_text(yaml.safe_dump(config))
-        command = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(work), "--configfile",
+        command = [SNAKEMAKE, "-s", str(checkout / "Snakefile"), "-d", str(work), "--configfile",
                    str(work / "config.yaml"), "--cores", str(cpus())]  # fmt: skip
         started = time.time()
-        subprocess.run(command, capture_output=True, text=True, check=True)
+        subprocess.run(command, capture_output=True, text=True, check=True, env=env)
         wall = time.time() - started
         log = next((work / ".snakemake/log").glob("*.snakemake.log")).read_text()
         seconds = {}
@@ -170,6 +172,9 @@ def report(run: dict, lim: dict, start_tf: float, start_plain: float, plugin: fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DATA / "catsdogs-2k")
+    # Another checkout's workflow (e.g. `git worktree add ../before <commit>`), to
+    # compare versions on the same machine; the limit is always this checkout's.
+    parser.add_argument("--checkout", type=Path, default=ROOT)
     args = parser.parse_args()
     from tlflow import backbones
 
@@ -180,7 +185,8 @@ def main() -> None:
     start_tf = startup("keras, tlflow.features")
     start_plain = startup("tlflow.evaluate, tlflow.audit")
     plugin = startup("snakemake_executor_plugin_slurm") - startup("snakemake")
-    run = workflow(args.data)
+    run = workflow(args.data, args.checkout.resolve())
+    print(f"workflow of {args.checkout}")
     result = subprocess.run([sys.executable, __file__, "--limit-child", str(args.data)],
                             capture_output=True, text=True, check=True)  # fmt: skip
     lim = yaml.safe_load(result.stdout.strip().splitlines()[-1])

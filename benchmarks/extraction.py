@@ -398,7 +398,7 @@ def precisions(args) -> None:
     keras.applications backbones with random weights, EfficientNet-Lite0 with its
     own; random inputs, batch 32, medians of ``repeats`` batches after a warm-up, in
     this process. ``auto`` decides as in a fresh working directory
-    (tlflow.precision: its own child process, one warm-up and up to 3 batches each).
+    (tlflow.precision: its own child process, its own warm-up and rounds).
     """
     from tlflow import backbones, precision
 

@@ -129,3 +129,12 @@ def test_the_evaluation_job_imports_no_tensorflow(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     table = pd.read_csv(outputs[0])
     assert len(table) == 12 and np.allclose(table[["prob_a", "prob_b", "prob_c"]].sum(axis=1), 1)
+
+
+def test_a_damaged_head_is_named_with_the_fix(tmp_path):
+    from tlflow.readers import DamagedFileError
+
+    path = saved_head(tmp_path / "head.h5", (2, 8), 2, "avg", "pooled")
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(DamagedFileError, match=r"head\.h5.*Delete it"):
+        numpy_head.load(path)

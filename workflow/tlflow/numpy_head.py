@@ -88,9 +88,11 @@ class NumpyHead:
             if output is not None:
                 raise Unsupported(f"layer {kind} after the output")
             if kind == "Dense":
-                activation = config["activation"]
-                if activation not in ACTIVATIONS or not config["use_bias"]:
+                activation = config["activation"]  # a name, or a dict of a custom one
+                if not isinstance(activation, str) or activation not in ACTIVATIONS or not config["use_bias"]:
                     raise Unsupported(f"Dense layer {config['name']} ({activation})")
+                if config["name"] not in weights:
+                    raise damaged(path, KeyError(f"no weights of layer {config['name']}"))
                 kernel, bias = weights[config["name"]]
                 dense.append((kernel, bias, ACTIVATIONS[activation]))
             elif kind == "Rescaling" and config["name"] == "temperature" and not config["offset"]:

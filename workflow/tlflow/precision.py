@@ -32,8 +32,11 @@ PRECISIONS = ("float32", "bfloat16")
 # bfloat16 is kept only when it is this much faster: float32 is the more exact, and
 # a smaller difference is within the noise of one batch on a shared machine.
 BFLOAT16_GAIN = 1.05
-# Timed rounds after the warm-up: up to ROUNDS, stopping once TIMED_SECONDS are spent.
-ROUNDS, TIMED_SECONDS = 3, 10.0
+# Timed rounds after the warm-up, each precision's batch in turn: at least
+# MIN_ROUNDS, then more until TIMED_SECONDS are spent (at most MAX_ROUNDS). The
+# fastest batch of each counts: a fast backbone gets many tries, so another
+# process busy on the same cores for a moment does not decide.
+MIN_ROUNDS, MAX_ROUNDS, TIMED_SECONDS = 3, 25, 4.0
 # Where the decisions are kept, unless TLFLOW_PRECISION_CACHE names another file
 # (one cache shared by several working directories of a machine).
 CACHE_ENV = "TLFLOW_PRECISION_CACHE"
@@ -141,7 +144,7 @@ def decide(requested: str, spec: dict, batch_size: int, state_dir) -> tuple[str,
         seconds = timed(spec, batch_size)
     except RuntimeError as error:
         return "float32", (
-            f"bfloat16 could not be timed here ({str(error).splitlines()[-1][:200]}); set "
+            f"bfloat16 could not be timed here ({(str(error).splitlines() or [''])[-1][:200]}); set "
             "'extraction: precision:' to pin it"
         )
     chosen = choose(seconds)
@@ -152,8 +155,8 @@ def decide(requested: str, spec: dict, batch_size: int, state_dir) -> tuple[str,
 
 
 def _time_both(spec: dict, batch_size: int) -> dict[str, float]:
-    """In this process: build the backbone in each precision, warm each up on one
-    batch, then time them in turns; each precision's fastest batch."""
+    """In this process: build the backbone in each precision, warm each up on two
+    batches, then time them in turns; each precision's fastest batch."""
     import numpy as np
 
     from . import backbones
@@ -166,16 +169,16 @@ def _time_both(spec: dict, batch_size: int) -> dict[str, float]:
     batch = np.random.default_rng(0).uniform(0, 255, (batch_size, height, width, 3)).astype(np.float32)
     batch = backbones.preprocess_function(spec["preprocessing"])(batch)
     models = {p: backbones.build({**timing, "precision": p}) for p in PRECISIONS}
-    for model in models.values():
+    for model in [*models.values()] * 2:
         model.predict_on_batch(batch)
     seconds = {p: [] for p in PRECISIONS}
     started = time.perf_counter()
-    for _ in range(ROUNDS):
+    for rounds in range(1, MAX_ROUNDS + 1):
         for p, model in models.items():
             start = time.perf_counter()
             model.predict_on_batch(batch)
             seconds[p].append(time.perf_counter() - start)
-        if time.perf_counter() - started > TIMED_SECONDS:
+        if rounds >= MIN_ROUNDS and time.perf_counter() - started > TIMED_SECONDS:
             break
     return {p: min(found) for p, found in seconds.items()}
 
