@@ -24,10 +24,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from extraction import DATA, MODELS, cpus, schema_defaults
+from extraction import DATA, MODELS, auto_precision, cpus, schema_defaults
 from scale import cpu_name
 
-from tlflow import backbones, calibration, features, head, precision, selection
+from tlflow import backbones, calibration, features, head, selection
 from tlflow.manifest import file_sha256, manifest_text
 from tlflow.probabilities import logits
 
@@ -78,10 +78,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"])
     args = parser.parse_args()
-    chosen, _ = precision.resolve(args.precision)
-    print(f"{args.data.name}, EfficientNet-Lite0 128x128, precision {chosen}; CPU: {cpu_name()}", flush=True)
     settings = schema_defaults("head")
     entry = {"name": str(args.model), "id": "efficientnet_lite0", "preprocessing": "none"}
+    spec = backbones.resolve(entry, [128, 128], args.precision)
+    chosen = auto_precision(spec)[0] if args.precision == "auto" else args.precision
+    print(f"{args.data.name}, EfficientNet-Lite0 128x128, precision {chosen}; CPU: {cpu_name()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         stored = {
             storage: extract(args.data, Path(tmp), backbones.resolve(entry, [128, 128], chosen, features=storage))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tlflow import precision
 from tlflow.synthetic import make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,6 +129,15 @@ def make_workdir(path: Path, config: dict | None = None, counts=None) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     make_dataset(path / "data", counts or COUNTS, classes=3, size=32)
     write_config(path, config or TINY_CONFIG)
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def precision_cache(tmp_path_factory) -> Path:
+    """One cache of `precision: auto`'s decisions for every run of the session
+    (tlflow.precision): each tiny backbone spec is timed once, not in every folder."""
+    path = tmp_path_factory.mktemp("precision") / "precision.json"
+    os.environ[precision.CACHE_ENV] = str(path)
     return path
 
 

@@ -102,7 +102,8 @@ def test_the_plan_carries_precision_views_and_the_images_to_predict(folder):
         predict={"images": "new"},
     )
     made = plan.make_plan(config, ".state")
-    assert made.precision == "bfloat16" and made.precision_reason == "set in the config"
+    assert made.precision == {"vgg16": "bfloat16"}
+    assert made.precision_reason == {"vgg16": "set in the config"}
     assert made.specs["vgg16"]["precision"] == "bfloat16"
     assert made.views["train"]["names"] == ["0", "1"]
     assert made.views["test"] == {"family": {"test_time": "fixed"}, "names": ["flip"]}
@@ -148,10 +149,10 @@ def test_a_job_of_another_config_or_without_a_plan_stops_with_the_fix(folder):
 def test_only_the_newest_plans_are_kept(folder):
     made = plan.make_plan(validated(), ".state")
     for n in range(store.KEEP + 3):
-        plan.save(dataclasses.replace(made, precision_reason=str(n)), ".state")
+        plan.save(dataclasses.replace(made, precision_reason={"vgg16": str(n)}), ".state")
     kept = sorted((folder[0] / ".state/plans").glob("*.json"))
     assert len(kept) == store.KEEP
-    assert plan.load(validated(), ".state").precision_reason == str(store.KEEP + 2)
+    assert plan.load(validated(), ".state").precision_reason == {"vgg16": str(store.KEEP + 2)}
 
 
 def test_entries_left_out_are_listed_with_their_reason(folder):

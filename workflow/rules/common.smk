@@ -39,7 +39,8 @@ except plan.PlanError as _error:
     raise WorkflowError(str(_error)) from None
 
 if workflow.is_main_process:
-    logger.info(f"Extraction precision: {PLAN.precision} ({PLAN.precision_reason}).")
+    for _id, _why in PLAN.precision_reason.items():
+        logger.info(f"Extraction precision of {_id}: {PLAN.precision[_id]} ({_why}).")
     logger.info(f"Images per split and class: {PLAN.counts}")
     if PLAN.corrected:
         logger.info(f"Corrections of {config['corrections']}: {PLAN.corrected}")

@@ -45,7 +45,7 @@ rule evaluate:
     threads: config["evaluation"]["threads"]
     resources:
         mem_mb=lambda wildcards, input: job_memory.evaluate(
-            input[f"{EVAL_SPLIT}_rows"] + input.get("views", [])
+            input[f"{EVAL_SPLIT}_rows"] + input.get("views", []), input.head
         ),
         runtime=lambda wildcards, input: 10 + input.size_mb // 100,
     params:

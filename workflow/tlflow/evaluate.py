@@ -1,6 +1,7 @@
 """How good a trained head is on one split: predictions, then metrics.
 
-Predictions are made once (the only step that needs Keras) and written as a table;
+Predictions are made once (by NumPy from head.h5, tlflow.numpy_head: the job does
+not import TensorFlow) and written as a table;
 metrics and the confusion matrix are computed from that table (tlflow.metrics), and
 the figures are drawn from it later (tlflow.plots), so all of them agree.
 """
@@ -13,18 +14,19 @@ import logging
 import numpy as np
 import pandas as pd
 
-from . import calibration, multilabel, multilabel_metrics, split_rows, test_time
+from . import calibration, multilabel, multilabel_metrics, numpy_head, split_rows, test_time
 from .atomic import atomic_path
 from .metadata import Meta, model_meta_path
 from .metrics import confusion_table, metrics, predictions_table
-from .probabilities import logits, predict_proba, probability_columns
+from .probabilities import logits, probability_columns
 from .readers import load_array, load_model, read_table
 from .runtime import configure_threads
 
 log = logging.getLogger(__name__)
 
 
-def predict_split(shards, labels_npy, manifest_csv, head_model, classes, separator: str | None = None):
+def predict_split(shards, labels_npy, manifest_csv, head_model, classes, separator: str | None = None,
+                  threads: int = 1):  # fmt: skip
     """Run the head on a split's cached features (in its ``shards`` files): (predictions
     table, logits).
 
@@ -32,8 +34,6 @@ def predict_split(shards, labels_npy, manifest_csv, head_model, classes, separat
     With ``separator`` (multi-label data), the labels are a 0/1 matrix and the table
     is left to the caller, which knows the thresholds: (None, logits).
     """
-    from .row_batches import RowBatches
-
     features = split_rows.Rows([(manifest_csv, shards)])
     labels = load_array(labels_npy, mmap=False)
     manifest = read_table(manifest_csv)
@@ -52,17 +52,16 @@ def predict_split(shards, labels_npy, manifest_csv, head_model, classes, separat
             f"labels in {labels_npy} differ from those in {manifest_csv}; delete both "
             "and rerun the workflow to rebuild the split."
         )
-    model = load_model(head_model)
-    features = RowBatches(features)  # read batch by batch as the head predicts
-    proba = predict_proba(model, features)
+    head = numpy_head.load(head_model, threads)
+    proba = head.probabilities(features)  # read block by block
     if proba.shape[1] != len(classes):
         raise ValueError(
             f"head {head_model} gives {proba.shape[1]} probabilities but the classes are "
             f"{classes}; the head is out of date: delete it and rerun the workflow."
         )
     if separator is not None:
-        return None, logits(model, features)
-    return predictions_table(manifest["file"], labels, proba, classes), logits(model, features)
+        return None, head.logits(features)
+    return predictions_table(manifest["file"], labels, proba, classes), head.logits(features)
 
 
 def evaluate(
@@ -75,7 +74,6 @@ def evaluate(
     With ``views`` (shard files, manifest.csv of the split's test-time views), each
     image's probabilities are the mean over it and its views, as in ``model.keras``.
     """
-    configure_threads(threads)
     meta = Meta.read(head_meta)
     classes = meta.classes
     if meta.multi_label:
@@ -84,11 +82,11 @@ def evaluate(
                              "'augmentation: test_time:' from the config")  # fmt: skip
         return score_multi_label(shards, labels_npy, manifest_csv, head_model, meta, split, out_predictions,
                                  out_metrics, out_confusion, out_reliability)  # fmt: skip
-    table, raw = predict_split(shards, labels_npy, manifest_csv, head_model, classes)
+    table, raw = predict_split(shards, labels_npy, manifest_csv, head_model, classes, threads=threads)
     labels = load_array(labels_npy, mmap=False)
     sets, names = [raw], []  # logits of the originals, then of each test-time view
     if views is not None:
-        head = load_model(head_model)
+        head = numpy_head.load(head_model, threads)
         table, sets, names = test_time.average(table, raw, head, views, manifest_csv, classes)
     return score(table, sets, names, labels, meta.head["temperature"], split, classes,
                  out_predictions, out_metrics, out_confusion, out_reliability)  # fmt: skip

@@ -89,12 +89,22 @@ def train_head(train, validation, poolings, storage: str, classes: int) -> int:
     return _request(KERAS_MB, pooled + standardised + solver + val)
 
 
-def evaluate(files) -> int:
+def evaluate(files, head) -> int:
     """``evaluate`` reading the shard files ``files`` (its split's and their test-time
-    views'): it predicts batch by batch (tlflow.row_batches), and holds per image
-    its table row and each view's probabilities and logits."""
+    views') with the head in ``head``: it holds per image its table row and each
+    view's probabilities and logits, and runs the head on a block of rows at a time:
+    by NumPy (tlflow.numpy_head, float64), or by Keras batch by batch (tlflow.row_batches)
+    for a head NumPy does not compute."""
+    from .numpy_head import BLOCK_ROWS, NumpyHead, Unsupported
+
     split = row_files(files)
-    return _request(KERAS_MB, split.rows * PER_IMAGE_BYTES + BATCHES * 256 * split.row_bytes)
+    try:
+        NumpyHead.read(head)
+    except Unsupported:
+        return _request(KERAS_MB, split.rows * PER_IMAGE_BYTES + BATCHES * 256 * split.row_bytes)
+    # A block as read, its float64 copy and the first layer's float64 output of it.
+    block = min(split.rows, BLOCK_ROWS) * (split.row_bytes + 2 * 8 * math.prod(split.shape or (1,)))
+    return _request(NUMPY_MB, split.rows * PER_IMAGE_BYTES + block)
 
 
 def audit(files) -> int:

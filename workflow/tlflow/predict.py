@@ -17,12 +17,15 @@ import argparse
 import csv
 import logging
 import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from . import multilabel
 from .atomic import atomic_path
+from .features import DECODE_AHEAD
 from .images import decode_all
 from .listing import ListingError, images_below
 from .metadata import Meta, model_meta_path
@@ -95,25 +98,32 @@ def predict_folder(
     classes = meta.classes
     decided = _decision(meta)
     files = list_images(folder)[0] if files is None else files
-    model = load(model_path, threads)
     # Decode and resize exactly as the features were made (PIL bilinear); the model's
     # own resize then leaves the images unchanged, so predictions match training.
     size = tuple(meta.backbone.image_size)
+    chunks = [files[start : start + batch_size] for start in range(0, len(files), batch_size)]
     progress = Progress(len(files), log)
     rows = []
-    for start in range(0, len(files), batch_size):
-        chunk = files[start : start + batch_size]
-        array, good, failed = decode_all([Path(folder, name) for name in chunk], size)
-        errors = {chunk[i]: message for i, message in failed}
-        proba = model(array) if good else []
-        by_file = dict(zip((chunk[i] for i in good), proba))
-        for name in chunk:
-            if name in by_file:
-                p = by_file[name]
-                rows.append([name, decided(p), *p, ""])
-            else:
-                rows.append([name, "", *[""] * len(classes), errors[name]])
-        progress.update(len(chunk))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # Decoding runs ahead of the model, from before TensorFlow starts (seconds).
+        ahead = deque(pool.submit(decode_all, [Path(folder, n) for n in chunk], size)
+                      for chunk in chunks[: max(2, DECODE_AHEAD // batch_size)])  # fmt: skip
+        model = load(model_path, threads)
+        for number, chunk in enumerate(chunks):
+            array, good, failed = ahead.popleft().result()
+            if number + len(ahead) + 1 < len(chunks):
+                following = chunks[number + len(ahead) + 1]
+                ahead.append(pool.submit(decode_all, [Path(folder, n) for n in following], size))
+            errors = {chunk[i]: message for i, message in failed}
+            proba = model(array) if good else []
+            by_file = dict(zip((chunk[i] for i in good), proba))
+            for name in chunk:
+                if name in by_file:
+                    p = by_file[name]
+                    rows.append([name, decided(p), *p, ""])
+                else:
+                    rows.append([name, "", *[""] * len(classes), errors[name]])
+            progress.update(len(chunk))
     with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         predicted = "predicted_labels" if meta.multi_label else "predicted_class"

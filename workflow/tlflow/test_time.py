@@ -14,7 +14,7 @@ from scipy.special import log_softmax, logsumexp
 
 from . import calibration, split_rows
 from .metrics import predictions_table
-from .probabilities import logits, predict_proba, probability_columns
+from .probabilities import probability_columns
 from .readers import read_table
 
 
@@ -39,18 +39,17 @@ def average(table: pd.DataFrame, raw, head, views, manifest_csv, classes):
     """The predictions table averaged over each image and its views, the logit sets
     (originals first) and the views' names.
 
-    ``table`` and ``raw`` are the originals' (evaluate.predict_split); ``views`` is
-    (shard files, manifest.csv) of the split's test-time views.
+    ``table`` and ``raw`` are the originals' (evaluate.predict_split); ``head`` is
+    numpy_head.load's; ``views`` is (shard files, manifest.csv) of the split's
+    test-time views.
     """
-    from .row_batches import RowBatches
-
     features = split_rows.Rows([(views[1], views[0])])
     probas, sets = [table[probability_columns(classes)].to_numpy(np.float64)], [raw]
     rows_of = view_rows(manifest_csv, views[1])
     for rows in rows_of.values():
-        batches = RowBatches(features.subset(rows))  # one view's rows, read as predicted
-        probas.append(predict_proba(head, batches))
-        sets.append(logits(head, batches))
+        view = features.subset(rows)  # one view's rows, read as predicted
+        probas.append(head.probabilities(view))
+        sets.append(head.logits(view))
     labels = table["true_class"].map({cls: i for i, cls in enumerate(classes)}).to_numpy()
     averaged = predictions_table(table["file"], labels, np.mean(probas, axis=0), classes)
     return averaged, sets, list(rows_of)

@@ -29,43 +29,46 @@ def make_plan(config: dict, state_dir: str | os.PathLike = ".snakemake/tlflow") 
         raise PlanError(str(error)) from None
 
 
-def decide_precision(config: dict) -> tuple[str, str]:
-    """(precision, why) of the features: ``extraction.precision`` as set, or for
-    ``auto`` what this machine computes natively (tlflow.precision).
+def decide_precision(config: dict, spec: dict, state: Path) -> tuple[str, str]:
+    """(precision, why) of one backbone's features: ``extraction.precision`` as set,
+    or for ``auto`` the faster of the two on this machine (tlflow.precision: timed
+    once per backbone spec, CPU and TensorFlow version, then read from its cache).
 
     Decided here, once per run: a cluster job may run on other hardware and must
-    compute the features that were planned. A decision by timing, cached per backbone
-    spec, CPU and TensorFlow version, would replace this function.
+    compute the features that were planned.
     """
-    return precision.resolve(config["extraction"]["precision"])
+    extraction = config["extraction"]
+    return precision.decide(extraction["precision"], spec, extraction["batch_size"], state)
 
 
-def _specs(config: dict, chosen: str, sha256) -> dict[str, dict]:
-    """Backbone specs by id; weights files and saved models hashed with ``sha256``."""
+def _specs(config: dict, sha256, state: Path) -> tuple[dict[str, dict], dict[str, str]]:
+    """Backbone specs by id, and why each has its precision; weights files and saved
+    models hashed with ``sha256``."""
     # What is stored per image: pooled rows, or the whole map when a head needs it.
     features = pooling.storage(
         selection.values(config["head"], "pooling"), config["extraction"]["features"]
     )
-    specs = {}
+    specs, reasons = {}, {}
     for entry in config["backbones"]:
         spec = backbones.resolve(
-            entry, config["image_size"], chosen, sha256=sha256, features=features
-        )
+            entry, config["image_size"], config["extraction"]["precision"], sha256=sha256,
+            features=features,
+        )  # fmt: skip
         if spec["id"] in specs:
             raise backbones.BackboneError(
                 f"two backbones have the id '{spec['id']}'; give one an 'id:' of its own."
             )
+        spec["precision"], reasons[spec["id"]] = decide_precision(config, spec, state)
         specs[spec["id"]] = spec
-    return specs
+    return specs, reasons
 
 
 def _make(config: dict, state: Path) -> Plan:
     evaluation = splits.evaluation_split(config["splits"], config["evaluation"].get("split"))
-    chosen, why = decide_precision(config)
     # `verify_hashes` reads every file again, for file systems whose ctime is unreliable.
     verify = config["verify_hashes"] in (True, "true")
     file_hashes = manifest.HashCache(state / "file-hashes.json", verify=verify)
-    specs = _specs(config, chosen, file_hashes.sha256)
+    specs, why = _specs(config, file_hashes.sha256, state)
 
     # Content hashes of the images: they split a folder without split folders
     # (tlflow.layouts), and name each listing's staged file.
@@ -92,7 +95,7 @@ def _make(config: dict, state: Path) -> Plan:
     }
     return Plan(
         config=config_digest(config),
-        precision=chosen,
+        precision={name: spec["precision"] for name, spec in specs.items()},
         precision_reason=why,
         specs=specs,
         classes=dataset.names,

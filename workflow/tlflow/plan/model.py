@@ -28,8 +28,8 @@ class Listing:
 @dataclass(frozen=True)
 class Plan:
     config: str  # config_digest of the config it was made for
-    precision: str  # of every backbone's features, also in each spec
-    precision_reason: str
+    precision: dict[str, str]  # backbone id -> its features' precision, also in its spec
+    precision_reason: dict[str, str]  # backbone id -> why (tlflow.precision)
     specs: dict[str, dict]  # backbone id -> spec (tlflow.backbones)
     classes: list[str]
     splits: list[str]
