@@ -148,7 +148,7 @@ def test_tiny_classes_lower_the_folds_or_skip_the_label_audit(tmp_path):
 def test_mismatched_split_files_name_the_files_and_the_fix(tmp_path):
     manifest, shards, _ = write_split(tmp_path, "train", np.zeros((2, 4), np.float32), np.zeros(2, np.int64))
     np.save(tmp_path / "l.npy", np.zeros(3, np.int64))  # labels of another join
-    with pytest.raises(ValueError, match=r"train\.csv and .*l\.npy do not describe.*Delete them and rerun"):
+    with pytest.raises(ValueError, match=r"hold 2 rows, .*l\.npy 3 and .*train\.csv 2: they were not written together\. Delete them and rerun"):
         audit.load_splits({"train": (shards, tmp_path / "l.npy", manifest)}, "map")
 
 

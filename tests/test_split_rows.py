@@ -105,3 +105,19 @@ def test_float16_views_are_read_as_float32_beside_their_originals(tmp_path):
     assert rows.dtype == np.float32
     np.testing.assert_array_equal(rows.read(), np.concatenate([originals[2], half.astype(np.float32)]))
     np.testing.assert_array_equal(rows.take([5, 0]), np.stack([half[1].astype(np.float32), originals[2][0]]))
+
+
+def test_a_joined_split_whose_files_disagree_is_refused_with_the_fix(tmp_path):
+    from conftest import write_split
+
+    rows = np.arange(12, dtype=np.float32).reshape(6, 2)
+    manifest, shards, labels_npy = write_split(tmp_path, "test", rows, np.array([0, 0, 1, 1, 2, 2]))
+    features, labels, table = split_rows.joined_split(shards, labels_npy, manifest)
+    np.testing.assert_array_equal(features.read(), rows)
+    assert labels.tolist() == table["label"].tolist()
+    np.save(labels_npy, np.array([0, 0, 1, 1, 2, 0]))  # one label rewritten
+    with pytest.raises(ValueError, match=r"differ from those in .*delete both and rerun"):
+        split_rows.joined_split(shards, labels_npy, manifest)
+    np.save(labels_npy, np.zeros(5, dtype=np.int64))  # a row short
+    with pytest.raises(ValueError, match=r"hold 6 rows, .* 5 and .* 6: they were not written together"):
+        split_rows.joined_split(shards, labels_npy, manifest)

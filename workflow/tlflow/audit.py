@@ -22,7 +22,6 @@ from . import split_rows
 from .atomic import atomic_path
 from .calibration import expected_calibration_error, fit_temperature_under_noise, probabilities
 from .neighbours import resolve, similar_pairs, unit_rows
-from .readers import load_array, read_table
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +39,7 @@ def load_splits(splits: dict, storage: str) -> tuple[pd.DataFrame, np.ndarray]:
     """
     tables, vectors = [], []
     for split, (shards, labels_npy, manifest_csv) in splits.items():
-        features = split_rows.Rows([(manifest_csv, shards)])
-        labels = load_array(labels_npy, mmap=False)
-        table = read_table(manifest_csv)
-        if not len(features) == len(labels) == len(table) or not np.array_equal(
-            labels, table["label"].to_numpy()
-        ):
-            raise ValueError(
-                f"the shards of {manifest_csv} and {labels_npy} do not describe the same "
-                "rows: they were not written together. Delete them and rerun the workflow "
-                "to rebuild the split."
-            )
+        features, _, table = split_rows.joined_split(shards, labels_npy, manifest_csv)
         tables.append(table.assign(split=split))
         vectors.append(features.pooled("avg", storage))  # block by block: no copy of the rows
     return pd.concat(tables, ignore_index=True), np.concatenate(vectors)

@@ -10,24 +10,21 @@ import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 from scipy.special import expit, log_softmax, softmax
 
+from .probabilities import per_class, softmax_logits
+
 BINS = 15
 
 
 def probabilities(logits, temperature: float = 1.0) -> np.ndarray:
     """One column per class from (n, 1) sigmoid or (n, k) softmax logits."""
     z = np.asarray(logits, dtype=np.float64) / temperature
-    if z.shape[1] == 1:
-        p = expit(z[:, 0])
-        return np.column_stack([1 - p, p])
-    return softmax(z, axis=1)
+    return per_class(expit(z)) if z.shape[1] == 1 else softmax(z, axis=1)
 
 
 def log_loss(logits, labels, temperature: float = 1.0) -> float:
     """Mean negative log-likelihood, computed from logits so it never takes log(0)."""
-    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = softmax_logits(np.asarray(logits, dtype=np.float64) / temperature)
     labels = np.asarray(labels)
-    if z.shape[1] == 1:
-        z = np.column_stack([np.zeros(len(z)), z[:, 0]])
     return float(-np.mean(log_softmax(z, axis=1)[np.arange(len(z)), labels]))
 
 
@@ -53,9 +50,7 @@ def fit_temperature_under_noise(logits, labels) -> tuple[float, float]:
     and the rate maximise the given labels' likelihood together: confident mistakes
     are then explained by the rate, not by softening every probability.
     """
-    z = np.asarray(logits, dtype=np.float64)
-    if z.shape[1] == 1:
-        z = np.column_stack([np.zeros(len(z)), z[:, 0]])
+    z = softmax_logits(logits)
     labels = np.asarray(labels)
     others = z.shape[1] - 1
 

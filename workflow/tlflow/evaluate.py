@@ -34,24 +34,10 @@ def predict_split(shards, labels_npy, manifest_csv, head_model, classes, separat
     With ``separator`` (multi-label data), the labels are a 0/1 matrix and the table
     is left to the caller, which knows the thresholds: (None, logits).
     """
-    features = split_rows.Rows([(manifest_csv, shards)])
-    labels = load_array(labels_npy, mmap=False)
-    manifest = read_table(manifest_csv)
-    if not len(features) == len(labels) == len(manifest):
-        raise ValueError(
-            f"the split's shards hold {len(features)} rows, {labels_npy} {len(labels)} and "
-            f"{manifest_csv} {len(manifest)}: they were not written together. Delete "
-            "them and rerun the workflow to rebuild the split."
-        )
-    expected = (
-        manifest["label"].to_numpy() if separator is None
-        else multilabel_metrics.matrix(manifest["class"].fillna(""), classes, separator, str(manifest_csv))
+    expected = None if separator is None else (
+        lambda table: multilabel_metrics.matrix(table["class"].fillna(""), classes, separator, str(manifest_csv))
     )  # fmt: skip
-    if not np.array_equal(labels, expected):
-        raise ValueError(
-            f"labels in {labels_npy} differ from those in {manifest_csv}; delete both "
-            "and rerun the workflow to rebuild the split."
-        )
+    features, labels, manifest = split_rows.joined_split(shards, labels_npy, manifest_csv, expected)
     head = numpy_head.load(head_model, threads)
     proba = head.probabilities(features)  # read block by block
     if proba.shape[1] != len(classes):

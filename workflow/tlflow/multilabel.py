@@ -18,6 +18,7 @@ import numpy as np
 from scipy.special import expit
 
 from . import calibration
+from .probabilities import per_class
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def expected_calibration_errors(labels, proba) -> list[float]:
     """Each label's ECE, as calibration's of its two-column (absent, present) probabilities."""
     labels, proba = np.asarray(labels), np.asarray(proba)
     return [
-        calibration.expected_calibration_error(np.column_stack([1 - proba[:, j], proba[:, j]]), labels[:, j])
+        calibration.expected_calibration_error(per_class(proba[:, [j]]), labels[:, j])
         for j in range(labels.shape[1])
     ]
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from . import calibration, multilabel
-from .probabilities import probability_columns
+from .probabilities import per_class, probability_columns
 
 
 def matrix(cells, classes, separator: str, where: str = "") -> np.ndarray:
@@ -94,7 +94,7 @@ def reliability(labels, proba_sets) -> pd.DataFrame:
     """calibration.reliability over every (image, label) decision, per named set of probabilities."""
     labels = np.asarray(labels).ravel()
     return pd.concat(
-        pd.DataFrame(calibration.reliability(np.column_stack([1 - p.ravel(), p.ravel()]), labels))
+        pd.DataFrame(calibration.reliability(per_class(p.reshape(-1, 1)), labels))
         .assign(probabilities=name)
         for name, p in proba_sets
     )

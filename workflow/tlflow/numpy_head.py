@@ -16,6 +16,7 @@ import json
 import numpy as np
 from scipy.special import erf, expit, softmax
 
+from .probabilities import per_class
 from .readers import READ_ERRORS, damaged, load_model
 
 # Hidden activations by Keras name, as Keras 3 defines them.
@@ -126,8 +127,7 @@ class NumpyHead:
         """One column per class (two for a sigmoid head), as the head's output."""
         z = self.logits(rows) / self.temperature
         if self.output == "sigmoid":
-            p = expit(z)
-            return np.hstack([1 - p, p]) if z.shape[1] == 1 else p
+            return per_class(expit(z))  # one label per unit when several (multi-label)
         return softmax(z, axis=1)
 
 

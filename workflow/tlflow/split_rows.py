@@ -192,3 +192,28 @@ def file_rows(path) -> Rows:
     count = load_array(path).shape[0]
     rows._file, rows._row = np.full(count, number, np.int64), np.arange(count, dtype=np.int64)
     return rows
+
+
+def joined_split(shards, labels_npy, manifest_csv, expected=None):
+    """A joined split as its readers take it: (its Rows, labels, manifest table),
+    checked to describe the same rows, so a split whose files were not written
+    together never reaches a head, a score or the audit.
+
+    ``expected(table)`` gives the labels the manifest says (default: its ``label``
+    column; a 0/1 matrix for multi-label data).
+    """
+    features = Rows([(manifest_csv, shards)])
+    labels = load_array(labels_npy, mmap=False)
+    table = read_table(manifest_csv)
+    if not len(features) == len(labels) == len(table):
+        raise ValueError(
+            f"the split's shards hold {len(features)} rows, {labels_npy} {len(labels)} and "
+            f"{manifest_csv} {len(table)}: they were not written together. Delete "
+            "them and rerun the workflow to rebuild the split."
+        )
+    if not np.array_equal(labels, table["label"].to_numpy() if expected is None else expected(table)):
+        raise ValueError(
+            f"labels in {labels_npy} differ from those in {manifest_csv}; delete both "
+            "and rerun the workflow to rebuild the split."
+        )
+    return features, labels, table

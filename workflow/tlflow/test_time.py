@@ -14,7 +14,7 @@ from scipy.special import log_softmax, logsumexp
 
 from . import calibration, split_rows
 from .metrics import predictions_table
-from .probabilities import probability_columns
+from .probabilities import probability_columns, softmax_logits
 from .readers import read_table
 
 
@@ -56,10 +56,7 @@ def average(table: pd.DataFrame, raw, head, views, manifest_csv, classes):
 
 
 def _log_proba(logits_, temperature: float) -> np.ndarray:
-    z = np.asarray(logits_, dtype=np.float64) / temperature
-    if z.shape[1] == 1:  # a sigmoid head: the logit of the second class against 0
-        z = np.column_stack([np.zeros(len(z)), z[:, 0]])
-    return log_softmax(z, axis=1)
+    return log_softmax(softmax_logits(np.asarray(logits_, dtype=np.float64) / temperature), axis=1)
 
 
 def log_loss(logit_sets, labels, temperature: float = 1.0) -> float:
