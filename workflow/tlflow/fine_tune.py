@@ -29,6 +29,8 @@ import numpy as np
 
 from . import backbones, calibration, deploy
 from .atomic import atomic_path
+from .history import best_epoch, epoch_row
+from .history import write as write_history
 from .image_batches import EpochSetter, ImageBatches
 from .manifest import file_sha256
 from .metadata import Meta
@@ -38,7 +40,6 @@ from .runtime import configure_threads
 
 log = logging.getLogger(__name__)
 
-HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
 FIT = (
     "Keras fit of the backbone's top layers and the head on augmented training images "
     "(BatchNormalization frozen, backbone in inference mode); early stopping on "
@@ -195,7 +196,7 @@ class Checkpoint(keras.callbacks.Callback):
         self.started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.rows.append({"epoch": epoch + 1, **{k: float(logs[k]) for k in HISTORY_COLUMNS[1:]}})
+        self.rows.append(epoch_row(epoch, logs))
         arrays = {f"model_{i}": np.asarray(v) for i, v in enumerate(self.model.variables)}
         arrays.update(
             (f"optimizer_{i}", np.asarray(v)) for i, v in enumerate(self.model.optimizer.variables)
@@ -237,7 +238,6 @@ def fine_tune(head_model, head_meta, manifests: dict, data_dir, settings: dict,
 
     ``manifests``: {"train": csv, "validation": csv}, the images the features were made of.
     """
-    import pandas as pd
 
     configure_threads(threads)
     meta = Meta.read(head_meta)
@@ -285,25 +285,24 @@ def fine_tune(head_model, head_meta, manifests: dict, data_dir, settings: dict,
             verbose=2,
         )  # fmt: skip
     rows = checkpoint.rows
-    best_epoch = int(np.argmin([r["val_loss"] for r in rows])) + 1 if stopping else len(rows)
+    best = best_epoch(rows, bool(stopping))
     val_logits = logits(model, validation)
     val_y = validation.labels
     temperature = (
         calibration.fit_temperature(val_logits, val_y) if meta.head["settings"]["calibrate"] else 1.0
     )
     scores = calibration.scores(val_logits, val_y, temperature)
-    log.info("best epoch %d of %d, temperature %.4f, validation %s", best_epoch, len(rows), temperature, scores)
+    log.info("best epoch %d of %d, temperature %.4f, validation %s", best, len(rows), temperature, scores)
     # Saved as deployed: in the features' precision, without optimizer state.
     deployable, _ = build(head_model, meta, spec.precision)
     deployable.set_weights(model.get_weights())
     set_temperature(deployable, temperature)
     with atomic_path(outputs.model) as tmp:
         deployable.save(tmp)
-    with atomic_path(outputs.history) as tmp:
-        pd.DataFrame(rows, columns=HISTORY_COLUMNS).to_csv(tmp, index=False)
+    write_history(rows, outputs.history)
     fine_tuned = {
         "settings": settings, "augmentation": transforms, "fit": FIT,
-        "trained_layers": trained, "best_epoch": best_epoch, "epochs_run": len(rows),
+        "trained_layers": trained, "best_epoch": best, "epochs_run": len(rows),
         "head_temperature": meta.head["temperature"], "head_validation": meta.head["validation"],
     }  # fmt: skip
     head = {**meta.head, "temperature": temperature, "validation": scores, "fine_tune": fine_tuned}

@@ -29,6 +29,8 @@ import numpy as np
 
 from . import calibration, imbalance, multilabel, pooling, selection, split_rows
 from .atomic import atomic_path
+from .history import best_epoch, epoch_row
+from .history import write as write_history
 from .metadata import Meta
 from .probabilities import logits
 from .readers import load_array
@@ -36,7 +38,6 @@ from .runtime import configure_threads
 
 log = logging.getLogger(__name__)
 
-HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
 CANDIDATE_COLUMNS = [
     "candidate", "kind", "pooling", "l2", "dropout", "learning_rate", "class_weight", "train_rows", "epochs",
     "best_epoch", "temperature", "val_accuracy", "val_balanced_accuracy", "val_macro_f1", "val_log_loss",
@@ -121,13 +122,9 @@ def fit_mlp(train, validation, n_classes: int, candidate: dict, settings: dict, 
         validation_data=RowBatches(*validation, batch_size=batch_size),
         callbacks=callbacks, class_weight=class_weight, verbose=2,
     )  # fmt: skip
-    rows = [
-        {"epoch": e + 1, **{k: float(history.history[k][e]) for k in HISTORY_COLUMNS[1:]}}
-        for e in range(len(history.history["loss"]))
-    ]
-    # EarlyStopping keeps the first epoch of the lowest validation loss.
-    best = int(np.argmin([r["val_loss"] for r in rows])) + 1 if patience > 0 else len(rows)
-    return model, rows, best
+    logs = history.history
+    rows = [epoch_row(e, {k: values[e] for k, values in logs.items()}) for e in range(len(logs["loss"]))]
+    return model, rows, best_epoch(rows, patience > 0)
 
 
 # Rows per block when the moments are taken: a float64 block of 2**22 numbers is 32 MB.
@@ -426,8 +423,7 @@ def train_and_save(features: dict, settings: dict, meta: dict, threads: int, out
              winner, candidate, temperature, scores)  # fmt: skip
     with atomic_path(outputs.model) as tmp:
         model.save(tmp)
-    with atomic_path(outputs.history) as tmp:
-        pd.DataFrame(state["rows"], columns=HISTORY_COLUMNS).to_csv(tmp, index=False)
+    write_history(state["rows"], outputs.history)
     with atomic_path(outputs.candidates) as tmp:
         columns = MULTI_LABEL_CANDIDATE_COLUMNS if multi_label else CANDIDATE_COLUMNS
         pd.DataFrame(table, columns=columns).to_csv(tmp, index=False)
