@@ -105,3 +105,12 @@ def test_row_files_read_the_headers(tmp_path):
     assert files.vector_width(["avg", "max"], "pooled") == 5
     np.save(tmp_path / "m.npy", np.zeros((2, 3, 3, 5), np.float32))
     assert job_memory.row_files([tmp_path / "m.npy"]).vector_width(["avg", "flatten"], "map") == 45
+
+
+def test_the_evaluation_waits_for_its_head_and_asks_keras_memory_for_a_damaged_one(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros((3, 2, 5), np.float32))
+    head = tmp_path / "head.h5"
+    with pytest.raises(FileNotFoundError):  # Snakemake asks again once train_head wrote it
+        job_memory.evaluate([tmp_path / "a.npy"], head)
+    head.write_bytes(b"garbage")  # as a dry run sees a damaged head it does not move
+    assert job_memory.evaluate([tmp_path / "a.npy"], head) >= job_memory.KERAS_MB

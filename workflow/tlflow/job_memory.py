@@ -14,6 +14,7 @@ killed for memory.
 from __future__ import annotations
 
 import math
+import os
 from typing import NamedTuple
 
 import numpy as np
@@ -96,11 +97,13 @@ def evaluate(files, head) -> int:
     by NumPy (tlflow.numpy_head, float64), or by Keras batch by batch (tlflow.row_batches)
     for a head NumPy does not compute."""
     from .numpy_head import BLOCK_ROWS, NumpyHead, Unsupported
+    from .readers import DamagedFileError
 
     split = row_files(files)
+    os.stat(head)  # not trained yet: its FileNotFoundError makes Snakemake ask again later
     try:
         NumpyHead.read(head)
-    except Unsupported:
+    except (Unsupported, DamagedFileError):  # Keras's request; a damaged head fails the job
         return _request(KERAS_MB, split.rows * PER_IMAGE_BYTES + BATCHES * 256 * split.row_bytes)
     # A block as read, its float64 copy and the first layer's float64 output of it.
     block = min(split.rows, BLOCK_ROWS) * (split.row_bytes + 2 * 8 * math.prod(split.shape or (1,)))
