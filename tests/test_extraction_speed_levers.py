@@ -85,3 +85,17 @@ def test_configure_threads_after_tensorflow_started_warns_instead_of_failing():
     )
     assert result.stdout.strip().splitlines()[-1] == "2"
     assert "threads stay as they are" in result.stderr
+
+
+def test_configure_threads_limits_blas_to_the_granted_threads():
+    """Not one BLAS thread per core of the node: the job's own threads."""
+    code = (
+        "import numpy, sklearn; from threadpoolctl import threadpool_info;"
+        "from tlflow.runtime import configure_threads; configure_threads(1);"
+        "print(sorted({p['num_threads'] for p in threadpool_info()}))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(features.__file__).parents[1])}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert result.stdout.strip().splitlines()[-1] == "[1]"
