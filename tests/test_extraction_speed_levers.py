@@ -71,6 +71,12 @@ def test_bfloat16_features_are_float32_rows_close_to_float32_ones(tmp_path):
     np.testing.assert_allclose(rows["bfloat16"], rows["float32"], atol=0.05 * scale)
 
 
+def _fresh_python(code: str) -> subprocess.CompletedProcess:
+    """``code`` run by a new Python that imports this checkout's tlflow."""
+    env = {**os.environ, "PYTHONPATH": str(Path(features.__file__).parents[1])}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+
+
 def test_configure_threads_after_tensorflow_started_warns_instead_of_failing():
     code = (
         "import logging, tensorflow as tf; logging.basicConfig();"
@@ -79,10 +85,7 @@ def test_configure_threads_after_tensorflow_started_warns_instead_of_failing():
         "configure_threads(2); configure_threads(3);"
         "print(tf.config.threading.get_intra_op_parallelism_threads())"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(features.__file__).parents[1])}
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
-    )
+    result = _fresh_python(code)
     assert result.stdout.strip().splitlines()[-1] == "2"
     assert "threads stay as they are" in result.stderr
 
@@ -94,8 +97,4 @@ def test_configure_threads_limits_blas_to_the_granted_threads():
         "from tlflow.runtime import configure_threads; configure_threads(1);"
         "print(sorted({p['num_threads'] for p in threadpool_info()}))"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(features.__file__).parents[1])}
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
-    )
-    assert result.stdout.strip().splitlines()[-1] == "[1]"
+    assert _fresh_python(code).stdout.strip().splitlines()[-1] == "[1]"
