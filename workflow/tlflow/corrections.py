@@ -18,7 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from .images import Dataset, DatasetError
-from .label_table import SHOWN, relative_name, row_numbers
+from .label_table import relative_name
+from .table_problems import SHOWN, first_of, listed_twice, row_numbers
 
 COLUMNS = ["file", "action", "class"]
 ACTIONS = ("relabel", "exclude")
@@ -94,8 +95,7 @@ def apply(dataset: Dataset, rows, table) -> Dataset:
     if unknown_file:
         problems.append(
             f"{len(unknown_file)} file(s) are not images of the data set (paths relative "
-            f"to data_dir '{dataset.data_dir}'): " + ", ".join(unknown_file[:SHOWN])
-            + (" ..." if len(unknown_file) > SHOWN else "")
+            f"to data_dir '{dataset.data_dir}'): " + first_of(unknown_file)
         )
     if unknown_class:
         problems.append(
@@ -109,10 +109,7 @@ def apply(dataset: Dataset, rows, table) -> Dataset:
     if bad_action:
         problems.append(f"row(s) {row_numbers(bad_action)} have an action that is not {' or '.join(ACTIONS)}")
     if twice:
-        problems.append(
-            f"{len(twice)} file(s) are listed more than once (one correction per image): "
-            + "; ".join(f"{key} (rows {row_numbers(numbers)})" for key, numbers in list(twice.items())[:SHOWN])
-        )
+        problems.append(listed_twice(twice, "one correction per image"))
     if problems:
         raise DatasetError(
             f"corrections table '{table}': " + "; ".join(problems) + ". Fix or remove "

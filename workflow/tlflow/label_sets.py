@@ -11,13 +11,7 @@ listings and manifests, from which the join makes the 0/1 matrix.
 from __future__ import annotations
 
 from .images import DatasetError
-
-SHOWN = 10
-
-
-def _rows(numbers) -> str:
-    numbers = list(numbers)
-    return ", ".join(map(str, numbers[:SHOWN])) + (" ..." if len(numbers) > SHOWN else "")
+from .table_problems import row_numbers
 
 
 def cells(table, path, label_column: str, label_columns: list[str], separator: str) -> list[str] | None:
@@ -32,7 +26,7 @@ def cells(table, path, label_column: str, label_columns: list[str], separator: s
               if cell.strip() and any(not part.strip() for part in cell.split(separator))]  # fmt: skip
     if broken:
         raise DatasetError(
-            f"label table '{path}': row(s) {_rows(broken)} have an empty label between two "
+            f"label table '{path}': row(s) {row_numbers(broken)} have an empty label between two "
             f"'{separator}' (config 'label_separator'). Remove the extra separators and rerun."
         )
     return [separator.join(sorted({part.strip() for part in cell.split(separator)})) if cell.strip() else ""
@@ -58,7 +52,7 @@ def _from_columns(table, path, label_columns: list[str], separator: str) -> list
     if bad:
         raise DatasetError(
             f"label table '{path}': "
-            + "; ".join(f"column '{name}' rows {_rows(rows)}" for name, rows in bad.items())
+            + "; ".join(f"column '{name}' rows {row_numbers(rows)}" for name, rows in bad.items())
             + " are not 0 or 1. Each label column holds 1 (the image has the label) or 0."
         )
     ordered = sorted(label_columns)

@@ -15,18 +15,10 @@ from pathlib import Path
 
 from . import label_sets, listing
 from .images import DatasetError
+from .table_problems import SHOWN, first_of, listed_twice, row_numbers
 
 COLUMNS = {"file": "file", "label": "label", "split": "split", "labels": []}
 NOT_LISTED = "not listed in the label table"
-SHOWN = 10
-
-
-def row_numbers(numbers) -> str:
-    """Rows by their number in the table (1 is the first after the header)."""
-    numbers = list(numbers)
-    return ", ".join(map(str, numbers[:SHOWN])) + (" ..." if len(numbers) > SHOWN else "")
-
-
 def _read(path: Path, columns: dict):
     """The table's columns as text; a DatasetError names the table and the columns it lacks."""
     import pandas as pd
@@ -118,19 +110,12 @@ def read(path, data_dir, splits: list[str], columns: dict, separator: str = "|")
             + ", ".join(outside[:SHOWN])
         )
     if twice:
-        problems.append(
-            f"{len(twice)} file(s) are listed more than once (one label per image): "
-            + "; ".join(f"{key} (rows {row_numbers(numbers)})" for key, numbers in list(twice.items())[:SHOWN])
-        )
+        problems.append(listed_twice(twice, "one label per image"))
     if missing:
         reasons = dict(ignored)
         problems.append(
             f"{len(missing)} listed file(s) are not images under data_dir '{data_dir}': "
-            + ", ".join(
-                name + (f" ({reasons[name]})" if name in reasons else "")
-                for name in missing[:SHOWN]
-            )
-            + (" ..." if len(missing) > SHOWN else "")
+            + first_of(name + (f" ({reasons[name]})" if name in reasons else "") for name in missing)
         )
     if problems:
         raise DatasetError(
