@@ -30,10 +30,13 @@ demo: setup
 	$(BIN)/snakemake --configfile config/demo.yaml
 
 # The quality gates docs/development.md names, run by CI: Snakemake's linter on the test
-# case (.test: its config and images) and snakefmt's check. Either fails on any finding.
+# case (.test: its config and images), snakefmt's check of the rules, and ruff's of the
+# Python (its formatting and pyflakes, configured in pyproject.toml). Any finding fails.
 lint: setup
 	$(BIN)/snakemake --lint --configfile .test/config/config.yaml
 	$(BIN)/snakefmt --check workflow Snakefile
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 
 # Two workers: the end-to-end tests wait on TensorFlow start-ups more than they
 # compute. A module's tests share a worker (its fixtures are built once); the

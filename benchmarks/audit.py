@@ -53,10 +53,23 @@ CLASSES = ["cats", "dogs"]
 
 def run(workdir: Path, *targets: str) -> None:
     subprocess.run(
-        [str(Path(sys.executable).with_name("snakemake")), "-s", str(REPO / "Snakefile"),
-         "-d", str(workdir), "--configfile", str(workdir / "config.yaml"), "--cores", "2", *targets],
-        check=True, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            str(Path(sys.executable).with_name("snakemake")),
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(workdir),
+            "--configfile",
+            str(workdir / "config.yaml"),
+            "--cores",
+            "2",
+            *targets,
+        ],
+        check=True,
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def link_photos(source: Path, workdir: Path) -> pd.DataFrame:
@@ -89,10 +102,13 @@ def features() -> tuple[pd.DataFrame, np.ndarray]:
     """Manifest rows (with split) and pooled features of every split, as the audit reads them."""
     root = Path("results", BACKBONE, "features")  # as the split's manifest names its shards
     splits = {
-        split: (sorted(map(str, (root / "shards" / split).glob("shard-*.npy"))),
-                root / f"{split}_labels.npy", root / f"{split}_manifest.csv")
+        split: (
+            sorted(map(str, (root / "shards" / split).glob("shard-*.npy"))),
+            root / f"{split}_labels.npy",
+            root / f"{split}_manifest.csv",
+        )
         for split in ("train", "validation", "test")
-    }  # fmt: skip
+    }
     return audit.load_splits(splits, "pooled")
 
 
@@ -128,14 +144,23 @@ def ranking(workdir: Path, truth: pd.DataFrame) -> list[dict]:
                 for where, rows in (("oof", known), ("test", ~known))
                 for how, p in shown.items()
             }
-            results.append({
-                "rate": rate, "seed": seed, "flipped": k, "T_given": given_t,
-                "T_noise": temperature, "noise": noise,
-                "audit_suspects": len(ours), "audit_p@k": at_k(list(ours.file), planted, k),
-                "audit_r@2k": at_k(list(ours.file), planted, 2 * k),
-                "cleanlab_issues": len(theirs), "cleanlab_p@k": at_k(theirs, planted, k),
-                "cleanlab_r@2k": at_k(theirs, planted, 2 * k), **ece,
-            })  # fmt: skip
+            results.append(
+                {
+                    "rate": rate,
+                    "seed": seed,
+                    "flipped": k,
+                    "T_given": given_t,
+                    "T_noise": temperature,
+                    "noise": noise,
+                    "audit_suspects": len(ours),
+                    "audit_p@k": at_k(list(ours.file), planted, k),
+                    "audit_r@2k": at_k(list(ours.file), planted, 2 * k),
+                    "cleanlab_issues": len(theirs),
+                    "cleanlab_p@k": at_k(theirs, planted, k),
+                    "cleanlab_r@2k": at_k(theirs, planted, 2 * k),
+                    **ece,
+                }
+            )
             print(json.dumps(results[-1]), flush=True)
     return results
 
@@ -162,11 +187,18 @@ def loop(workdir: Path, truth: pd.DataFrame, config: dict) -> None:
     started = time.time()
     run(workdir)
     corrected, corrected_computed = scores(workdir), computed_since(workdir, started)
-    print(json.dumps({
-        "clean": clean, "flipped_2pct": {**with_noise, "features_computed": noise_computed},
-        "suspects": len(suspects), "flips": len(planted), "confirmed_in_top_k": len(confirmed),
-        "corrected": {**corrected, "features_computed": corrected_computed},
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "clean": clean,
+                "flipped_2pct": {**with_noise, "features_computed": noise_computed},
+                "suspects": len(suspects),
+                "flips": len(planted),
+                "confirmed_in_top_k": len(confirmed),
+                "corrected": {**corrected, "features_computed": corrected_computed},
+            }
+        )
+    )
 
 
 def main() -> None:

@@ -57,9 +57,14 @@ class Extractor:
         out[0].parent.mkdir(exist_ok=True)
         started = time.perf_counter()
         counts = features.extract_shard(
-            manifest, self.workdir / "data", self.spec, *out, self.workdir / "cache",
-            threads=os.cpu_count(), views=view_set,
-        )  # fmt: skip
+            manifest,
+            self.workdir / "data",
+            self.spec,
+            *out,
+            self.workdir / "cache",
+            threads=os.cpu_count(),
+            views=view_set,
+        )
         seconds = time.perf_counter() - started
         print(f"  {name}: {counts}, {seconds:.1f} s, load average {os.getloadavg()[0]:.1f}", flush=True)
         return np.load(out[0], mmap_mode="r"), seconds, out[0].stat().st_size
@@ -80,19 +85,30 @@ def fit(train, validation, settings: dict, seed: int, storage: str):
     model, temperature, scores = head.finalise(
         list(train[0].shape[1:]), 2, settings, candidate, state, validation[1], storage
     )
-    return model, temperature, scores, time.perf_counter() - started, f"{candidate['kind']}/{candidate['pooling']}"
+    return (
+        model,
+        temperature,
+        scores,
+        time.perf_counter() - started,
+        f"{candidate['kind']}/{candidate['pooling']}",
+    )
 
 
 def score(model, temperature, sets, y) -> dict:
     """Accuracy and log loss of the mean probabilities over the feature arrays ``sets``."""
     z = [logits(model, np.asarray(x)) for x in sets]
     proba = test_time.probabilities(z, temperature)
-    return {"accuracy": float(np.mean(proba.argmax(axis=1) == y)), "log_loss": test_time.log_loss(z, y, temperature)}
+    return {
+        "accuracy": float(np.mean(proba.argmax(axis=1) == y)),
+        "log_loss": test_time.log_loss(z, y, temperature),
+    }
 
 
 def compare(args, workdir: Path) -> None:
     config = defaults()
-    dataset = images.scan(workdir / "data", [s for s in ("train", "validation", "test") if (workdir / "data" / s).is_dir()])
+    dataset = images.scan(
+        workdir / "data", [s for s in ("train", "validation", "test") if (workdir / "data" / s).is_dir()]
+    )
     spec = backbones.resolve({"name": str(args.backbone), "preprocessing": "none"}, [128, 128], "float32")
     extract = Extractor(workdir, spec, dataset, HashCache(workdir / "hashes.json"))
     splits = list(dataset.images)
@@ -101,8 +117,9 @@ def compare(args, workdir: Path) -> None:
     y = {split: labels_of(dataset, split) for split in splits}
     flips = {
         split: extract(split, f"{split}-flip", views.test_time_views({"test_time": ["flip"]}))
-        for split in splits if split != "train"
-    }  # fmt: skip
+        for split in splits
+        if split != "train"
+    }
     view_features, spent = {}, 0.0
     for k in sorted(set(args.views) - {0}):
         section = {**config["augmentation"], "views": k, "dtype": "float32"}  # float16: cast below
@@ -135,16 +152,26 @@ def compare(args, workdir: Path) -> None:
             print(f"  K={k} {stored} seed {seed}: {chosen} {result}", flush=True)
             found.append(result)
         size = view_features[k][2] // (2 if stored == "float16" else 1) if k else 0
-        rows.append({
-            "K": k, "views stored": stored, "extraction s (views)": view_features[k][1] if k else 0.0,
-            "views MiB": size / 2**20, "bytes/view": size / (k * n_train) if k else 0,
-            **{key: f"{np.mean([r[key] for r in found]):.4f} ± {np.std([r[key] for r in found]):.4f}" for key in found[0]},
-        })  # fmt: skip
+        rows.append(
+            {
+                "K": k,
+                "views stored": stored,
+                "extraction s (views)": view_features[k][1] if k else 0.0,
+                "views MiB": size / 2**20,
+                "bytes/view": size / (k * n_train) if k else 0,
+                **{
+                    key: f"{np.mean([r[key] for r in found]):.4f} ± {np.std([r[key] for r in found]):.4f}"
+                    for key in found[0]
+                },
+            }
+        )
     import pandas as pd
 
     seconds = {split: f"{originals[split][1]:.1f}" for split in splits}
-    print(f"originals: extraction s {seconds}; flip views s "
-          f"{ {split: round(flips[split][1], 1) for split in flips} }")  # fmt: skip
+    print(
+        f"originals: extraction s {seconds}; flip views s "
+        f"{ {split: round(flips[split][1], 1) for split in flips} }"
+    )
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(pd.DataFrame(rows).to_string(index=False))
 
@@ -152,10 +179,12 @@ def compare(args, workdir: Path) -> None:
 def rerun(args, workdir: Path) -> None:
     """Run with 4 views, add 1% new training images, rerun; rows computed from the logs."""
     config = {
-        "data_dir": "data", "splits": ["train", "validation"], "image_size": [128, 128],
+        "data_dir": "data",
+        "splits": ["train", "validation"],
+        "image_size": [128, 128],
         "backbones": [{"name": str(args.backbone), "preprocessing": "none", "id": "backbone"}],
         "augmentation": {"views": 4},
-    }  # fmt: skip
+    }
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     print(f"first run: {run(workdir, workdir / 'config.yaml'):.1f} s")
     from PIL import Image

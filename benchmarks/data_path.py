@@ -109,13 +109,24 @@ def run_workflow(workdir: Path) -> tuple[float, int]:
     paths = [REPO / "benchmarks/job_memory", REPO / "workflow", env.get("PYTHONPATH")]
     env["PYTHONPATH"] = os.pathsep.join(str(p) for p in paths if p)
     env["TLFLOW_JOB_MEMORY"] = str(workdir / "job_memory.jsonl")
-    command = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile",
-               str(workdir / "config.yaml"), "--cores", "2", "--benchmark-extended"]  # fmt: skip
+    command = [
+        SNAKEMAKE,
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "2",
+        "--benchmark-extended",
+    ]
     started = time.monotonic()
     with open(workdir / "snakemake.log", "wb") as console:
         # Its own session: a Ctrl-C reaches it once, from here.
-        with subprocess.Popen(command, cwd=workdir, env=env, stdout=console, stderr=subprocess.STDOUT,
-                              start_new_session=True) as proc:  # fmt: skip
+        with subprocess.Popen(
+            command, cwd=workdir, env=env, stdout=console, stderr=subprocess.STDOUT, start_new_session=True
+        ) as proc:
             try:
                 status = proc.wait()
             except KeyboardInterrupt:
@@ -150,7 +161,9 @@ def jobs(workdir: Path) -> list[dict]:
         if not entry.get("log"):
             continue
         name = str(Path(entry["log"]).relative_to("logs")).removesuffix(".log")
-        job = found.setdefault(name, {"job": name, "rule": entry["rule"], "seconds": None, "sampled_peak_mb": None})
+        job = found.setdefault(
+            name, {"job": name, "rule": entry["rule"], "seconds": None, "sampled_peak_mb": None}
+        )
         job["peak_mb"] = entry["peak_mb"]
         if job.get("asked_mb") is None:
             job["asked_mb"] = entry["mem_mb"]
@@ -204,7 +217,10 @@ def measure(workdir: Path, n: int, side: int, again: bool) -> dict:
     if not (workdir / f"{BACKBONE}.keras").exists():
         make_backbone(workdir / f"{BACKBONE}.keras", side)
     images = make_images(workdir, n, side)
-    print(f"N={n}: {images} images ready in {time.monotonic() - started:.0f} s; running the workflow", flush=True)
+    print(
+        f"N={n}: {images} images ready in {time.monotonic() - started:.0f} s; running the workflow",
+        flush=True,
+    )
     write_config(workdir, side)
     seconds, status = run_workflow(workdir)
     console = (workdir / "snakemake.log").read_text(errors="replace")
@@ -237,14 +253,22 @@ def print_row(row: dict) -> None:
         if peak is None and job["sampled_peak_mb"] is not None:
             peak, mark = job["sampled_peak_mb"], "~"
         ratio = f"{peak / job['asked_mb']:.2f}" if peak and job["asked_mb"] else "-"
-        print(f"| {job['job']} | {_cell(job['asked_mb'])} | {mark}{_cell(peak)} | {ratio} | {_cell(job['seconds'])} |")
-    outcome = "completed" if row["status"] == 0 else f"FAILED (exit {row['status']}, rules {row['failed_rules']})"
-    print(f"whole run: {row['run_seconds']:.1f} s, {outcome}; load average after: "
-          f"{' '.join(f'{x:.2f}' for x in row['load_average_after'])}")  # fmt: skip
+        print(
+            f"| {job['job']} | {_cell(job['asked_mb'])} | {mark}{_cell(peak)} | {ratio} | {_cell(job['seconds'])} |"
+        )
+    outcome = (
+        "completed" if row["status"] == 0 else f"FAILED (exit {row['status']}, rules {row['failed_rules']})"
+    )
+    print(
+        f"whole run: {row['run_seconds']:.1f} s, {outcome}; load average after: "
+        f"{' '.join(f'{x:.2f}' for x in row['load_average_after'])}"
+    )
     sizes = row["feature_bytes"]
-    print(f"features on disk: {sizes['together']:,} B = {sizes['together'] / total:,.0f} B per image "
-          f"({sizes['together'] / (total * MAP_BYTES):.2f}x one float32 7x7x1280 map, {MAP_BYTES:,} B); "
-          f"features/ {sizes['features']:,} B, .cache/ {sizes['.cache']:,} B")  # fmt: skip
+    print(
+        f"features on disk: {sizes['together']:,} B = {sizes['together'] / total:,.0f} B per image "
+        f"({sizes['together'] / (total * MAP_BYTES):.2f}x one float32 7x7x1280 map, {MAP_BYTES:,} B); "
+        f"features/ {sizes['features']:,} B, .cache/ {sizes['.cache']:,} B"
+    )
 
 
 def _cell(value) -> str:
@@ -255,14 +279,26 @@ def _cell(value) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2],
+        description=__doc__.splitlines()[0],
+        epilog=__doc__.split("\n", 2)[2],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
-    parser.add_argument("--images", type=int, nargs="+", default=[10_000, 100_000, 1_000_000],
-                        help="dataset sizes, all splits together (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--image-size", type=int, default=32, help="side of the generated images and of image_size")
-    parser.add_argument("--workdir", help="keep the trees here and reuse what was measured (default: a temporary folder)")
-    parser.add_argument("--again", action="store_true", help="measure sizes again that --workdir holds measured")
+    )
+    parser.add_argument(
+        "--images",
+        type=int,
+        nargs="+",
+        default=[10_000, 100_000, 1_000_000],
+        help="dataset sizes, all splits together (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--image-size", type=int, default=32, help="side of the generated images and of image_size"
+    )
+    parser.add_argument(
+        "--workdir", help="keep the trees here and reuse what was measured (default: a temporary folder)"
+    )
+    parser.add_argument(
+        "--again", action="store_true", help="measure sizes again that --workdir holds measured"
+    )
     parser.add_argument("--json", help="also write the measurements to this JSON file")
     args = parser.parse_args()
     # Stopped by Ctrl-C or kill alike, also where SIGINT came ignored (a background job).
@@ -271,7 +307,9 @@ def main() -> None:
     root = Path(args.workdir or tempfile.mkdtemp(prefix="tlflow-data-path-")).resolve()
     root.mkdir(parents=True, exist_ok=True)
     print(f"$ {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"working in {root}; CPU: {cpu_name()}, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"working in {root}; CPU: {cpu_name()}, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}"
+    )
     rows = []
     try:
         for n in args.images:

@@ -62,7 +62,9 @@ def limit(data: Path) -> dict:
     found = {}
     for split in ("train", "validation"):
         paths = images(data, split)
-        labels = np.array([0 if p.parent.name == sorted({q.parent.name for q in paths})[0] else 1 for p in paths])
+        labels = np.array(
+            [0 if p.parent.name == sorted({q.parent.name for q in paths})[0] else 1 for p in paths]
+        )
         rows = np.zeros((len(paths), 2, 1280), np.float32)
         for indices, batch, failed in features.compute([str(p) for p in paths], spec, 32, cpus()):
             assert not failed, failed
@@ -72,9 +74,15 @@ def limit(data: Path) -> dict:
     settings = {**schema_defaults("head"), "kind": "linear"}
     table, winner, _ = head.select(found["train"], found["validation"], 2, settings, "pooled")
     fitted = time.perf_counter()
-    return {"import": imported - started, "extract": extracted - imported, "fit": fitted - extracted,
-            "total": fitted - started, "images": sum(len(y) for _, y in found.values()),
-            "candidates": len(table), "val_accuracy": table[winner]["val_accuracy"]}  # fmt: skip
+    return {
+        "import": imported - started,
+        "extract": extracted - imported,
+        "fit": fitted - extracted,
+        "total": fitted - started,
+        "images": sum(len(y) for _, y in found.values()),
+        "candidates": len(table),
+        "val_accuracy": table[winner]["val_accuracy"],
+    }
 
 
 def startup(modules: str) -> float:
@@ -117,11 +125,24 @@ def workflow(data: Path, checkout: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(checkout / "workflow")}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        config = {"data_dir": str(data), "splits": ["train", "validation"],
-                  "backbones": [BACKBONES[BACKBONE]], "image_size": SIZES[BACKBONE]}  # fmt: skip
+        config = {
+            "data_dir": str(data),
+            "splits": ["train", "validation"],
+            "backbones": [BACKBONES[BACKBONE]],
+            "image_size": SIZES[BACKBONE],
+        }
         (work / "config.yaml").write_text(yaml.safe_dump(config))
-        command = [SNAKEMAKE, "-s", str(checkout / "Snakefile"), "-d", str(work), "--configfile",
-                   str(work / "config.yaml"), "--cores", str(cpus())]  # fmt: skip
+        command = [
+            SNAKEMAKE,
+            "-s",
+            str(checkout / "Snakefile"),
+            "-d",
+            str(work),
+            "--configfile",
+            str(work / "config.yaml"),
+            "--cores",
+            str(cpus()),
+        ]
         started = time.time()
         subprocess.run(command, capture_output=True, text=True, check=True, env=env)
         wall = time.time() - started
@@ -131,25 +152,42 @@ def workflow(data: Path, checkout: Path) -> dict:
             name = str(bench.relative_to(work / "logs")).removesuffix(".benchmark.tsv")
             seconds[name] = float(next(csv.DictReader(bench.open(), delimiter="\t"))["s"])
         logs = {p.name: p.read_text() for p in work.glob("logs/**/*.log")}
-        accuracy = yaml.safe_load((work / f"results/{BACKBONE}/evaluation/metrics.json").read_text())["accuracy"]
+        accuracy = yaml.safe_load((work / f"results/{BACKBONE}/evaluation/metrics.json").read_text())[
+            "accuracy"
+        ]
         plan_line = next((line for line in log.splitlines() if "Extraction precision" in line), "")
-        return {"wall": wall, "started": started, "jobs": timeline(log), "seconds": seconds,
-                "logs": logs, "accuracy": accuracy, "precision": plan_line}  # fmt: skip
+        return {
+            "wall": wall,
+            "started": started,
+            "jobs": timeline(log),
+            "seconds": seconds,
+            "logs": logs,
+            "accuracy": accuracy,
+            "precision": plan_line,
+        }
 
 
 def report(run: dict, lim: dict, start_tf: float, start_plain: float, plugin: float) -> None:
-    print(f"limit: {lim['total']:.1f} s = import TensorFlow {lim['import']:.1f} s + decode and extract "
-          f"{lim['images']} images {lim['extract']:.1f} s + fit {lim['candidates']} linear candidates "
-          f"{lim['fit']:.1f} s (validation accuracy {lim['val_accuracy']:.4f})")  # fmt: skip
-    print(f"workflow: {run['wall']:.1f} s, the whole `snakemake` command (evaluation accuracy {run['accuracy']:.4f})")
+    print(
+        f"limit: {lim['total']:.1f} s = import TensorFlow {lim['import']:.1f} s + decode and extract "
+        f"{lim['images']} images {lim['extract']:.1f} s + fit {lim['candidates']} linear candidates "
+        f"{lim['fit']:.1f} s (validation accuracy {lim['val_accuracy']:.4f})"
+    )
+    print(
+        f"workflow: {run['wall']:.1f} s, the whole `snakemake` command (evaluation accuracy {run['accuracy']:.4f})"
+    )
     print(f"ratio: {run['wall'] / lim['total']:.2f}x the limit (goal: at most 2x)")
     # Snakemake imports every executor plugin it has when it starts; where SLURM's
     # client commands exist but no controller answers, the SLURM plugin waits on them.
-    print(f"  of which Snakemake loading its SLURM executor plugin: {plugin:.1f} s; without it "
-          f"{(run['wall'] - plugin) / lim['total']:.2f}x")  # fmt: skip
+    print(
+        f"  of which Snakemake loading its SLURM executor plugin: {plugin:.1f} s; without it "
+        f"{(run['wall'] - plugin) / lim['total']:.2f}x"
+    )
     print(f"  {run['precision'].strip()}")
-    print(f"start-up of a job (a fresh Python importing its libraries): with TensorFlow {start_tf:.1f} s, "
-          f"without {start_plain:.1f} s")  # fmt: skip
+    print(
+        f"start-up of a job (a fresh Python importing its libraries): with TensorFlow {start_tf:.1f} s, "
+        f"without {start_plain:.1f} s"
+    )
     print("jobs on the run's time line (s from the command's start, to the second):")
     busy = []
     for rule, message, start, end in sorted(run["jobs"].values(), key=lambda j: (j[2], j[3])):
@@ -159,8 +197,10 @@ def report(run: dict, lim: dict, start_tf: float, start_plain: float, plugin: fl
         if seconds is None:  # no benchmark file: the target rule
             continue
         up = min(seconds, start_tf if rule in TENSORFLOW_RULES else start_plain)
-        print(f"  {begin:5.0f} to {finish:4.0f}  {message[:62]:62s} {seconds:5.1f} s: start-up ~{up:.1f}, "
-              f"compute ~{seconds - up:.1f}")  # fmt: skip
+        print(
+            f"  {begin:5.0f} to {finish:4.0f}  {message[:62]:62s} {seconds:5.1f} s: start-up ~{up:.1f}, "
+            f"compute ~{seconds - up:.1f}"
+        )
     idle, reached = 0.0, 0.0
     for begin, finish in sorted(busy):
         idle += max(0.0, begin - reached)
@@ -187,8 +227,12 @@ def main() -> None:
     plugin = startup("snakemake_executor_plugin_slurm") - startup("snakemake")
     run = workflow(args.data, args.checkout.resolve())
     print(f"workflow of {args.checkout}")
-    result = subprocess.run([sys.executable, __file__, "--limit-child", str(args.data)],
-                            capture_output=True, text=True, check=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, __file__, "--limit-child", str(args.data)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     lim = yaml.safe_load(result.stdout.strip().splitlines()[-1])
     report(run, lim, start_tf, start_plain, plugin)
 

@@ -43,17 +43,29 @@ def run_workflow(workdir: Path, data: Path, backbone: Path) -> None:
         "data_dir": str(data.resolve()),
         "splits": ["train", "validation"],
         "image_size": [128, 128],
-        "backbones": [{"name": str(backbone.resolve()), "id": "efficientnet_lite0",
-                       "preprocessing": "none"}],  # fmt: skip
+        "backbones": [{"name": str(backbone.resolve()), "id": "efficientnet_lite0", "preprocessing": "none"}],
         "extraction": {"precision": "float32"},
         "export": {"formats": ["onnx", "tflite", "saved_model"], "int8": True, "threads": 2},
     }
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     subprocess.run(
-        [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile",
-         str(workdir / "config.yaml"), "--cores", "2", "results/efficientnet_lite0/export/check.json"],
-        check=True, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            SNAKEMAKE,
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(workdir),
+            "--configfile",
+            str(workdir / "config.yaml"),
+            "--cores",
+            "2",
+            "results/efficientnet_lite0/export/check.json",
+        ],
+        check=True,
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def predictor_seconds(model: Path, folder: Path, out: Path, repeats: int = 3) -> float:
@@ -61,8 +73,11 @@ def predictor_seconds(model: Path, folder: Path, out: Path, repeats: int = 3) ->
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "tlflow.predict", str(model), str(folder), str(out),
-                        "--threads", "2"], check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "tlflow.predict", str(model), str(folder), str(out), "--threads", "2"],
+            check=True,
+            capture_output=True,
+        )
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 
@@ -84,18 +99,26 @@ def main() -> None:
     results = workdir / "results/efficientnet_lite0"
     check = json.loads((results / "export/check.json").read_text())
     print(f"\nreference: {check['reference']}, {check['images']} validation images\n")
-    print("| format | max abs diff | agreement | size (MB) | ms/image batch 1 | ms/image batch 32 | export (s) |")
+    print(
+        "| format | max abs diff | agreement | size (MB) | ms/image batch 1 | ms/image batch 32 | export (s) |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     keras = check["keras"]
-    print(f"| model.keras | - | - | {keras['size_bytes'] / 1e6:.1f} | {keras['latency_ms']['batch_1']:.2f} "
-          f"| {keras['latency_ms']['batch_32']:.2f} | - |")  # fmt: skip
+    print(
+        f"| model.keras | - | - | {keras['size_bytes'] / 1e6:.1f} | {keras['latency_ms']['batch_1']:.2f} "
+        f"| {keras['latency_ms']['batch_32']:.2f} | - |"
+    )
     for name, figures in check["exports"].items():
-        print(f"| {name} | {figures['max_abs_diff']:.1e} | {figures['agreement']:.4f} "
-              f"| {figures['size_bytes'] / 1e6:.1f} | {figures['latency_ms']['batch_1']:.2f} "
-              f"| {figures['latency_ms']['batch_32']:.2f} | {check['export_seconds'][name]:.1f} |")  # fmt: skip
+        print(
+            f"| {name} | {figures['max_abs_diff']:.1e} | {figures['agreement']:.4f} "
+            f"| {figures['size_bytes'] / 1e6:.1f} | {figures['latency_ms']['batch_1']:.2f} "
+            f"| {figures['latency_ms']['batch_32']:.2f} | {check['export_seconds'][name]:.1f} |"
+        )
     int8 = check["exports"]["tflite_int8"]
-    print(f"\nint8: accuracy change {int8['accuracy_change']:+.4f}, "
-          f"log loss change {int8['log_loss_change']:+.4f}")  # fmt: skip
+    print(
+        f"\nint8: accuracy change {int8['accuracy_change']:+.4f}, "
+        f"log loss change {int8['log_loss_change']:+.4f}"
+    )
     folder = workdir / "ten"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
@@ -103,8 +126,10 @@ def main() -> None:
         shutil.copy(path, folder / f"{path.parent.name}_{path.name}")
     onnx = predictor_seconds(results / "export/model.onnx", folder, workdir / "onnx.csv")
     keras_s = predictor_seconds(results / "model.keras", folder, workdir / "keras.csv")
-    print(f"\npredictor, start-up + 10 images (median of 3 whole processes): model.onnx {onnx:.2f} s, "
-          f"model.keras {keras_s:.2f} s: {keras_s / onnx:.1f}x faster")  # fmt: skip
+    print(
+        f"\npredictor, start-up + 10 images (median of 3 whole processes): model.onnx {onnx:.2f} s, "
+        f"model.keras {keras_s:.2f} s: {keras_s / onnx:.1f}x faster"
+    )
 
 
 if __name__ == "__main__":

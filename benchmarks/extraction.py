@@ -117,12 +117,12 @@ def child(*args: str) -> tuple[str, float, float]:
     """Run this script with ``args`` in a fresh process: (stdout, wall s, CPU s)."""
     before = os.times()
     start = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, __file__, *args], capture_output=True, text=True, check=True
-    )
+    result = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=True)
     wall, after = time.perf_counter() - start, os.times()
-    return result.stdout, wall, (after.children_user + after.children_system) - (
-        before.children_user + before.children_system
+    return (
+        result.stdout,
+        wall,
+        (after.children_user + after.children_system) - (before.children_user + before.children_system),
     )
 
 
@@ -136,9 +136,14 @@ def tutorial_child(backbone: str, folder: str) -> None:
     model = backbones.build(spec)
     preprocess = backbones.preprocess_function(spec["preprocessing"])
     dataset = keras.utils.image_dataset_from_directory(
-        folder, labels="inferred", label_mode="binary", batch_size=32,
-        image_size=tuple(spec["image_size"]), shuffle=False, verbose=False,
-    )  # fmt: skip
+        folder,
+        labels="inferred",
+        label_mode="binary",
+        batch_size=32,
+        image_size=tuple(spec["image_size"]),
+        shuffle=False,
+        verbose=False,
+    )
     features = model.predict(dataset.map(lambda x, y: preprocess(x)), verbose=0)
     print(f"ROWS {len(features)}")
 
@@ -211,14 +216,26 @@ def workflow_run(backbone: str, data: Path, precision: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         config = {
-            "data_dir": str(data), "splits": ["train", "validation"],
-            "backbones": [BACKBONES[backbone]], "image_size": SIZES[backbone],
+            "data_dir": str(data),
+            "splits": ["train", "validation"],
+            "backbones": [BACKBONES[backbone]],
+            "image_size": SIZES[backbone],
             **({"extraction": {"precision": precision}} if precision != "auto" else {}),
-        }  # fmt: skip
+        }
         (work / "config.yaml").write_text(yaml.safe_dump(config))
         target = f"results/{config['backbones'][0].get('id', backbone)}/features/shards/train/shard-0.npy"
-        command = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(work), "--configfile",
-                   str(work / "config.yaml"), "--cores", str(cpus()), target]  # fmt: skip
+        command = [
+            SNAKEMAKE,
+            "-s",
+            str(ROOT / "Snakefile"),
+            "-d",
+            str(work),
+            "--configfile",
+            str(work / "config.yaml"),
+            "--cores",
+            str(cpus()),
+            target,
+        ]
         start = time.perf_counter()
         subprocess.run(command, capture_output=True, text=True, check=True)
         wall = time.perf_counter() - start
@@ -229,8 +246,7 @@ def workflow_run(backbone: str, data: Path, precision: str) -> dict:
         # The job's own CPU seconds, from its log: the benchmark file's cpu_time is
         # sampled every 0.5 s for 15 s, then every 30 s, so it misses most of a 30 s job.
         cpu, seconds = re.search(r"; ([\d.]+) s CPU in ([\d.]+) s", log).groups()
-        return {"job": float(row["s"]), "busy": float(cpu) / float(seconds), "wall": wall,
-                "precision": used}  # fmt: skip
+        return {"job": float(row["s"]), "busy": float(cpu) / float(seconds), "wall": wall, "precision": used}
 
 
 def speed(args) -> None:
@@ -243,8 +259,10 @@ def speed(args) -> None:
         link_images(args.data / "validation", data / "validation", 2)  # needed, not timed
         flops = value(child("--flops-child", args.backbone)[0], "FLOPS")
         size = SIZES[args.backbone]
-        print(f"[{args.backbone} at {size[0]}x{size[1]}, {flops / 1e9:.2f} GFLOP/image, "
-              f"{args.images} images of {args.data}/train, {cpus()} cores]")  # fmt: skip
+        print(
+            f"[{args.backbone} at {size[0]}x{size[1]}, {flops / 1e9:.2f} GFLOP/image, "
+            f"{args.images} images of {args.data}/train, {cpus()} cores]"
+        )
         runs = {"A": [], "B": [], "B'": []}
         for repeat in range(args.repeats):
             out, wall, cpu = child("--tutorial-child", args.backbone, str(data / "train"))
@@ -253,22 +271,28 @@ def speed(args) -> None:
             runs["B"].append(workflow_run(args.backbone, data, "auto"))
             runs["B'"].append(workflow_run(args.backbone, data, other))
             peaks = {dt: value(child("--peak-child", dt)[0], "PEAK") for dt in ("float32", "bfloat16")}
-            print(f" repeat {repeat + 1}: load {os.getloadavg()[0]:.2f}; matmul peak "
-                  + ", ".join(f"{dt} {g:.0f} GFLOP/s" for dt, g in peaks.items()))  # fmt: skip
+            print(
+                f" repeat {repeat + 1}: load {os.getloadavg()[0]:.2f}; matmul peak "
+                + ", ".join(f"{dt} {g:.0f} GFLOP/s" for dt, g in peaks.items())
+            )
             for label, rows in runs.items():
                 r = rows[-1]
                 rate = args.images / r["job"]
-                print(f"  {label:3s} {r['precision']:8s} {r['job']:6.1f} s "
-                      f"({r['wall']:5.1f} s whole command) {rate:6.1f} images/s "
-                      f"= {runs['A'][-1]['job'] / r['job']:4.2f}x A; cores busy {r['busy']:.2f}; "
-                      f"{rate * flops / 1e9:6.1f} GFLOP/s = {rate * flops / 1e9 / peaks[r['precision']]:.0%} "
-                      f"of the {r['precision']} matmul peak")  # fmt: skip
+                print(
+                    f"  {label:3s} {r['precision']:8s} {r['job']:6.1f} s "
+                    f"({r['wall']:5.1f} s whole command) {rate:6.1f} images/s "
+                    f"= {runs['A'][-1]['job'] / r['job']:4.2f}x A; cores busy {r['busy']:.2f}; "
+                    f"{rate * flops / 1e9:6.1f} GFLOP/s = {rate * flops / 1e9 / peaks[r['precision']]:.0%} "
+                    f"of the {r['precision']} matmul peak"
+                )
         print("medians:")
         a = np.median([r["job"] for r in runs["A"]])
         for label, rows in runs.items():
             job = np.median([r["job"] for r in rows])
-            print(f"  {label:3s} {rows[0]['precision']:8s} {job:6.1f} s, {a / job:4.2f}x A, "
-                  f"cores busy {np.median([r['busy'] for r in rows]):.2f}")  # fmt: skip
+            print(
+                f"  {label:3s} {rows[0]['precision']:8s} {job:6.1f} s, {a / job:4.2f}x A, "
+                f"cores busy {np.median([r['busy'] for r in rows]):.2f}"
+            )
 
 
 # --------------------------------------------------------------------------- accuracy
@@ -285,17 +309,26 @@ def accuracy(args) -> None:
         for precision in ("float32", "bfloat16"):
             for split in ("train", "validation"):
                 classes = sorted(p.name for p in (args.data / split).iterdir() if p.is_dir())
-                rows = [{"file": f"{split}/{c}/{f.name}", "class": c, "label": label,
-                         "sha256": file_sha256(f)}
-                        for label, c in enumerate(classes)
-                        for f in sorted((args.data / split / c).iterdir())]  # fmt: skip
+                rows = [
+                    {"file": f"{split}/{c}/{f.name}", "class": c, "label": label, "sha256": file_sha256(f)}
+                    for label, c in enumerate(classes)
+                    for f in sorted((args.data / split / c).iterdir())
+                ]
                 (work / f"{split}.csv").write_text(manifest_text(rows))
                 out = [work / f"{precision}-{split}{s}" for s in (".npy", ".csv", ".skipped.csv")]
-                features.extract_shard(work / f"{split}.csv", args.data, spec_of(args.backbone, precision),
-                                       *out, work / "cache", threads=cpus())  # fmt: skip
+                features.extract_shard(
+                    work / f"{split}.csv",
+                    args.data,
+                    spec_of(args.backbone, precision),
+                    *out,
+                    work / "cache",
+                    threads=cpus(),
+                )
                 feats[precision, split] = (np.load(out[0]), np.array([r["label"] for r in rows]))
-        print(f"[{args.backbone}, {args.data}: head defaults, seeds "
-              f"{settings['seed']}..{settings['seed'] + args.seeds - 1}]")  # fmt: skip
+        print(
+            f"[{args.backbone}, {args.data}: head defaults, seeds "
+            f"{settings['seed']}..{settings['seed'] + args.seeds - 1}]"
+        )
         scores = {}
         for precision in ("float32", "bfloat16"):
             train, validation = feats[precision, "train"], feats[precision, "validation"]
@@ -305,8 +338,10 @@ def accuracy(args) -> None:
                 scores.setdefault(precision, []).append(table[winner])
             accs = [row["val_accuracy"] for row in scores[precision]]
             losses = [row["val_log_loss"] for row in scores[precision]]
-            print(f"  {precision:8s} validation accuracy {np.mean(accs):.2%} "
-                  f"(min {min(accs):.2%}, max {max(accs):.2%}), log loss {np.mean(losses):.4f}")  # fmt: skip
+            print(
+                f"  {precision:8s} validation accuracy {np.mean(accs):.2%} "
+                f"(min {min(accs):.2%}, max {max(accs):.2%}), log loss {np.mean(losses):.4f}"
+            )
         gap = np.mean([r["val_accuracy"] for r in scores["bfloat16"]]) - np.mean(
             [r["val_accuracy"] for r in scores["float32"]]
         )
@@ -389,17 +424,28 @@ def overlap(args) -> None:
         assert sum(len(i) for i, _, _ in features.compute(paths, spec, 32, cpus(), decode)) == len(paths)
 
     run(keep)  # start-up, warm-up and the decoded images
-    seconds = time_calls({"decoding beside the model": lambda: run(images.decode_all),
-                          "pre-decoded images": lambda: run(lambda part, _: decoded[tuple(part)])},
-                         args.repeats)  # fmt: skip
-    print(f"[{args.backbone}, {spec['precision']}, {len(paths)} images of {args.data.name}, "
-          f"{cpus()} cores, medians of {args.repeats}]")  # fmt: skip
+    seconds = time_calls(
+        {
+            "decoding beside the model": lambda: run(images.decode_all),
+            "pre-decoded images": lambda: run(lambda part, _: decoded[tuple(part)]),
+        },
+        args.repeats,
+    )
+    print(
+        f"[{args.backbone}, {spec['precision']}, {len(paths)} images of {args.data.name}, "
+        f"{cpus()} cores, medians of {args.repeats}]"
+    )
     for name, s in seconds.items():
         print(f"  {name}: {len(paths) / s:.1f} images/s")
 
 
-PRECISION_BACKBONES = [("VGG16", 150), ("ResNet50", 150), ("DenseNet121", 150),
-                       ("EfficientNetB0", 128), ("MobileNetV2", 128)]  # fmt: skip
+PRECISION_BACKBONES = [
+    ("VGG16", 150),
+    ("ResNet50", 150),
+    ("DenseNet121", 150),
+    ("EfficientNetB0", 128),
+    ("MobileNetV2", 128),
+]
 
 
 def precisions(args) -> None:
@@ -426,14 +472,23 @@ def precisions(args) -> None:
         rates = {p: 32 / s for p, s in seconds.items()}
         auto = precision.choose(precision.timed(spec, 32))
         best = max(rates.values())
-        print(f"  {spec['id']} at {size[0]}x{size[1]}: float32 {rates['float32']:.1f}, bfloat16 "
-              f"{rates['bfloat16']:.1f} images/s = {rates['bfloat16'] / rates['float32']:.2f}x; "
-              f"auto {auto}: {rates[auto] / best:.1%} of the faster")  # fmt: skip
+        print(
+            f"  {spec['id']} at {size[0]}x{size[1]}: float32 {rates['float32']:.1f}, bfloat16 "
+            f"{rates['bfloat16']:.1f} images/s = {rates['bfloat16'] / rates['float32']:.2f}x; "
+            f"auto {auto}: {rates[auto] / best:.1%} of the faster"
+        )
 
 
 def levers(args) -> None:
-    variants = ["keras-bf16 batch", "onednn-bf16", "float32 batch", "float32 xla",
-                "keras-bf16 xla", "keras-bf16 channels-first", "keras-bf16 threads1"]  # fmt: skip
+    variants = [
+        "keras-bf16 batch",
+        "onednn-bf16",
+        "float32 batch",
+        "float32 xla",
+        "keras-bf16 xla",
+        "keras-bf16 channels-first",
+        "keras-bf16 threads1",
+    ]
     print(f"[{args.backbone}, random inputs, {cpus()} cores, medians of {args.repeats}]")
     for variant in variants:
         out = child("--lever-child", args.backbone, variant, str(args.repeats))[0]
@@ -463,10 +518,13 @@ def header() -> None:
     print(f"$ {command}")
     cpuinfo = Path("/proc/cpuinfo").read_text()
     flags = set(cpuinfo.split()) & {"avx512_bf16", "amx_bf16", "amx_tile", "avx512f", "avx2"}
-    model = next((l.split(":", 1)[1].strip() for l in cpuinfo.splitlines()
-                  if l.startswith("model name")), "?")  # fmt: skip
-    print(f"CPU: {model}, {cpus()} cores, flags: {' '.join(sorted(flags)) or 'none'}; "
-          f"load average at start {os.getloadavg()[0]:.2f} (others may share these cores)")  # fmt: skip
+    model = next(
+        (l.split(":", 1)[1].strip() for l in cpuinfo.splitlines() if l.startswith("model name")), "?"
+    )
+    print(
+        f"CPU: {model}, {cpus()} cores, flags: {' '.join(sorted(flags)) or 'none'}; "
+        f"load average at start {os.getloadavg()[0]:.2f} (others may share these cores)"
+    )
 
 
 def main() -> None:

@@ -52,8 +52,9 @@ def main() -> None:
     for count in args.counts:  # a fresh process each: VmHWM never goes down
         subprocess.run(
             [sys.executable, __file__, str(count), "--images", args.images, "--one"],
-            check=True, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            check=True,
+            stderr=subprocess.DEVNULL,
+        )
 
 
 if __name__ == "__main__":

@@ -78,31 +78,41 @@ def main() -> None:
     rows = []
     for seed in args.seeds:
         config = {
-            "data_dir": "data", "splits": splits, "image_size": [args.image_size] * 2,
+            "data_dir": "data",
+            "splits": splits,
+            "image_size": [args.image_size] * 2,
             "backbones": [{"name": str(args.backbone.resolve()), "preprocessing": "none"}],
-            "audit": {"enabled": False}, "head": {"seed": seed, "threads": args.threads},
-            "evaluation": {"threads": args.threads}, "extraction": {"threads": args.threads},
+            "audit": {"enabled": False},
+            "head": {"seed": seed, "threads": args.threads},
+            "evaluation": {"threads": args.threads},
+            "extraction": {"threads": args.threads},
             "fine_tune": {**fine_tune, "seed": seed},
-        }  # fmt: skip
+        }
         path = workdir / f"seed-{seed}.yaml"
         path.write_text(yaml.safe_dump(config))
         load_before = os.getloadavg()[0]
         wall = run(workdir, path)
         seconds = epoch_seconds(workdir / f"logs/{backbone_id}/fine_tune.log")
-        rows.append({
-            "seed": seed, **scores(workdir / "results" / backbone_id),
-            "s/epoch (first)": seconds[0],
-            "s/epoch (rest, mean)": statistics.mean(seconds[1:]) if len(seconds) > 1 else float("nan"),
-            "run s": wall, "load avg before/after": f"{load_before:.2f} / {os.getloadavg()[0]:.2f}",
-        })  # fmt: skip
+        rows.append(
+            {
+                "seed": seed,
+                **scores(workdir / "results" / backbone_id),
+                "s/epoch (first)": seconds[0],
+                "s/epoch (rest, mean)": statistics.mean(seconds[1:]) if len(seconds) > 1 else float("nan"),
+                "run s": wall,
+                "load avg before/after": f"{load_before:.2f} / {os.getloadavg()[0]:.2f}",
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
 
     import pandas as pd
 
     table = pd.DataFrame(rows).set_index("seed")
     means = table.select_dtypes("number").mean()
-    print(f"\n{args.data_dir} with {args.backbone.name} at {args.image_size}x{args.image_size}, "
-          f"fine-tuning {fine_tune}, workdir {workdir}")  # fmt: skip
+    print(
+        f"\n{args.data_dir} with {args.backbone.name} at {args.image_size}x{args.image_size}, "
+        f"fine-tuning {fine_tune}, workdir {workdir}"
+    )
     print(table.to_string(float_format="{:.3f}".format))
     print("\nmean of seeds:\n" + means.to_string(float_format="{:.3f}".format))
 

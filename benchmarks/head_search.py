@@ -77,12 +77,20 @@ def one(rows: int, search_rows: int, args) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, nargs="+", default=[20_000, 100_000])
-    parser.add_argument("--search-rows", type=int, nargs="+", default=[5_000, 50_000],
-                        help="subsample sizes to try (those below a size's rows)")  # fmt: skip
-    parser.add_argument("--exact-up-to", type=int, default=100_000,
-                        help="run the exact search only up to this many rows")  # fmt: skip
+    parser.add_argument(
+        "--search-rows",
+        type=int,
+        nargs="+",
+        default=[5_000, 50_000],
+        help="subsample sizes to try (those below a size's rows)",
+    )
+    parser.add_argument(
+        "--exact-up-to", type=int, default=100_000, help="run the exact search only up to this many rows"
+    )
     parser.add_argument("--features", type=int, default=1280)
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--seed", type=int, default=42)
@@ -91,25 +99,42 @@ def main() -> None:
     if args.one:
         print(json.dumps(one(*args.one, args)))
         return
-    cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    cpu = next(
+        line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")
+    )
     print(f"CPU: {cpu}; {args.features} features, {args.classes} classes; peak = ru_maxrss of each run")
-    header = f"{'rows':>9} {'search':>13} {'seconds':>8} {'peak MB':>8} {'data MB':>8} " \
-             f"{'chosen':>14} {'val acc':>8} {'log loss':>9} {'x faster':>9}"  # fmt: skip
+    header = (
+        f"{'rows':>9} {'search':>13} {'seconds':>8} {'peak MB':>8} {'data MB':>8} "
+        f"{'chosen':>14} {'val acc':>8} {'log loss':>9} {'x faster':>9}"
+    )
     print(header)
     for rows in args.rows:
         runs = [rows] if rows <= args.exact_up_to else []
         runs += [s for s in args.search_rows if s < rows]
         exact = None
         for search_rows in runs:
-            child = [sys.executable, __file__, "--one", str(rows), str(search_rows),
-                     "--features", str(args.features), "--classes", str(args.classes), "--seed", str(args.seed)]  # fmt: skip
+            child = [
+                sys.executable,
+                __file__,
+                "--one",
+                str(rows),
+                str(search_rows),
+                "--features",
+                str(args.features),
+                "--classes",
+                str(args.classes),
+                "--seed",
+                str(args.seed),
+            ]
             result = json.loads(subprocess.run(child, check=True, capture_output=True, text=True).stdout)
             exact = exact or (result if search_rows == rows else None)
             label = "exact" if search_rows == rows else f"{search_rows:,} rows"
             ratio = f"{exact['seconds'] / result['seconds']:.1f}" if exact else "-"
-            print(f"{rows:>9,} {label:>13} {result['seconds']:>8} {result['peak_mb']:>8} {result['data_mb']:>8} "
-                  f"{result['chosen']:>14} {result['val_accuracy']:>8} {result['val_log_loss']:>9} {ratio:>9}",
-                  flush=True)  # fmt: skip
+            print(
+                f"{rows:>9,} {label:>13} {result['seconds']:>8} {result['peak_mb']:>8} {result['data_mb']:>8} "
+                f"{result['chosen']:>14} {result['val_accuracy']:>8} {result['val_log_loss']:>9} {ratio:>9}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

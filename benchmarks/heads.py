@@ -54,10 +54,22 @@ def link_data(source: Path, target: Path, holdout: float) -> list[str]:
 def run(workdir: Path, *configs: Path) -> float:
     started = time.monotonic()
     subprocess.run(
-        [str(Path(sys.executable).with_name("snakemake")), "-s", str(REPO / "Snakefile"),
-         "-d", str(workdir), "--configfile", *map(str, configs), "--cores", "2"],
-        check=True, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            str(Path(sys.executable).with_name("snakemake")),
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(workdir),
+            "--configfile",
+            *map(str, configs),
+            "--cores",
+            "2",
+        ],
+        check=True,
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.monotonic() - started
 
 
@@ -114,10 +126,14 @@ def main() -> None:
         print(table.to_string())
     best = candidates["val_accuracy"].max()
     chosen = rows["default (chosen on validation)"]
-    print(f"default val accuracy {chosen['val accuracy']:.4f} vs best single candidate {best:.4f}: "
-          f"{'met' if chosen['val accuracy'] >= best - 0.005 else 'NOT met'} (goal: >= best - 0.5 pt)")
-    print(f"default val log loss {chosen['val log loss']:.4f} (goal <= 0.15), "
-          f"ECE {chosen['val ECE']:.4f} (goal <= 0.03), head stage {chosen['head seconds']:.1f} s (goal <= 15 s)")
+    print(
+        f"default val accuracy {chosen['val accuracy']:.4f} vs best single candidate {best:.4f}: "
+        f"{'met' if chosen['val accuracy'] >= best - 0.005 else 'NOT met'} (goal: >= best - 0.5 pt)"
+    )
+    print(
+        f"default val log loss {chosen['val log loss']:.4f} (goal <= 0.15), "
+        f"ECE {chosen['val ECE']:.4f} (goal <= 0.03), head stage {chosen['head seconds']:.1f} s (goal <= 15 s)"
+    )
 
 
 def cpu_name() -> str:

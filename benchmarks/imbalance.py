@@ -94,8 +94,16 @@ def measure(x, y, ratio: float, seeds, settings: dict, storage: str) -> list[dic
                     list(x.shape[1:]), 2, chosen, candidate, states[winner], validation[1], storage
                 )
                 scores = held_out(model, temperature, x[rows["test"]], y[rows["test"]])
-                found.append({"ratio": ratio, "class_weight": weight, "criterion": criterion, "seed": seed,
-                              "head": f"{candidate['kind']}/{candidate['pooling']}", **scores})  # fmt: skip
+                found.append(
+                    {
+                        "ratio": ratio,
+                        "class_weight": weight,
+                        "criterion": criterion,
+                        "seed": seed,
+                        "head": f"{candidate['kind']}/{candidate['pooling']}",
+                        **scores,
+                    }
+                )
                 print(f"  {found[-1]}", flush=True)
     return found
 
@@ -104,9 +112,11 @@ def run_defaults(workdir: Path, backbone: dict, size: int, label: str) -> tuple[
     """The workflow with its defaults on ``workdir``'s data (train, validation, test):
     (results folder, metrics.json, head.json's head)."""
     config = {
-        "data_dir": "data", "splits": ["train", "validation", "test"], "image_size": [size, size],
+        "data_dir": "data",
+        "splits": ["train", "validation", "test"],
+        "image_size": [size, size],
         "backbones": [{**backbone, "id": "backbone"}],
-    }  # fmt: skip
+    }
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     print(f"workflow run {label}: {run(workdir, workdir / 'config.yaml'):.1f} s")
     result = workdir / "results/backbone"
@@ -126,10 +136,14 @@ def workflow_check(args, workdir: Path, dataset, y, ratio: float, seed: int) -> 
             if not target.is_symlink():
                 os.symlink((dataset.data_dir / files[row]).resolve(), target)
     backbone = {"name": str(args.backbone), "preprocessing": "none"}
-    result, found, chosen = run_defaults(run_dir, backbone, 128, f"(defaults) on the seed {seed} cut at {ratio}:1")
+    result, found, chosen = run_defaults(
+        run_dir, backbone, 128, f"(defaults) on the seed {seed} cut at {ratio}:1"
+    )
     print(f"  class weights {chosen['class_weight']}; selected {chosen['selected']}")
-    print(f"  test: {', '.join(f'{k} {found[k]:.4f}' for k in ('balanced_accuracy', 'macro_f1', 'log_loss'))}, "
-          f"recall {({c: round(v['recall'], 4) for c, v in found['per_class'].items()})}")  # fmt: skip
+    print(
+        f"  test: {', '.join(f'{k} {found[k]:.4f}' for k in ('balanced_accuracy', 'macro_f1', 'log_loss'))}, "
+        f"recall { ({c: round(v['recall'], 4) for c, v in found['per_class'].items()}) }"
+    )
     page = (result / "evaluation/summary.html").read_text()
     for warning in re.findall(r"<strong>Warning:</strong> (.*?)</p>", page):
         print(f"  summary warns: {warning}")
@@ -138,13 +152,21 @@ def workflow_check(args, workdir: Path, dataset, y, ratio: float, seed: int) -> 
 def many_classes(classes: int, workdir: Path, figure: Path | None) -> None:
     """The workflow's defaults on ``classes`` generated classes: head seconds, scores, figure."""
     synthetic.many_classes(workdir / "data", classes, {"train": 20, "validation": 5, "test": 5})
-    result, found, chosen = run_defaults(workdir, {"name": "vgg16", "weights": "none"}, 32, f"on {classes} classes")
+    result, found, chosen = run_defaults(
+        workdir, {"name": "vgg16", "weights": "none"}, 32, f"on {classes} classes"
+    )
     job = pd.read_csv(workdir / "logs/backbone/train_head.benchmark.tsv", sep="\t")["s"].sum()
     stage = re.search(r"head stage: ([\d.]+) s", (workdir / "logs/backbone/train_head.log").read_text())
-    print(f"  head: {chosen['candidates']} candidates, selected {chosen['selected']}; head stage "
-          f"{stage.group(1)} s (train_head job {job:.1f} s, TensorFlow's start included)")  # fmt: skip
-    print(f"  test ({found['images']} images): "
-          + ", ".join(f"{k} {found[k]:.4f}" for k in ("accuracy", "top_5_accuracy", "balanced_accuracy", "macro_f1")))
+    print(
+        f"  head: {chosen['candidates']} candidates, selected {chosen['selected']}; head stage "
+        f"{stage.group(1)} s (train_head job {job:.1f} s, TensorFlow's start included)"
+    )
+    print(
+        f"  test ({found['images']} images): "
+        + ", ".join(
+            f"{k} {found[k]:.4f}" for k in ("accuracy", "top_5_accuracy", "balanced_accuracy", "macro_f1")
+        )
+    )
     confusion = pd.read_csv(result / "evaluation/confusion_matrix.csv", index_col=0)
     print(metrics.confused_pairs(confusion).head(10).to_string(index=False))
     if figure:
@@ -180,17 +202,24 @@ def main() -> None:
     x = np.concatenate([np.asarray(extract(split, split)[0]) for split in dataset.images])
     y = np.concatenate([labels_of(dataset, split) for split in dataset.images])
     settings = defaults()["head"]
-    rows = [row for ratio in args.ratios for row in measure(x, y, ratio, args.seeds, settings, spec["features"])]
+    rows = [
+        row for ratio in args.ratios for row in measure(x, y, ratio, args.seeds, settings, spec["features"])
+    ]
     table = pd.DataFrame(rows)
     table.to_csv(workdir / "imbalance.csv", index=False)
     scores = ["rare recall", "common recall", "balanced_accuracy", "macro_f1", "log loss"]
     grouped = table.groupby(["ratio", "class_weight", "criterion"], sort=False)[scores]
     mean, spread = grouped.mean(), grouped.std(ddof=0)
-    shown = pd.DataFrame({c: [f"{m:.4f} ± {d:.4f}" for m, d in zip(mean[c], spread[c])] for c in scores},
-                         index=mean.index)  # fmt: skip
+    shown = pd.DataFrame(
+        {c: [f"{m:.4f} ± {d:.4f}" for m, d in zip(mean[c], spread[c])] for c in scores}, index=mean.index
+    )
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(shown.to_string())
-        print(table.groupby(["ratio", "class_weight", "criterion"], sort=False)["head"].agg(" ".join).to_string())
+        print(
+            table.groupby(["ratio", "class_weight", "criterion"], sort=False)["head"]
+            .agg(" ".join)
+            .to_string()
+        )
     if args.workflow:
         workflow_check(args, workdir, dataset, y, args.ratios[0], args.seeds[0])
     print(f"load average at the end {os.getloadavg()}")

@@ -32,10 +32,20 @@ REPO = Path(__file__).resolve().parents[1]
 def run_workflow(workdir: Path) -> float:
     started = time.monotonic()
     subprocess.run(
-        [str(Path(sys.executable).with_name("snakemake")), "-s", str(REPO / "Snakefile"),
-         "-d", str(workdir), "--configfile", str(workdir / "config.yaml")],
-        check=True, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            str(Path(sys.executable).with_name("snakemake")),
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(workdir),
+            "--configfile",
+            str(workdir / "config.yaml"),
+        ],
+        check=True,
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.monotonic() - started
 
 
@@ -64,11 +74,13 @@ def main() -> None:
     written = make_dataset(workdir / "data", counts, classes=2, size=64)
     total = sum(sum(c.values()) for c in written.values())
     (workdir / "config.yaml").write_text(
-        yaml.safe_dump({
-            "data_dir": "data",
-            "image_size": [args.image_size, args.image_size],
-            "backbones": [{"name": "vgg16", "weights": "none"}],
-        })  # fmt: skip
+        yaml.safe_dump(
+            {
+                "data_dir": "data",
+                "image_size": [args.image_size, args.image_size],
+                "backbones": [{"name": "vgg16", "weights": "none"}],
+            }
+        )
     )
 
     start = time.time()
@@ -88,10 +100,14 @@ def main() -> None:
     print(f"first   {first:7.1f}   {first_computed}")
     print(f"rerun   {rerun:7.1f}   {rerun_computed}")
     share = rerun_computed / (total + added)
-    print(f"rerun computed {100 * share:.2f}% of the images (goal <= 5%): "
-          f"{'met' if share <= 0.05 else 'NOT met'}")  # fmt: skip
-    print(f"rerun took {100 * rerun / first:.1f}% of the first run's time (goal <= 15%): "
-          f"{'met' if rerun / first <= 0.15 else 'NOT met'}")  # fmt: skip
+    print(
+        f"rerun computed {100 * share:.2f}% of the images (goal <= 5%): "
+        f"{'met' if share <= 0.05 else 'NOT met'}"
+    )
+    print(
+        f"rerun took {100 * rerun / first:.1f}% of the first run's time (goal <= 15%): "
+        f"{'met' if rerun / first <= 0.15 else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

@@ -33,10 +33,23 @@ BACKBONE = "efficientnet_lite0"
 def run(workdir: Path) -> None:
     targets = [f"results/{BACKBONE}/features/{split}_manifest.csv" for split in SPLITS]
     subprocess.run(
-        [str(Path(sys.executable).with_name("snakemake")), "-s", str(REPO / "Snakefile"),
-         "-d", str(workdir), "--configfile", str(workdir / "config.yaml"), "--cores", "2", *targets],
-        check=True, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            str(Path(sys.executable).with_name("snakemake")),
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(workdir),
+            "--configfile",
+            str(workdir / "config.yaml"),
+            "--cores",
+            "2",
+            *targets,
+        ],
+        check=True,
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def splits_of(workdir: Path) -> dict[str, str]:
@@ -77,9 +90,8 @@ def main() -> None:
     config = {
         "data_dir": "data",
         "image_size": [128, 128],
-        "backbones": [{"name": str(Path(args.model).resolve()),
-                       "id": BACKBONE, "preprocessing": "none"}],
-    }  # fmt: skip
+        "backbones": [{"name": str(Path(args.model).resolve()), "id": BACKBONE, "preprocessing": "none"}],
+    }
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     started = time.time()
     run(workdir)

@@ -67,16 +67,18 @@ def fit(kind: str, train, validation, seed: int):
     n = len(LABELS)
     table, winner, state = head.select(train, validation, n, settings, "pooled")
     candidate = {k: v for k, v in table[winner].items() if k in selection.GRID_KEYS}
-    model, temperatures, _ = head.finalise(list(train[0].shape[1:]), n, settings, candidate, state,
-                                           validation[1], "pooled")  # fmt: skip
+    model, temperatures, _ = head.finalise(
+        list(train[0].shape[1:]), n, settings, candidate, state, validation[1], "pooled"
+    )
     return model, temperatures, state["thresholds"], candidate, time.perf_counter() - started
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data_dir", type=Path)
-    parser.add_argument("--mosaics", type=int, nargs=3, default=[1000, 300, 300],
-                        metavar=("TRAIN", "VALIDATION", "HELD_OUT"))  # fmt: skip
+    parser.add_argument(
+        "--mosaics", type=int, nargs=3, default=[1000, 300, 300], metavar=("TRAIN", "VALIDATION", "HELD_OUT")
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backbone", type=Path, default=DEFAULT_BACKBONE)
     args = parser.parse_args()
@@ -91,26 +93,34 @@ def main() -> None:
     for (split, pool), count in zip(pools.items(), args.mosaics):
         images, labels = mosaics(pool, count, rng)
         data[split] = (extract(backbone, images), labels)
-        print(f"{split}: {count} mosaics, label shares {dict(zip(LABELS, labels.mean(axis=0).round(2).tolist()))}")
+        print(
+            f"{split}: {count} mosaics, label shares {dict(zip(LABELS, labels.mean(axis=0).round(2).tolist()))}"
+        )
     print(f"mosaics made and extracted in {time.perf_counter() - started:.0f} s")
     test_x, test_y = data["held_out"]
     rows = []
     for kind in ("linear", "mlp"):
-        model, temperatures, thresholds, candidate, seconds = fit(kind, data["train"], data["validation"], args.seed)
+        model, temperatures, thresholds, candidate, seconds = fit(
+            kind, data["train"], data["validation"], args.seed
+        )
         proba = multilabel.probabilities(logits(model, test_x), temperatures)
         tuned = multilabel_metrics.metrics(test_y, proba, LABELS, thresholds)
         fixed = multilabel_metrics.metrics(test_y, proba, LABELS, [0.5] * len(LABELS))
         rows.append((f"{kind} ({candidate['pooling']})", tuned, fixed, thresholds, seconds))
     print(f"\nheld-out mosaics: {len(test_y)}; CPU: {cpu_name()}")
-    print("| head | mAP | macro F1 (thresholds / 0.5) | micro F1 (thresholds / 0.5) | exact match (thresholds / 0.5) "
-          "| ECE cat / crowd / dog | thresholds cat / crowd / dog | head s |")  # fmt: skip
+    print(
+        "| head | mAP | macro F1 (thresholds / 0.5) | micro F1 (thresholds / 0.5) | exact match (thresholds / 0.5) "
+        "| ECE cat / crowd / dog | thresholds cat / crowd / dog | head s |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name, tuned, fixed, thresholds, seconds in rows:
         ece = " / ".join(f"{tuned['per_label'][label]['ece']:.3f}" for label in LABELS)
-        print(f"| {name} | {tuned['mean_average_precision']:.3f} | {tuned['macro_f1']:.3f} / {fixed['macro_f1']:.3f} "
-              f"| {tuned['micro_f1']:.3f} / {fixed['micro_f1']:.3f} "
-              f"| {tuned['exact_match']:.3f} / {fixed['exact_match']:.3f} | {ece} "
-              f"| {' / '.join(f'{t:.2f}' for t in thresholds)} | {seconds:.0f} |")  # fmt: skip
+        print(
+            f"| {name} | {tuned['mean_average_precision']:.3f} | {tuned['macro_f1']:.3f} / {fixed['macro_f1']:.3f} "
+            f"| {tuned['micro_f1']:.3f} / {fixed['micro_f1']:.3f} "
+            f"| {tuned['exact_match']:.3f} / {fixed['exact_match']:.3f} | {ece} "
+            f"| {' / '.join(f'{t:.2f}' for t in thresholds)} | {seconds:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def generate(path: Path, n: int, dims: int, seed: int = 0) -> set[tuple[int, int
     vectors = np.lib.format.open_memmap(path, "w+", np.float32, (n, dims))
     for a in range(0, n, BLOCK):
         rows = min(n, a + BLOCK) - a
-        block = centres[rng.integers(0, CLUSTERS, rows)] + rng.normal(0, 1, (rows, dims)).astype(np.float32)  # fmt: skip
+        block = centres[rng.integers(0, CLUSTERS, rows)] + rng.normal(0, 1, (rows, dims)).astype(np.float32)
         vectors[a : a + rows] = np.maximum(block, 0)
     copies = int(n * COPIES)
     order = rng.permutation(n)
@@ -77,26 +77,41 @@ def child(search: str, features: str, out: str, threads: int) -> None:
 
 def run(search: str, features: Path, threads: int) -> tuple[dict, set]:
     out = features.with_name(f"{search}.npy")
-    command = [sys.executable, __file__, "--child", search, str(features), str(out), "--threads", str(threads)]  # fmt: skip
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        search,
+        str(features),
+        str(out),
+        "--threads",
+        str(threads),
+    ]
     result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
     i, j = np.load(out)
     return result, set(zip(i.tolist(), j.tolist()))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images", type=int, nargs="*", default=[20_000, 100_000])
     parser.add_argument("--million", action="store_true", help="add 1,000,000 images")
     parser.add_argument("--exact-up-to", type=int, default=100_000)
     parser.add_argument("--dims", type=int, default=1280)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--child", nargs=3, metavar=("SEARCH", "FEATURES", "OUT"), help=argparse.SUPPRESS)  # fmt: skip
+    parser.add_argument("--child", nargs=3, metavar=("SEARCH", "FEATURES", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(*args.child, args.threads)
     sizes = args.images + [1_000_000] * args.million
-    print(f"CPU: {cpu_name()}; {args.dims} dimensions, {args.threads} threads, cut-off {CUTOFF}, {NEIGHBOURS} per image")  # fmt: skip
-    print("| images | search | seconds | peak memory | pairs | recall of exact pairs | recall of planted copies |")  # fmt: skip
+    print(
+        f"CPU: {cpu_name()}; {args.dims} dimensions, {args.threads} threads, cut-off {CUTOFF}, {NEIGHBOURS} per image"
+    )
+    print(
+        "| images | search | seconds | peak memory | pairs | recall of exact pairs | recall of planted copies |"
+    )
     print("|---|---|---|---|---|---|---|")
     for n in sizes:
         with tempfile.TemporaryDirectory() as tmp:
@@ -112,7 +127,7 @@ def main() -> None:
                     f"| {n:,} | {search} | {result['seconds']:.1f} | {result['peak_mb']:,.0f} MB | "
                     f"{len(found[search]):,} | {recall} | {len(found[search] & planted) / len(planted):.2%} |",
                     flush=True,
-                )  # fmt: skip
+                )
 
 
 if __name__ == "__main__":

@@ -50,7 +50,12 @@ def png(index: int, label: int) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
     header = struct.pack(">IIBBBBB", SIDE, SIDE, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows, 1)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows, 1))
+        + chunk(b"IEND", b"")
+    )
 
 
 def make_images(data: Path, n: int) -> None:
@@ -90,8 +95,10 @@ def snakemake(workdir: Path, *args: str, audit: Path | None = None) -> tuple[flo
     started = time.monotonic()
     result = subprocess.run(
         [*SNAKEMAKE, "-d", str(workdir), "--configfile", str(workdir / "config.yaml"), *args],
-        cwd=workdir, capture_output=True, env=env,
-    )  # fmt: skip
+        cwd=workdir,
+        capture_output=True,
+        env=env,
+    )
     wall = time.monotonic() - started
     if result.returncode:
         sys.exit(f"snakemake {' '.join(args)} failed:\n{result.stderr.decode()[-3000:]}")
@@ -144,8 +151,17 @@ def main() -> None:
     print(f"working in {root}; CPU: {cpu_name()}, {os.cpu_count()} cores")
     make_backbone(root / "mean.keras")
     rows = [measure(root, n, n <= args.full_max) for n in args.sizes]
-    columns = ["N", "full s", "full log B", "manifests s", "-n s", "no-op s", "no-op log B",
-               "images opened", "metadata B"]  # fmt: skip
+    columns = [
+        "N",
+        "full s",
+        "full log B",
+        "manifests s",
+        "-n s",
+        "no-op s",
+        "no-op log B",
+        "images opened",
+        "metadata B",
+    ]
     print("\n" + " | ".join(columns))
     for row in rows:
         print(" | ".join(_cell(row.get(c)) for c in columns))

@@ -31,13 +31,17 @@ from tlflow import backbones, calibration, features, head, selection
 from tlflow.manifest import file_sha256, manifest_text
 from tlflow.probabilities import logits
 
+
 def extract(data: Path, work: Path, spec: dict) -> dict:
     """{split: (rows, labels)} of ``data``'s train and validation photos, stored as ``spec`` says."""
     out = {}
     for split in ("train", "validation"):
         classes = sorted(p.name for p in (data / split).iterdir() if p.is_dir())
-        rows = [{"file": f"{split}/{c}/{f.name}", "class": c, "label": label, "sha256": file_sha256(f)}
-                for label, c in enumerate(classes) for f in sorted((data / split / c).iterdir())]  # fmt: skip
+        rows = [
+            {"file": f"{split}/{c}/{f.name}", "class": c, "label": label, "sha256": file_sha256(f)}
+            for label, c in enumerate(classes)
+            for f in sorted((data / split / c).iterdir())
+        ]
         listing = work / f"{split}.csv"
         listing.write_text(manifest_text(rows))
         files = [work / f"{spec['features']}-{split}{s}" for s in (".npy", ".csv", ".skipped.csv")]
@@ -56,13 +60,17 @@ def held_out_scores(rows, storage: str, seed: int, settings: dict) -> dict:
     settings = {**settings, "seed": seed}
     table, winner, state = head.select(train, validation, 2, settings, storage)
     candidate = {k: v for k, v in table[winner].items() if k in selection.GRID_KEYS}
-    model, temperature, _ = head.finalise(list(x.shape[1:]), 2, settings, candidate, state, validation[1], storage)
+    model, temperature, _ = head.finalise(
+        list(x.shape[1:]), 2, settings, candidate, state, validation[1], storage
+    )
     test_x, test_y = rows["validation"]
     z = logits(model, test_x)
     proba = calibration.probabilities(z, temperature)
     # The same head on the held-out rows rounded to float16: what evaluation would
     # score if it read float16 rows while model.keras computes in float32.
-    rounded = calibration.probabilities(logits(model, test_x.astype(np.float16).astype(np.float32)), temperature)
+    rounded = calibration.probabilities(
+        logits(model, test_x.astype(np.float16).astype(np.float32)), temperature
+    )
     return {
         "accuracy": float(np.mean(proba.argmax(axis=1) == test_y)),
         "log_loss": calibration.log_loss(z, test_y, temperature),
@@ -85,17 +93,23 @@ def main() -> None:
     print(f"{args.data.name}, EfficientNet-Lite0 128x128, precision {chosen}; CPU: {cpu_name()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         stored = {
-            storage: extract(args.data, Path(tmp), backbones.resolve(entry, [128, 128], chosen, features=storage))
+            storage: extract(
+                args.data, Path(tmp), backbones.resolve(entry, [128, 128], chosen, features=storage)
+            )
             for storage in ("map", "pooled")
         }
-        half = {split: (x.astype(np.float16).astype(np.float32), y) for split, (x, y) in stored["pooled"].items()}
+        half = {
+            split: (x.astype(np.float16).astype(np.float32), y) for split, (x, y) in stored["pooled"].items()
+        }
         cases = {
             "map float32": (stored["map"], "map", 4),
             "pooled float32": (stored["pooled"], "pooled", 4),
             "pooled float16": (half, "pooled", 2),
         }
-        print("| stored | bytes per image | seed | head | held-out accuracy | held-out log loss "
-              "| probability change, held-out rows rounded to float16 |")
+        print(
+            "| stored | bytes per image | seed | head | held-out accuracy | held-out log loss "
+            "| probability change, held-out rows rounded to float16 |"
+        )
         print("|---|---:|---:|---|---:|---:|---:|")
         summary = {}
         for name, (rows, storage, itemsize) in cases.items():
@@ -103,8 +117,11 @@ def main() -> None:
             for seed in range(settings["seed"], settings["seed"] + args.seeds):
                 s = held_out_scores(rows, storage, seed, settings)
                 summary.setdefault(name, []).append(s)
-                print(f"| {name} | {per_image:,} | {seed} | {s['head']} | {s['accuracy']:.2%} | {s['log_loss']:.4f} "
-                      f"| {s['rounding']:.1e} |", flush=True)  # fmt: skip
+                print(
+                    f"| {name} | {per_image:,} | {seed} | {s['head']} | {s['accuracy']:.2%} | {s['log_loss']:.4f} "
+                    f"| {s['rounding']:.1e} |",
+                    flush=True,
+                )
         print("\nmean over seeds (difference from pooled float32, seed by seed):")
         base = summary["pooled float32"]
         for name, scores in summary.items():
@@ -112,8 +129,10 @@ def main() -> None:
             loss = np.mean([s["log_loss"] for s in scores])
             d_acc = max(abs(s["accuracy"] - b["accuracy"]) for s, b in zip(scores, base))
             d_loss = max(abs(s["log_loss"] - b["log_loss"]) for s, b in zip(scores, base))
-            print(f"  {name}: accuracy {acc:.2%}, log loss {loss:.4f}; largest change "
-                  f"{d_acc * 100:.2f} points, {d_loss:.4f} log loss")  # fmt: skip
+            print(
+                f"  {name}: accuracy {acc:.2%}, log loss {loss:.4f}; largest change "
+                f"{d_acc * 100:.2f} points, {d_loss:.4f} log loss"
+            )
 
 
 if __name__ == "__main__":

@@ -58,8 +58,14 @@ def write_split(folder: Path, split: str, rows, labels) -> tuple:
     shard, labels_npy, manifest = (folder / f"{split}{s}" for s in (".npy", "_labels.npy", ".csv"))
     np.save(shard, rows)
     np.save(labels_npy, labels)
-    pd.DataFrame({"file": [f"{split}/{i}.jpg" for i in range(len(rows))], "label": labels,
-                  "shard": str(shard), "row": range(len(rows))}).to_csv(manifest, index=False)  # fmt: skip
+    pd.DataFrame(
+        {
+            "file": [f"{split}/{i}.jpg" for i in range(len(rows))],
+            "label": labels,
+            "shard": str(shard),
+            "row": range(len(rows)),
+        }
+    ).to_csv(manifest, index=False)
     return manifest, [shard], labels_npy
 
 
@@ -72,9 +78,17 @@ def write_config(workdir: Path, config: dict) -> Path:
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run the workflow in ``workdir`` with its config.yaml; output captured as text."""
     command = [
-        SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-        "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args,
-    ]  # fmt: skip
+        SNAKEMAKE,
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "2",
+        *args,
+    ]
     return run(command, workdir, check)
 
 
@@ -160,4 +174,3 @@ def finished_copy(finished_run, tmp_path) -> Path:
 @pytest.fixture
 def workdir(tmp_path) -> Path:
     return make_workdir(tmp_path / "run")
-

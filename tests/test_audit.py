@@ -82,8 +82,12 @@ def test_test_labels_and_features_never_shape_the_probe():
     moved, _, _ = audit.score_labels(table, changed_features, len(CLASSES), folds=5)
     np.testing.assert_array_equal(moved[~test], proba[~test])  # test rows: not in any fit
     labels = table.label.to_numpy()
-    alone = audit._fit_predict(features, np.flatnonzero(~test), labels[~test], np.flatnonzero(test), 3, seed=0)
-    np.testing.assert_allclose(proba[test], probabilities(np.log(np.clip(alone, 1e-12, 1)), fitted["temperature"]))
+    alone = audit._fit_predict(
+        features, np.flatnonzero(~test), labels[~test], np.flatnonzero(test), 3, seed=0
+    )
+    np.testing.assert_allclose(
+        proba[test], probabilities(np.log(np.clip(alone, 1e-12, 1)), fitted["temperature"])
+    )
 
 
 def test_over_confident_probabilities_are_calibrated_on_a_known_case():
@@ -117,8 +121,10 @@ def test_the_temperature_is_not_softened_by_wrong_labels():
     calibrated, temperature, noise = audit.calibrate(sure, given, known)
     assert temperature == pytest.approx(3, rel=0.15) and noise == pytest.approx(0.1, abs=0.03)
     softened = probabilities(np.log(sure), fit_temperature(np.log(sure[known]), given[known]))
-    ece = {name: expected_calibration_error(p[~known], true_labels[~known]) for name, p in
-           (("noise", calibrated), ("given", softened))}  # fmt: skip
+    ece = {
+        name: expected_calibration_error(p[~known], true_labels[~known])
+        for name, p in (("noise", calibrated), ("given", softened))
+    }
     assert ece["noise"] < 0.03 < ece["given"], ece
 
 
@@ -148,7 +154,10 @@ def test_tiny_classes_lower_the_folds_or_skip_the_label_audit(tmp_path):
 def test_mismatched_split_files_name_the_files_and_the_fix(tmp_path):
     manifest, shards, _ = write_split(tmp_path, "train", np.zeros((2, 4), np.float32), np.zeros(2, np.int64))
     np.save(tmp_path / "l.npy", np.zeros(3, np.int64))  # labels of another join
-    with pytest.raises(ValueError, match=r"hold 2 rows, .*l\.npy 3 and .*train\.csv 2: they were not written together\. Delete them and rerun"):
+    with pytest.raises(
+        ValueError,
+        match=r"hold 2 rows, .*l\.npy 3 and .*train\.csv 2: they were not written together\. Delete them and rerun",
+    ):
         audit.load_splits({"train": (shards, tmp_path / "l.npy", manifest)}, "map")
 
 
@@ -201,10 +210,9 @@ def test_blockwise_similarity_equals_brute_force(block):
         # A pair is listed when one of the two is among the other's nearest above 0.8.
         nearest = np.argsort(-brute, axis=1)[:, :per_image]
         expected = {
-            (min(a, b), max(a, b)): brute[a, b]
-            for a in range(11) for b in nearest[a] if brute[a, b] >= 0.8
-        }  # fmt: skip
-        found_i, found_j, found_s = neighbours.similar_pairs(features, 0.8, per_image, "exact", block=block)  # fmt: skip
+            (min(a, b), max(a, b)): brute[a, b] for a in range(11) for b in nearest[a] if brute[a, b] >= 0.8
+        }
+        found_i, found_j, found_s = neighbours.similar_pairs(features, 0.8, per_image, "exact", block=block)
         found = dict(zip(zip(found_i.tolist(), found_j.tolist()), found_s))
         assert found.keys() == expected.keys()
         np.testing.assert_allclose([found[k] for k in expected], list(expected.values()), rtol=1e-5)
@@ -222,7 +230,9 @@ def planted_copies(n: int, dims: int = 64, seed: int = 3):
     order = rng.permutation(n)
     originals, copies = order[: n // 50], order[n // 50 : n // 25]
     turn = rng.normal(0, 1, (len(copies), dims))
-    turn *= np.linalg.norm(vectors[originals], axis=1, keepdims=True) / np.linalg.norm(turn, axis=1, keepdims=True)
+    turn *= np.linalg.norm(vectors[originals], axis=1, keepdims=True) / np.linalg.norm(
+        turn, axis=1, keepdims=True
+    )
     angle = np.arccos(rng.uniform(0.91, 0.999, len(copies)))[:, None]
     vectors[copies] = np.cos(angle) * vectors[originals] + np.sin(angle) * turn
     unit = neighbours.unit_rows(vectors)
@@ -257,14 +267,18 @@ def test_the_approximate_search_is_the_same_for_a_seed_whatever_the_threads():
 def test_the_search_setting_forces_each_path(monkeypatch, caplog):
     vectors, planted = planted_copies(500)
     monkeypatch.setattr(neighbours, "EXACT_UP_TO", 499)
-    assert [neighbours.resolve(s, 499) for s in neighbours.SEARCHES] == ["exact", "exact", "approximate"]  # fmt: skip
-    assert [neighbours.resolve(s, 500) for s in neighbours.SEARCHES] == ["approximate", "exact", "approximate"]  # fmt: skip
+    assert [neighbours.resolve(s, 499) for s in neighbours.SEARCHES] == ["exact", "exact", "approximate"]
+    assert [neighbours.resolve(s, 500) for s in neighbours.SEARCHES] == [
+        "approximate",
+        "exact",
+        "approximate",
+    ]
     with pytest.raises(ValueError, match="search 'fast': use one of auto, exact, approximate"):
         neighbours.resolve("fast", 10)
     caplog.set_level("INFO", logger="tlflow.neighbours")
     for search in neighbours.SEARCHES:
         assert pairs_of(neighbours.similar_pairs(vectors, 0.9, 5, search)).keys() == planted
-    ran = [r.getMessage().split(":")[1].split()[0] for r in caplog.records if "search of" in r.getMessage()]  # fmt: skip
+    ran = [r.getMessage().split(":")[1].split()[0] for r in caplog.records if "search of" in r.getMessage()]
     assert ran == ["approximate", "exact", "approximate"]
     table = pd.DataFrame({"file": ["x", "y"], "split": ["train", "test"], "sha256": ["h", "h"]})
     for search in ("exact", "approximate"):  # two images, one the other's copy: the same table
@@ -284,10 +298,12 @@ def test_projection_is_two_dimensional_and_deterministic():
 def test_figures_draw_with_a_missing_image_and_without_pairs(tmp_path):
     make_dataset(tmp_path / "data", {"train": 1}, classes=2)
     suspects = pd.DataFrame(
-        [["train/circles/circle_00000.jpg", "train", "circles", "squares", 0.1, 0.9],
-         ["train/gone.jpg", "train", "squares", "circles", 0.2, 0.8]],
+        [
+            ["train/circles/circle_00000.jpg", "train", "circles", "squares", 0.1, 0.9],
+            ["train/gone.jpg", "train", "squares", "circles", 0.2, 0.8],
+        ],
         columns=audit.SUSPECT_COLUMNS,
-    )  # fmt: skip
+    )
     suspects.to_csv(tmp_path / "s.csv", index=False)
     data = tmp_path / "data"
     shown = audit_plots.plot_suspects(tmp_path / "s.csv", data, tmp_path / "s.png", "t", 16)
@@ -322,8 +338,13 @@ def test_the_default_run_writes_the_audit(finished_run):
     assert (suspects.given_class != suspects.likely_class).all()
     pairs = pd.read_csv(out / "duplicates.csv")
     assert pairs.columns.tolist() == [
-        "file_a", "split_a", "file_b", "split_b", "similarity", "kind",
-    ]  # fmt: skip
+        "file_a",
+        "split_a",
+        "file_b",
+        "split_b",
+        "similarity",
+        "kind",
+    ]
     assert (pairs.similarity >= 0.9 - 1e-6).all() and set(pairs.kind) <= {"exact", "near"}
     assert summary["near_duplicate_pairs"] + summary["exact_duplicate_pairs"] == len(pairs)
     embedding = pd.read_csv(out / "embedding.csv")

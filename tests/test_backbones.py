@@ -53,7 +53,12 @@ def test_spec_digest_changes_with_what_shapes_features(tmp_path):
     base = resolve({"name": "vgg16", "weights": "none"}, [64, 64], "bfloat16")
     assert spec_digest(base) == spec_digest({**base, "id": "renamed"})
     assert base["features"] == "pooled"
-    changes = ({"image_size": [65, 64]}, {"precision": "float32"}, {"weights": "imagenet"}, {"features": "map"})
+    changes = (
+        {"image_size": [65, 64]},
+        {"precision": "float32"},
+        {"weights": "imagenet"},
+        {"features": "map"},
+    )
     for change in changes:
         assert spec_digest({**base, **change}) != spec_digest(base)
     weights = tmp_path / "w.weights.h5"

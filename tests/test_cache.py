@@ -29,7 +29,9 @@ def _entry(tmp_path):
 
 
 def _warnings(caplog):
-    return [r.getMessage() for r in caplog.records if r.name == "tlflow.features" and r.levelno >= logging.WARNING]
+    return [
+        r.getMessage() for r in caplog.records if r.name == "tlflow.features" and r.levelno >= logging.WARNING
+    ]
 
 
 def _zero_rows(path, rows=slice(None)):
@@ -85,9 +87,12 @@ def test_a_damaged_cache_entry_is_named_deleted_and_its_bad_rows_recomputed(
 
 @pytest.mark.parametrize(
     "damage, reason",
-    [(lambda p: _zero_rows(p, 3), r"row 3 \(train/\S+\) does not match its checksum"),
-     (_truncate, "cannot be read"), (_garble_manifest, "cannot be read")],
-)  # fmt: skip
+    [
+        (lambda p: _zero_rows(p, 3), r"row 3 \(train/\S+\) does not match its checksum"),
+        (_truncate, "cannot be read"),
+        (_garble_manifest, "cannot be read"),
+    ],
+)
 def test_a_damaged_shard_output_stops_the_join_naming_it_and_the_fix(tmp_path, damage, reason):
     data, manifest, _ = _shard(tmp_path)
     _, outputs = _extract(tmp_path, manifest, data)
@@ -125,8 +130,12 @@ def test_any_shard_count_in_any_order_reuses_every_row(tmp_path):
             counts, outputs[k] = _extract(tmp_path, manifest, data, name=f"{shards}-{k}")
             assert counts == {"images": len(rows), "computed": 0, "skipped": 0}
         joined = [tmp_path / f"{shards}{n}" for n in ("_labels.npy", ".csv", "_skipped.csv")]
-        join_shards([tuple(outputs[k]) for k in sorted(outputs)], _labels(tmp_path), *joined,
-                    cache_dir=cache_folder(tmp_path / "cache", SPEC))  # fmt: skip
+        join_shards(
+            [tuple(outputs[k]) for k in sorted(outputs)],
+            _labels(tmp_path),
+            *joined,
+            cache_dir=cache_folder(tmp_path / "cache", SPEC),
+        )
         rows = split_rows.Rows([(joined[1], [outputs[k][0] for k in outputs])]).read()
         np.testing.assert_array_equal(rows, expected)
         # Pruned to the current shards' entries, each a hard link of a shard output.
@@ -168,7 +177,9 @@ def test_a_full_disk_is_named_where_reserving_or_np_save_meets_it(tmp_path, monk
     cache = tmp_path / "fresh-cache"
     parts = features._PartWriter(cache)
     parts.add({"file": "a.jpg", "class": "circles", "label": 0, "sha256": "0" * 64}, np.ones(512, np.float32))
-    with pytest.raises(OSError, match=r"No space left on device writing \S+fresh-cache/\S+: 2048 requested") as e:
+    with pytest.raises(
+        OSError, match=r"No space left on device writing \S+fresh-cache/\S+: 2048 requested"
+    ) as e:
         parts.flush()
     assert e.value.errno == errno.ENOSPC
     assert list(cache.iterdir()) == []

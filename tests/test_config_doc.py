@@ -20,21 +20,30 @@ def test_every_key_has_a_description():
 def test_readme_table_is_generated_from_the_schema():
     readme = config_doc.README.read_text()
     assert readme == config_doc.rendered(readme, _schema()), (
-        "config/README.md's key table is out of date: run "
-        "`.venv/bin/python -m tlflow.config_doc`"
+        "config/README.md's key table is out of date: run `.venv/bin/python -m tlflow.config_doc`"
     )
 
 
 def test_table_lists_nested_keys_with_their_defaults():
     schema = {
         "properties": {
-            "a": {"type": "object", "description": "section", "default": {},
-                  "properties": {"b": {"type": "integer", "default": 3, "description": "x | y"}}},
-            "c": {"type": "array", "items": {"type": "object", "required": ["d"],
-                  "properties": {"d": {"type": "string", "description": "z"}}}},
+            "a": {
+                "type": "object",
+                "description": "section",
+                "default": {},
+                "properties": {"b": {"type": "integer", "default": 3, "description": "x | y"}},
+            },
+            "c": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["d"],
+                    "properties": {"d": {"type": "string", "description": "z"}},
+                },
+            },
         },
         "required": ["c"],
-    }  # fmt: skip
+    }
     assert config_doc.table(schema).splitlines()[2:] == [
         "| `a` |  | section |",
         "| `a.b` | `3` | x &#124; y |",

@@ -62,9 +62,7 @@ def test_readers_name_the_damaged_file_and_the_fix(tmp_path):
 def test_names_that_pandas_reads_as_missing_or_numbers_stay_text(tmp_path):
     names = ["None", "NA", "nan", "null", "#N/A", "-1.#IND", "True", "1e5"]
     path = tmp_path / "t.csv"
-    pd.DataFrame({"file": [f"{n}.jpg" for n in names], "class": names, "p": 0.5}).to_csv(
-        path, index=False
-    )
+    pd.DataFrame({"file": [f"{n}.jpg" for n in names], "class": names, "p": 0.5}).to_csv(path, index=False)
     table = readers.read_table(path)
     assert table["class"].tolist() == names
     assert table["p"].dtype == np.float64  # numbers still numbers

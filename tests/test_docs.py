@@ -208,17 +208,25 @@ def test_tlflow_and_benchmark_commands_parse():
         else:
             continue
         if "parse_args" in source:
-            jobs[f"{doc}: `{line}`"] = [kind[0], str(REPO / kind[1]) if kind[0] == "script" else kind[1], kind[2]]
+            jobs[f"{doc}: `{line}`"] = [
+                kind[0],
+                str(REPO / kind[1]) if kind[0] == "script" else kind[1],
+                kind[2],
+            ]
         elif kind[2]:
             problems.append(f"{doc}: `{line}`: {kind[1]} takes no arguments")
     assert jobs, "no tlflow or benchmark command found in the docs"
-    problems += [f"{key} no longer parses: {error[-300:]}" for key, error in parse_only(jobs).items() if error]
+    problems += [
+        f"{key} no longer parses: {error[-300:]}" for key, error in parse_only(jobs).items() if error
+    ]
     assert not problems, "\n".join(problems)
 
 
 def parse_only(jobs: dict) -> dict:
     """{key: argparse's error or ""} for each (kind, module or script, args)."""
-    run = subprocess.run([sys.executable, "-c", PARSE_ONLY, json.dumps(jobs)], cwd=REPO, capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-c", PARSE_ONLY, json.dumps(jobs)], cwd=REPO, capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
 
@@ -284,15 +292,21 @@ def test_every_docs_page_is_linked_from_the_readme():
 def test_readme_is_a_door():
     lines = len((REPO / "README.md").read_text().splitlines())
     assert lines <= README_MAX_LINES, (
-        f"README.md has {lines} lines; keep it at most {README_MAX_LINES} and move "
-        "details to a page in docs/"
+        f"README.md has {lines} lines; keep it at most {README_MAX_LINES} and move details to a page in docs/"
     )
 
 
 def test_shell_commands_are_split_as_the_shell_would():
     text = "```bash\n.venv/bin/snakemake --cores 4 \\\n  -n   # dry run\n$ python -m tlflow.x 'a b'\n```\n"
-    assert shell_commands(text) == [[".venv/bin/snakemake", "--cores", "4", "-n"], ["python", "-m", "tlflow.x", "a b"]]
-    assert classify([".venv/bin/python", "benchmarks/heads.py", "d"]) == ("script", "benchmarks/heads.py", ["d"])
+    assert shell_commands(text) == [
+        [".venv/bin/snakemake", "--cores", "4", "-n"],
+        ["python", "-m", "tlflow.x", "a b"],
+    ]
+    assert classify([".venv/bin/python", "benchmarks/heads.py", "d"]) == (
+        "script",
+        "benchmarks/heads.py",
+        ["d"],
+    )
     assert classify(["python3.11", "-m", "venv", "x"]) is None
     assert slug("Heads: the default against the tutorial's") == "heads-the-default-against-the-tutorials"
     assert slug("After `git checkout` or a copy") == "after-git-checkout-or-a-copy"

@@ -102,8 +102,8 @@ def rule_envs(tmp_path_factory) -> dict[str | None, dict[str, str]]:
         shutil.copy(REPO / ".test/config/config.yaml", workdir / "config.yaml")
         shutil.copytree(REPO / ".test/data", workdir / ".test/data")  # as the config names it
         config = {section: {"gpus": 1}} if section else {}
-        command = [sys.executable, "-c", READ_ENVS, str(REPO / "Snakefile"), str(workdir), json.dumps(config)]  # fmt: skip
-        reads[section] = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        command = [sys.executable, "-c", READ_ENVS, str(REPO / "Snakefile"), str(workdir), json.dumps(config)]
+        reads[section] = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     envs = {}
     for section, process in reads.items():
         out, err = process.communicate()
@@ -127,7 +127,9 @@ def test_environment_pins_agree_with_requirements(path):
         name = CPU_BUILD.get(name, name)
         assert name in pins, f"{path.name}: {name} is not in requirements.txt; add it there too"
         if source == "pip":
-            assert version == pins[name], f"{path.name}: {name}=={version}, requirements.txt says {pins[name]}"  # fmt: skip
+            assert version == pins[name], (
+                f"{path.name}: {name}=={version}, requirements.txt says {pins[name]}"
+            )
         else:  # conda: "1.2" pins 1.2.*, so compare as a prefix
             assert pins[name] == version or pins[name].startswith(version + "."), (
                 f"{path.name}: {name}={version}, requirements.txt says {pins[name]}"
@@ -149,7 +151,7 @@ def test_every_rule_names_an_existing_environment(rule_envs):
         missing = sorted(rule for rule, env in envs.items() if not env)
         assert not missing, f"rules without a conda: directive: {missing}"
         for rule, env in envs.items():
-            assert Path(env).exists(), f"rule {rule} ({section} on GPUs): conda env {env} does not exist"  # fmt: skip
+            assert Path(env).exists(), f"rule {rule} ({section} on GPUs): conda env {env} does not exist"
             assert Path(env).parent == REPO / "envs", f"rule {rule}: keep environments in envs/"
 
 

@@ -87,9 +87,16 @@ def test_figures_and_summary_are_written(binary_run):
     for name in ("confusion_matrix.png", "mistakes.png"):
         assert results(binary_run, f"evaluation/{name}").read_bytes()[:8] == PNG_SIGNATURE
     summary = results(binary_run, "evaluation/summary.html").read_text()
-    for text in ("circles, squares", "float32", "validation", "<th>train</th>", ">27<",
-                 "<th>balanced accuracy (mean recall)</th>", "<th>macro F1</th>",
-                 "class weights none (auto: largest/smallest class 1.1)"):  # fmt: skip
+    for text in (
+        "circles, squares",
+        "float32",
+        "validation",
+        "<th>train</th>",
+        ">27<",
+        "<th>balanced accuracy (mean recall)</th>",
+        "<th>macro F1</th>",
+        "class weights none (auto: largest/smallest class 1.1)",
+    ):
         assert text in summary  # 13 + 14 training images used
     # No test split: the scores are on the split that chose the head, and the page says so.
     assert "<th>split scored</th><td>validation</td>" in summary
@@ -135,9 +142,7 @@ def test_deployed_model_resizes_raw_images_as_training_did(binary_run):
     import keras
 
     model = keras.models.load_model(results(binary_run, "model.keras"))
-    table = pd.read_csv(results(binary_run, "predictions/predictions.csv")).dropna(
-        subset=["predicted_class"]
-    )
+    table = pd.read_csv(results(binary_run, "predictions/predictions.csv")).dropna(subset=["predicted_class"])
     raw = [np.asarray(Image.open(binary_run / "new" / f).convert("RGB")) for f in table.file]
     assert all(image.shape == (NEW_SIZE, NEW_SIZE, 3) for image in raw)
     deployed = model.predict(np.stack(raw).astype(np.uint8), verbose=0)
@@ -155,9 +160,15 @@ def test_predict_lists_every_image_and_unreadable_ones_with_their_error(binary_r
         "error",
     ]
     assert sorted(table.file) == sorted(
-        ["broken.jpg", "circle_00000.jpg", "circle_00001.jpg", "more/square_00000.jpg",
-         "more/square_00001.jpg", "more/square_00002.jpg"]
-    )  # fmt: skip
+        [
+            "broken.jpg",
+            "circle_00000.jpg",
+            "circle_00001.jpg",
+            "more/square_00000.jpg",
+            "more/square_00001.jpg",
+            "more/square_00002.jpg",
+        ]
+    )
     broken = table.set_index("file").loc["broken.jpg"]
     assert "broken.jpg" in broken.error and pd.isna(broken.prob_circles)
     good = table[table.file != "broken.jpg"]
@@ -170,14 +181,20 @@ def test_predict_lists_every_image_and_unreadable_ones_with_their_error(binary_r
 def test_command_line_writes_the_same_table(binary_run, tmp_path):
     out = tmp_path / "out.csv"
     env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
-    command = [sys.executable, "-m", "tlflow.predict", str(results(binary_run, "model.keras")),
-               str(binary_run / "new"), str(out), "--threads", "2"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "tlflow.predict",
+        str(results(binary_run, "model.keras")),
+        str(binary_run / "new"),
+        str(out),
+        "--threads",
+        "2",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "'unreadable': 1" in done.stdout
-    mine, workflow = (
-        pd.read_csv(p) for p in (out, results(binary_run, "predictions/predictions.csv"))
-    )
+    mine, workflow = (pd.read_csv(p) for p in (out, results(binary_run, "predictions/predictions.csv")))
     # Error messages name the file by the path given (absolute here, relative there).
     assert mine.pop("error").notna().sum() == workflow.pop("error").notna().sum() == 1
     pd.testing.assert_frame_equal(mine, workflow)
@@ -185,9 +202,7 @@ def test_command_line_writes_the_same_table(binary_run, tmp_path):
 
 @pytest.mark.workflow
 def test_missing_predict_folder_fails_before_any_job(binary_run):
-    result = snakemake(
-        binary_run, "--dry-run", "--config", "predict={images: nowhere}", check=False
-    )
+    result = snakemake(binary_run, "--dry-run", "--config", "predict={images: nowhere}", check=False)
     assert result.returncode != 0
     assert "image folder 'nowhere' does not exist" in result.stdout + result.stderr
 

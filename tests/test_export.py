@@ -29,8 +29,12 @@ runpy.run_module("tlflow.predict", run_name="__main__")
 
 
 def predict_without_tensorflow(model, folder, out_csv) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCKED, str(model), str(folder), str(out_csv)],
-                          capture_output=True, text=True, env=os.environ)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", BLOCKED, str(model), str(folder), str(out_csv)],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+    )
 
 
 def read_rows(path) -> dict:
@@ -47,13 +51,17 @@ def small_model(folder: Path, classes: list[str]) -> Path:
     spec = backbones.resolve({"name": "mobilenetv2", "weights": "none"}, [32, 32], "float32")
     keras.utils.set_random_seed(0)
     units = 1 if len(classes) == 2 else len(classes)
-    head = keras.Sequential([keras.Input((2, 1280)), keras.layers.Flatten(),  # avg and max pooled
-                             keras.layers.Dense(units, name="logits"),
-                             keras.layers.Activation("sigmoid" if units == 1 else "softmax")])  # fmt: skip
+    head = keras.Sequential(
+        [
+            keras.Input((2, 1280)),
+            keras.layers.Flatten(),  # avg and max pooled
+            keras.layers.Dense(units, name="logits"),
+            keras.layers.Activation("sigmoid" if units == 1 else "softmax"),
+        ]
+    )
     head.save(folder / "head.h5")
     Meta(classes, BackboneSpec.from_dict(spec), [2, 1280]).write(folder / "head.json")
-    deploy.deploy(folder / "head.h5", folder / "head.json", folder / "model.keras",
-                  folder / "model.json")  # fmt: skip
+    deploy.deploy(folder / "head.h5", folder / "head.json", folder / "model.keras", folder / "model.json")
     return folder / "model.keras"
 
 
@@ -66,8 +74,15 @@ def exported(tmp_path_factory) -> Path:
     model = small_model(folder, ["cat", "dog", "owl"])
     images = np.random.default_rng(0).integers(0, 256, (40, 32, 32, 3)).astype(np.uint8)
     export.export_all(model, folder / "export", list(export.FORMATS), calibration=images[:8])
-    export_check.check(model, folder / "export", list(export.FORMATS), images,
-                       np.arange(40) % 3, folder / "export/check.json", int8=True)  # fmt: skip
+    export_check.check(
+        model,
+        folder / "export",
+        list(export.FORMATS),
+        images,
+        np.arange(40) % 3,
+        folder / "export/check.json",
+        int8=True,
+    )
     return folder
 
 
@@ -101,8 +116,14 @@ def test_a_mismatching_export_fails_with_its_figures(exported, tmp_path):
     export.export_all(tmp_path / "shifted.keras", tmp_path / "export", ["onnx"])
     images = np.random.default_rng(1).integers(0, 256, (8, 32, 32, 3)).astype(np.uint8)
     with pytest.raises(export_check.ExportMismatchError, match=r"(?s)onnx differ from .*max_abs_diff"):
-        export_check.check(exported / "model.keras", tmp_path / "export", ["onnx"], images,
-                           np.zeros(8, int), tmp_path / "check.json")  # fmt: skip
+        export_check.check(
+            exported / "model.keras",
+            tmp_path / "export",
+            ["onnx"],
+            images,
+            np.zeros(8, int),
+            tmp_path / "check.json",
+        )
     assert not (tmp_path / "check.json").exists()
 
 
@@ -122,8 +143,9 @@ def test_onnx_predictor_runs_without_tensorflow_and_carries_class_names(exported
     for name, row in keras.items():
         if name != "broken.jpg":
             assert onnx[name]["predicted_class"] == row["predicted_class"]
-            np.testing.assert_allclose([float(onnx[name][c]) for c in columns],
-                                       [float(row[c]) for c in columns], atol=1e-4)  # fmt: skip
+            np.testing.assert_allclose(
+                [float(onnx[name][c]) for c in columns], [float(row[c]) for c in columns], atol=1e-4
+            )
 
 
 def test_onnx_predictor_names_a_damaged_model(exported, tmp_path):
@@ -142,10 +164,12 @@ def test_export_rule_two_classes_with_test_time_views_and_its_reruns(tmp_path):
     rule reruns when model.keras changes, and not otherwise."""
     workdir = tmp_path / "run"
     make_dataset(workdir / "data", {"train": 10, "validation": 6}, classes=2, size=32)
-    config = {**TINY_CONFIG, "splits": ["train", "validation"],
-              "augmentation": {"test_time": ["flip"]},
-              "export": {"formats": ["onnx", "tflite", "saved_model"], "int8": True,
-                         "calibration_images": 8}}  # fmt: skip
+    config = {
+        **TINY_CONFIG,
+        "splits": ["train", "validation"],
+        "augmentation": {"test_time": ["flip"]},
+        "export": {"formats": ["onnx", "tflite", "saved_model"], "int8": True, "calibration_images": 8},
+    }
     write_config(workdir, config)
     snakemake(workdir)
     export = workdir / "results/vgg16/export"

@@ -82,9 +82,7 @@ def test_cached_rows_are_reused_and_only_new_images_computed(tmp_path):
     first_rows, second_rows = np.load(first), np.load(second)
     for i, digest in enumerate(new["sha256"]):
         if digest in old.index:
-            np.testing.assert_array_equal(
-                second_rows[i], first_rows[old.index.get_loc(digest)]
-            )
+            np.testing.assert_array_equal(second_rows[i], first_rows[old.index.get_loc(digest)])
 
 
 def test_bad_images_fail_listing_every_one_or_are_skipped(tmp_path):
@@ -116,8 +114,12 @@ def test_rows_computed_before_a_failure_are_kept_for_the_next_run(tmp_path):
     assert np.load(features).shape == (9, 2, 512)
     # The failed attempt's parts stay until the split is joined: then only the
     # shard's own entry (a hard link of its output) is left.
-    join_shards([(features, tmp_path / "out.csv", tmp_path / "out.skipped.csv")], _labels(tmp_path),
-                *_joined(tmp_path / "joined"), cache_dir=cache_folder(tmp_path / "cache", SPEC))  # fmt: skip
+    join_shards(
+        [(features, tmp_path / "out.csv", tmp_path / "out.skipped.csv")],
+        _labels(tmp_path),
+        *_joined(tmp_path / "joined"),
+        cache_dir=cache_folder(tmp_path / "cache", SPEC),
+    )
     (entry,) = (tmp_path / "cache").glob("*/*.npy")
     assert entry.samefile(features) and len(list(entry.parent.iterdir())) == 2
 

@@ -23,8 +23,14 @@ from tlflow.synthetic import make_dataset
 
 RESULTS = "results/vgg16"
 # unfreeze left at its default, so the default is run on the default backbone (VGG16).
-FINE_TUNE = {"enabled": True, "epochs": 3, "patience": 2, "batch_size": 8, "learning_rate": 1e-4,
-             "threads": 2}  # fmt: skip
+FINE_TUNE = {
+    "enabled": True,
+    "epochs": 3,
+    "patience": 2,
+    "batch_size": 8,
+    "learning_rate": 1e-4,
+    "threads": 2,
+}
 CONFIG = {
     **TINY_CONFIG,
     "on_bad_image": "skip",
@@ -112,8 +118,9 @@ def test_every_image_once_per_epoch_in_an_order_fixed_by_seed_and_epoch(tmp_path
     transforms = {"flip": True, "zoom": 0.2, "rotation": 10, "brightness": 0.2, "contrast": 0.2}
 
     def epoch(number, seed=1):
-        batches = ImageBatches(tmp_path, files, labels, (16, 16), 4, seed=seed, shuffle=True,
-                               transforms=transforms)  # fmt: skip
+        batches = ImageBatches(
+            tmp_path, files, labels, (16, 16), 4, seed=seed, shuffle=True, transforms=transforms
+        )
         batches.epoch = number
         return [batches[i] for i in range(len(batches))], batches.order()
 
@@ -145,9 +152,18 @@ def tuned(tmp_path_factory):
 @pytest.mark.workflow
 def test_fine_tuning_writes_every_output_beside_the_frozen_model(tuned):
     out = tuned / RESULTS / "fine_tuned"
-    for name in ("model.keras", "model.json", "history.csv", "plots/loss.png", "plots/accuracy.png",
-                 "evaluation/metrics.json", "evaluation/predictions.csv", "evaluation/confusion_matrix.png",
-                 "evaluation/mistakes.png", "evaluation/reliability.png"):  # fmt: skip
+    for name in (
+        "model.keras",
+        "model.json",
+        "history.csv",
+        "plots/loss.png",
+        "plots/accuracy.png",
+        "evaluation/metrics.json",
+        "evaluation/predictions.csv",
+        "evaluation/confusion_matrix.png",
+        "evaluation/mistakes.png",
+        "evaluation/reliability.png",
+    ):
         assert (out / name).stat().st_size > 0, name
     assert not (out / ".checkpoint").exists()  # removed once the outputs are written
     meta = json.loads((out / "model.json").read_text())["head"]
@@ -171,8 +187,12 @@ def test_report_shows_the_fine_tuned_model_beside_the_frozen_one(tuned, tmp_path
     snakemake(tuned, "--report", str(out))
     page = out.read_text()
     assert "vgg16 fine-tuned" in page and "Fine-tuning per epoch" in page
-    embedded = {base64.b64decode(m) for m in re.findall(r"filename=mistakes.png;base64,([A-Za-z0-9+/=]+)", page)}
-    assert embedded == {(tuned / RESULTS / p / "mistakes.png").read_bytes() for p in ("evaluation", "fine_tuned/evaluation")}
+    embedded = {
+        base64.b64decode(m) for m in re.findall(r"filename=mistakes.png;base64,([A-Za-z0-9+/=]+)", page)
+    }
+    assert embedded == {
+        (tuned / RESULTS / p / "mistakes.png").read_bytes() for p in ("evaluation", "fine_tuned/evaluation")
+    }
 
 
 @pytest.mark.workflow
@@ -181,7 +201,9 @@ def test_fine_tuned_model_loads_plainly_and_predicts_raw_images(tuned):
 
     from tlflow.images import load_rgb
 
-    model = keras.models.load_model(tuned / RESULTS / "fine_tuned/model.keras")  # safe mode, no custom objects
+    model = keras.models.load_model(
+        tuned / RESULTS / "fine_tuned/model.keras"
+    )  # safe mode, no custom objects
     expected = pd.read_csv(tuned / RESULTS / "fine_tuned/evaluation/predictions.csv")
     images = np.stack([load_rgb(tuned / "data" / f, (32, 32)) for f in expected["file"]])
     columns = [c for c in expected.columns if c.startswith("prob_")]
@@ -233,11 +255,20 @@ def test_killed_fine_tuning_resumes_to_the_model_of_an_uninterrupted_run(tuned, 
     out = tuned_copy / RESULTS / "fine_tuned"
     (out / "model.keras").unlink()
     command = [
-        SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(tuned_copy),
-        "--configfile", str(tuned_copy / "config.yaml"), "--cores", "2", f"{RESULTS}/fine_tuned/model.keras",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, cwd=tuned_copy, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        SNAKEMAKE,
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(tuned_copy),
+        "--configfile",
+        str(tuned_copy / "config.yaml"),
+        "--cores",
+        "2",
+        f"{RESULTS}/fine_tuned/model.keras",
+    ]
+    process = subprocess.Popen(
+        command, cwd=tuned_copy, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 300
     while not list(out.glob(".checkpoint/[!.]*.npz")):
         assert process.poll() is None, "the run ended before its first checkpoint"
@@ -258,6 +289,8 @@ def test_killed_fine_tuning_resumes_to_the_model_of_an_uninterrupted_run(tuned, 
     log = (tuned_copy / "logs/vgg16/fine_tune.log").read_text()
     assert f"after epoch {done}" in log
     uninterrupted = tuned / RESULTS / "fine_tuned"
-    resumed, expected = (keras.models.load_model(d / "model.keras").get_weights() for d in (out, uninterrupted))
+    resumed, expected = (
+        keras.models.load_model(d / "model.keras").get_weights() for d in (out, uninterrupted)
+    )
     assert len(resumed) == len(expected) and all(np.array_equal(a, b) for a, b in zip(resumed, expected))
     assert (out / "history.csv").read_text() == (uninterrupted / "history.csv").read_text()

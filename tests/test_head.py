@@ -16,9 +16,10 @@ from tlflow.probabilities import logits, predict_proba
 
 SCHEMA = yaml.safe_load(open("workflow/schemas/config.schema.yaml"))
 DEFAULTS = {
-    k: v["default"] for k, v in SCHEMA["properties"]["head"]["properties"].items()
+    k: v["default"]
+    for k, v in SCHEMA["properties"]["head"]["properties"].items()
     if k not in ("threads", "gpus")
-}  # fmt: skip
+}
 TUTORIAL = {**DEFAULTS, **yaml.safe_load(open("config/tutorial.yaml"))["head"]}
 
 
@@ -40,15 +41,25 @@ def _fit(tmp_path, settings, n_classes=2, rows=40, storage="map"):
     """Fit on ``_data``'s maps stored as ``storage``; (outputs, train, validation) as stored."""
     train = _stored(_data(n_classes, rows), storage)
     validation = _stored(_data(n_classes, rows // 2, seed=1), storage)
-    paths = {split: write_split(tmp_path, split, x, y)
-             for split, (x, y) in (("train", train), ("validation", validation))}  # fmt: skip
-    outputs = SimpleNamespace(**{
-        name: tmp_path / name for name in ("head.h5", "history.csv", "candidates.csv", "head.json")
-    })  # fmt: skip
+    paths = {
+        split: write_split(tmp_path, split, x, y)
+        for split, (x, y) in (("train", train), ("validation", validation))
+    }
+    outputs = SimpleNamespace(
+        **{name: tmp_path / name for name in ("head.h5", "history.csv", "candidates.csv", "head.json")}
+    )
     outputs.model, outputs.history = outputs.__dict__.pop("head.h5"), outputs.__dict__.pop("history.csv")
-    outputs.candidates, outputs.meta = outputs.__dict__.pop("candidates.csv"), outputs.__dict__.pop("head.json")
-    spec = {"id": "b", "image_size": [8, 8], "precision": "float32", "preprocessing": "none",
-            "features": storage}  # fmt: skip
+    outputs.candidates, outputs.meta = (
+        outputs.__dict__.pop("candidates.csv"),
+        outputs.__dict__.pop("head.json"),
+    )
+    spec = {
+        "id": "b",
+        "image_size": [8, 8],
+        "precision": "float32",
+        "preprocessing": "none",
+        "features": storage,
+    }
     meta = {"classes": [f"c{i}" for i in range(n_classes)], "backbone": spec}
     head.train_and_save(paths, settings, meta, threads=1, outputs=outputs)
     return outputs, train, validation
@@ -90,8 +101,10 @@ def test_pooled_rows_give_the_vectors_of_pooling_the_map(how, shape):
 
 def test_pooled_rows_hold_no_map_to_flatten():
     rows = pooling.summarise(np.ones((2, 3, 3, 4)))
-    for attempt in (lambda: pooling.pool(rows, "flatten", "pooled"),
-                    lambda: pooling.layers("flatten", (2, 4), "pooled")):  # fmt: skip
+    for attempt in (
+        lambda: pooling.pool(rows, "flatten", "pooled"),
+        lambda: pooling.layers("flatten", (2, 4), "pooled"),
+    ):
         with pytest.raises(ValueError, match="stored pooled.*flatten.*features: map"):
             attempt()
 
@@ -122,8 +135,15 @@ def test_a_one_by_one_map_is_pooled_one_way_only():
 def test_saved_head_gives_the_fitted_probabilities(tmp_path, kind, how, storage, n_classes):
     import keras
 
-    settings = {**DEFAULTS, "search": False, "kind": kind, "pooling": how, "epochs": 3,
-                "hidden_units": [8], "batch_size": 8}  # fmt: skip
+    settings = {
+        **DEFAULTS,
+        "search": False,
+        "kind": kind,
+        "pooling": how,
+        "epochs": 3,
+        "hidden_units": [8],
+        "batch_size": 8,
+    }
     outputs, _, (val_x, val_y) = _fit(tmp_path, settings, n_classes, storage=storage)
     meta = Meta.read(outputs.meta)
     assert meta.feature_shape == list(val_x.shape[1:]) and meta.backbone.storage == storage
@@ -149,8 +169,14 @@ def test_linear_head_equals_scikit_learns_probe(tmp_path):
     from sklearn.linear_model import LogisticRegression
     import keras
 
-    settings = {**DEFAULTS, "search": False, "kind": "linear", "pooling": "avg", "l2": 0.01,
-                "calibrate": False}  # fmt: skip
+    settings = {
+        **DEFAULTS,
+        "search": False,
+        "kind": "linear",
+        "pooling": "avg",
+        "l2": 0.01,
+        "calibrate": False,
+    }
     outputs, (x, y), (val_x, _) = _fit(tmp_path, settings, n_classes=3)
     pooled, val_pooled = pooling.pool(x, "avg", "map"), pooling.pool(val_x, "avg", "map")
     mean, std = pooled.mean(0), pooled.std(0)
@@ -194,8 +220,13 @@ def test_the_winner_has_the_best_validation_score_and_ties_go_to_the_earlier():
 
 
 def test_grid_spans_each_kinds_own_hyper_parameters_and_search_off_pins_the_first():
-    settings = {**DEFAULTS, "kind": ["linear", "mlp"], "l2": [0.1, 1.0], "dropout": [0.5],
-                "learning_rate": [0.001, 0.01]}  # fmt: skip
+    settings = {
+        **DEFAULTS,
+        "kind": ["linear", "mlp"],
+        "l2": [0.1, 1.0],
+        "dropout": [0.5],
+        "learning_rate": [0.001, 0.01],
+    }
     found = selection.candidates(settings, ["avg", "flatten"])
     assert len(found) == 2 * 2 + 2 * 1 * 2
     assert found[0] == {"kind": "linear", "pooling": "avg", "l2": 0.1}
@@ -225,9 +256,19 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path):
     the head of the lowest validation loss is kept, not the last epoch's."""
     import keras
 
-    settings = {**DEFAULTS, "search": False, "kind": "mlp", "pooling": "flatten",
-                "learning_rate": 0.01, "epochs": 60, "patience": 3, "hidden_units": [32],
-                "dropout": 0.0, "batch_size": 8, "calibrate": False}  # fmt: skip
+    settings = {
+        **DEFAULTS,
+        "search": False,
+        "kind": "mlp",
+        "pooling": "flatten",
+        "learning_rate": 0.01,
+        "epochs": 60,
+        "patience": 3,
+        "hidden_units": [32],
+        "dropout": 0.0,
+        "batch_size": 8,
+        "calibrate": False,
+    }
     train = _data(2, rows=40)
     rng = np.random.default_rng(5)
     noise = (rng.normal(size=(20, 2, 2, 8)).astype(np.float32), rng.integers(0, 2, 20))
@@ -236,7 +277,9 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path):
     losses = [r["val_loss"] for r in rows]
     assert len(rows) < 60, "training did not stop early"
     assert best == int(np.argmin(losses)) + 1 and best <= len(rows) - 3
-    kept = keras.losses.binary_crossentropy(noise[1][:, None].astype(np.float32), model.predict(noise[0], verbose=0))
+    kept = keras.losses.binary_crossentropy(
+        noise[1][:, None].astype(np.float32), model.predict(noise[0], verbose=0)
+    )
     assert float(np.mean(kept)) == pytest.approx(losses[best - 1], rel=1e-3)
 
 
@@ -252,9 +295,7 @@ def test_temperature_scaling_repairs_an_over_confident_head():
     assert t == pytest.approx(8.0, rel=0.15)
     assert after < before / 3 and after < 0.03
     assert calibration.log_loss(over_sure, labels, t) < calibration.log_loss(over_sure, labels)
-    np.testing.assert_array_equal(
-        calibration.probabilities(over_sure, t).argmax(1), over_sure.argmax(1)
-    )
+    np.testing.assert_array_equal(calibration.probabilities(over_sure, t).argmax(1), over_sure.argmax(1))
 
 
 def test_expected_calibration_error_of_a_known_case():
@@ -277,14 +318,31 @@ def test_binary_logit_log_loss_matches_scikit_learn():
 
 
 def test_tutorial_preset_builds_the_tutorials_head():
-    model = head.assemble((4, 4, 512), 2, TUTORIAL["pooling"], TUTORIAL["hidden_units"],
-                          TUTORIAL["activation"], TUTORIAL["dropout"], storage="map")  # fmt: skip
+    model = head.assemble(
+        (4, 4, 512),
+        2,
+        TUTORIAL["pooling"],
+        TUTORIAL["hidden_units"],
+        TUTORIAL["activation"],
+        TUTORIAL["dropout"],
+        storage="map",
+    )
     kinds = [layer.__class__.__name__ for layer in model.layers]
     assert kinds == ["Flatten", "Dense", "Dropout", "Dense", "Rescaling", "Activation"]
     assert model.layers[1].units == 256 and model.layers[2].rate == 0.5
     assert model.layers[3].units == 1 and model.layers[4].scale == 1.0
-    assert (TUTORIAL["search"], TUTORIAL["kind"], TUTORIAL["patience"], TUTORIAL["calibrate"]) == (False, "mlp", 0, False)  # fmt: skip
-    assert (TUTORIAL["optimizer"], TUTORIAL["learning_rate"], TUTORIAL["epochs"], TUTORIAL["batch_size"]) == ("rmsprop", 0.001, 20, 32)  # fmt: skip
+    assert (TUTORIAL["search"], TUTORIAL["kind"], TUTORIAL["patience"], TUTORIAL["calibrate"]) == (
+        False,
+        "mlp",
+        0,
+        False,
+    )
+    assert (TUTORIAL["optimizer"], TUTORIAL["learning_rate"], TUTORIAL["epochs"], TUTORIAL["batch_size"]) == (
+        "rmsprop",
+        0.001,
+        20,
+        32,
+    )
 
 
 def test_same_seed_same_head_other_seed_other_head():
@@ -299,19 +357,43 @@ def test_same_seed_same_head_other_seed_other_head():
 
 def test_comparison_ranks_by_the_validation_criterion(tmp_path):
     rows = [
-        {"backbone": "b", "head": "linear (avg)", "validation_accuracy": 0.9, "validation_log_loss": 0.2,
-         "validation_balanced_accuracy": 0.85, "validation_macro_f1": 0.8,
-         "validation_ece": 0.02, "evaluation_split": "test", "evaluation_accuracy": 0.88,
-         "evaluation_log_loss": 0.3, "evaluation_ece": 0.03, "extraction_seconds": 10.0, "head_seconds": 1.0},
-        {"backbone": "a", "head": "mlp (flatten)", "validation_accuracy": 0.95, "validation_log_loss": 0.25,
-         "validation_balanced_accuracy": 0.7, "validation_macro_f1": 0.9,
-         "validation_ece": 0.04, "evaluation_split": "test", "evaluation_accuracy": 0.9,
-         "evaluation_log_loss": 0.28, "evaluation_ece": 0.05, "extraction_seconds": None, "head_seconds": 2.0},
-    ]  # fmt: skip
+        {
+            "backbone": "b",
+            "head": "linear (avg)",
+            "validation_accuracy": 0.9,
+            "validation_log_loss": 0.2,
+            "validation_balanced_accuracy": 0.85,
+            "validation_macro_f1": 0.8,
+            "validation_ece": 0.02,
+            "evaluation_split": "test",
+            "evaluation_accuracy": 0.88,
+            "evaluation_log_loss": 0.3,
+            "evaluation_ece": 0.03,
+            "extraction_seconds": 10.0,
+            "head_seconds": 1.0,
+        },
+        {
+            "backbone": "a",
+            "head": "mlp (flatten)",
+            "validation_accuracy": 0.95,
+            "validation_log_loss": 0.25,
+            "validation_balanced_accuracy": 0.7,
+            "validation_macro_f1": 0.9,
+            "validation_ece": 0.04,
+            "evaluation_split": "test",
+            "evaluation_accuracy": 0.9,
+            "evaluation_log_loss": 0.28,
+            "evaluation_ece": 0.05,
+            "extraction_seconds": None,
+            "head_seconds": 2.0,
+        },
+    ]
     by_loss = comparison.compare(rows, "log_loss", tmp_path / "c.csv")
     assert list(by_loss["backbone"]) == ["b", "a"] and list(by_loss["rank"]) == [1, 2]
     written = pd.read_csv(tmp_path / "c.csv")
     assert list(written.columns) == comparison.COLUMNS and written["extraction_seconds"].isna()[1]
-    ranked = {criterion: list(comparison.compare(rows, criterion, tmp_path / "c.csv")["backbone"])
-              for criterion in ("accuracy", "balanced_accuracy", "macro_f1")}  # fmt: skip
+    ranked = {
+        criterion: list(comparison.compare(rows, criterion, tmp_path / "c.csv")["backbone"])
+        for criterion in ("accuracy", "balanced_accuracy", "macro_f1")
+    }
     assert ranked == {"accuracy": ["a", "b"], "balanced_accuracy": ["b", "a"], "macro_f1": ["a", "b"]}

@@ -13,9 +13,10 @@ from tlflow import calibration, head, selection
 
 SCHEMA = yaml.safe_load(open("workflow/schemas/config.schema.yaml"))
 DEFAULTS = {
-    k: v["default"] for k, v in SCHEMA["properties"]["head"]["properties"].items()
+    k: v["default"]
+    for k, v in SCHEMA["properties"]["head"]["properties"].items()
     if k not in ("threads", "gpus")
-}  # fmt: skip
+}
 LINEAR = {**DEFAULTS, "kind": "linear", "pooling": "avg", "l2": [0.01, 1.0]}
 
 
@@ -76,7 +77,9 @@ def test_above_the_threshold_the_winner_is_fitted_again_on_every_row():
     expected = _exact_probe(*train, refit["l2"])(validation[0])
     np.testing.assert_allclose(calibration.probabilities(validation[0] @ kernel + bias), expected, atol=1e-4)
     # Calibrated on validation with the refitted head's own logits.
-    assert state["temperature"] == pytest.approx(calibration.fit_temperature(state["val_logits"], validation[1]))
+    assert state["temperature"] == pytest.approx(
+        calibration.fit_temperature(state["val_logits"], validation[1])
+    )
     assert refit["val_log_loss"] == pytest.approx(
         calibration.log_loss(state["val_logits"], validation[1], state["temperature"])
     )
@@ -110,8 +113,12 @@ def test_a_large_pooled_matrix_is_standardised_in_float32_and_held_once(monkeypa
 def test_the_summary_says_when_the_search_used_a_subsample():
     from tlflow import summary
 
-    chosen = {"selected": {"candidate": 1, "kind": "linear", "pooling": "avg", "l2": 0.01},
-              "candidates": 8, "settings": {"criterion": "accuracy"}, "temperature": 1.2}  # fmt: skip
+    chosen = {
+        "selected": {"candidate": 1, "kind": "linear", "pooling": "avg", "l2": 0.01},
+        "candidates": 8,
+        "settings": {"criterion": "accuracy"},
+        "temperature": 1.2,
+    }
     whole = summary._head_words({**chosen, "search_rows": 900, "train_rows": 900})
     sampled = summary._head_words({**chosen, "search_rows": 50_000, "train_rows": 1_000_000})
     assert "rows" not in whole

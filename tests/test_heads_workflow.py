@@ -35,7 +35,10 @@ def test_default_run_keeps_the_best_validated_head_calibrated(finished_run):
     most_right = table[table["val_accuracy"] == table["val_accuracy"].max()]
     assert winner["val_log_loss"] == most_right["val_log_loss"].min()  # criterion: accuracy
     assert meta["selected"]["candidate"] == winner["candidate"] and meta["candidates"] == len(table)
-    assert meta["temperature"] > 0 and meta["validation"]["log_loss"] <= meta["validation"]["log_loss_before_calibration"] + 1e-9  # fmt: skip
+    assert (
+        meta["temperature"] > 0
+        and meta["validation"]["log_loss"] <= meta["validation"]["log_loss_before_calibration"] + 1e-9
+    )
     metrics = json.loads((finished_run / RESULTS / "evaluation/metrics.json").read_text())
     assert metrics["calibration"]["temperature"] == meta["temperature"]
     assert {"ece_before", "ece_after", "log_loss_before", "log_loss_after"} <= set(metrics["calibration"])
@@ -62,9 +65,15 @@ def test_test_split_is_never_read_to_fit_choose_or_calibrate(finished_copy):
 
 @pytest.mark.parametrize(
     "resource",
-    [("head", "threads", 1), ("evaluation", "threads", 1), ("extraction", "threads", 1),
-     ("extraction", "mem_mb", 999), ("head", "gpus", 1), ("predict", "threads", 1)],
-)  # fmt: skip
+    [
+        ("head", "threads", 1),
+        ("evaluation", "threads", 1),
+        ("extraction", "threads", 1),
+        ("extraction", "mem_mb", 999),
+        ("head", "gpus", 1),
+        ("predict", "threads", 1),
+    ],
+)
 def test_a_changed_resource_plans_no_job(finished_copy, resource):
     section, key, value = resource
     config = _config(finished_copy)
@@ -100,10 +109,12 @@ def test_pooled_storage_gives_the_head_of_the_stored_maps(tmp_path):
     from tlflow.probabilities import predict_proba
 
     config = {
-        **TINY_CONFIG, "image_size": [64, 64], "splits": ["train", "validation"],
+        **TINY_CONFIG,
+        "image_size": [64, 64],
+        "splits": ["train", "validation"],
         "extraction": {**TINY_CONFIG["extraction"], "shards": 1, "precision": "float32"},
         "head": {**TINY_CONFIG["head"], "kind": "linear", "criterion": "log_loss"},
-    }  # fmt: skip
+    }
     workdir = make_workdir(tmp_path / "run", config, {"train": 13, "validation": 7})
     target, found = f"{RESULTS}/head/head.json", {}
     for storage in ("auto", "map"):

@@ -218,8 +218,16 @@ def test_a_dry_run_lists_odd_entries_once_and_never_opens_a_fifo(tmp_path):
         (data / split / "circles").rename(data / split / name)
     os.mkfifo(data / f"train/{nfc}/y.jpg")
     (data / "train/stray.png").write_bytes(b"x")
-    command = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-               "--configfile", str(workdir / "config.yaml"), "--dry-run"]  # fmt: skip
+    command = [
+        SNAKEMAKE,
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--dry-run",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert job_stats(result.stdout)["extract_shard"] == 6  # two shards of each split

@@ -12,9 +12,10 @@ from tlflow import calibration, head, imbalance, metrics, plots, selection, summ
 
 SCHEMA = yaml.safe_load(open("workflow/schemas/config.schema.yaml"))
 DEFAULTS = {
-    k: v["default"] for k, v in SCHEMA["properties"]["head"]["properties"].items()
+    k: v["default"]
+    for k, v in SCHEMA["properties"]["head"]["properties"].items()
     if k not in ("threads", "gpus")
-}  # fmt: skip
+}
 LINEAR = {**DEFAULTS, "search": False, "kind": "linear", "pooling": "avg", "l2": 0.01, "calibrate": False}
 
 
@@ -134,8 +135,10 @@ def _hundred_class_confusion():
 def test_the_most_confused_pairs_come_sorted_with_their_share():
     pairs = metrics.confused_pairs(_hundred_class_confusion())
     assert pairs[["true_class", "predicted_class", "images"]].values.tolist() == [
-        ["class 007", "class 008", 12], ["class 050", "class 003", 5], ["class 099", "class 000", 5],
-    ]  # fmt: skip
+        ["class 007", "class 008", 12],
+        ["class 050", "class 003", 5],
+        ["class 099", "class 000", 5],
+    ]
     assert pairs["share_of_true_class"].tolist() == pytest.approx([0.6, 0.25, 0.25])
 
 
@@ -149,7 +152,11 @@ def test_the_confusion_figure_of_100_classes_lists_the_pairs_at_a_readable_size(
     plots.confusion(csv, tmp_path / "confusion.png", "run: confusion matrix on test")
     (axes,) = drawn[0].axes
     labels = [tick.get_text() for tick in axes.get_yticklabels()]
-    assert labels == ["class 007 \u2192 class 008", "class 050 \u2192 class 003", "class 099 \u2192 class 000"]
+    assert labels == [
+        "class 007 \u2192 class 008",
+        "class 050 \u2192 class 003",
+        "class 099 \u2192 class 000",
+    ]
     assert "100 classes: the 3 most confused pairs, 22 of 22 mistakes" in axes.get_title()
     with Image.open(tmp_path / "confusion.png") as image:
         assert image.size[0] <= 1000 and image.size[1] <= 600  # not 100 cells a side
@@ -169,8 +176,13 @@ def test_the_summary_warns_of_a_rare_class_with_the_counts():
     (unweighted,) = imbalance.rare_warnings(counts, imbalance.decide(np.zeros(3, int), 3, "none"))
     assert "set 'head: class_weight: balanced'" in unweighted
     assert imbalance.rare_warnings({"cats": 300, "dogs": 101}, weighted) == []
-    chosen = {"selected": {"candidate": 1, "kind": "linear", "pooling": "avg", "l2": 0.01}, "candidates": 8,
-              "settings": {"criterion": "balanced_accuracy"}, "temperature": 1.2, "class_weight": weighted}  # fmt: skip
+    chosen = {
+        "selected": {"candidate": 1, "kind": "linear", "pooling": "avg", "l2": 0.01},
+        "candidates": 8,
+        "settings": {"criterion": "balanced_accuracy"},
+        "temperature": 1.2,
+        "class_weight": weighted,
+    }
     assert summary._head_words(chosen).endswith(
         "(balanced_accuracy); temperature 1.200; class weights balanced (auto: largest/smallest class 10.0)"
     )
@@ -181,8 +193,13 @@ def test_many_generated_classes_are_distinct_folders_with_their_counts(tmp_path)
 
     names = synthetic.many_classes(tmp_path, 12, {"train": 2, "test": 1}, size=8)
     assert len(set(names)) == 12 and names[:6] == [
-        "circles-00", "squares-00", "triangles-00", "crosss-00", "rings-00", "circles-01",
-    ]  # fmt: skip
+        "circles-00",
+        "squares-00",
+        "triangles-00",
+        "crosss-00",
+        "rings-00",
+        "circles-01",
+    ]
     found = {p.name: len(list(p.iterdir())) for p in (tmp_path / "train").iterdir()}
     assert found == {name: 2 + i % 3 for i, name in enumerate(names)}
     assert sorted(p.name for p in (tmp_path / "test").iterdir()) == sorted(names)

@@ -15,7 +15,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, SNAKEMAKE, TINY_CONFIG, make_workdir, planned_jobs, run, snakemake, split_features, write_config
+from conftest import (
+    REPO,
+    SNAKEMAKE,
+    TINY_CONFIG,
+    make_workdir,
+    planned_jobs,
+    run,
+    snakemake,
+    split_features,
+    write_config,
+)
 
 # Every test here runs Snakemake (`make unit` leaves them out).
 pytestmark = pytest.mark.workflow
@@ -109,7 +119,8 @@ def two_backbones(two_backbones_run, tmp_path):
 
 @pytest.mark.parametrize(
     # vgg19's preprocessing is vgg16's maths under another recorded name
-    "change", [{"image_size": [48, 48]}, {"preprocessing": "vgg19"}, {"weights": "w.h5"}]
+    "change",
+    [{"image_size": [48, 48]}, {"preprocessing": "vgg19"}, {"weights": "w.h5"}],
 )
 def test_backbone_change_reruns_all_its_features_and_no_other_backbones(two_backbones, change):
     workdir = two_backbones
@@ -140,13 +151,24 @@ def test_run_killed_during_extraction_is_finished_after_the_unlock_it_names(tmp_
     workdir = make_workdir(tmp_path / "run", {**TINY_CONFIG, "extraction": {"shards": 1}})
     target = "results/vgg16/features/train_manifest.csv"
     command = [
-        SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-        "--configfile", str(workdir / "config.yaml"), "--cores", "1", target,
-    ]  # fmt: skip
+        SNAKEMAKE,
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "1",
+        target,
+    ]
     process = subprocess.Popen(
-        command, cwd=workdir, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        command,
+        cwd=workdir,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     log = workdir / "logs/vgg16/extract_shard/train/shard-0.log"
     deadline = time.monotonic() + 120
     while not (log.exists() and "to compute" in log.read_text()):
@@ -168,5 +190,9 @@ def test_run_killed_during_extraction_is_finished_after_the_unlock_it_names(tmp_
     run([SNAKEMAKE, *unlock[1:]], workdir)
     snakemake(workdir, target)  # the half-done job reruns (rerun-incomplete), no clean-up
     manifest = pd.read_csv(workdir / "results/vgg16/features/train_manifest.csv")
-    assert len(split_features(workdir, "train")) == len(manifest) == len(list((workdir / "data/train").rglob("*.jpg")))
+    assert (
+        len(split_features(workdir, "train"))
+        == len(manifest)
+        == len(list((workdir / "data/train").rglob("*.jpg")))
+    )
     assert planned_jobs(workdir, target) == {}

@@ -61,16 +61,24 @@ def _write_splits(folder: Path, images: int, seed: int = 0) -> None:
         rows[:, :, :8] += labels[:, None, None]
         np.save(folder / f"{split}.npy", rows)
         np.save(folder / f"{split}_labels.npy", labels)
-        pd.DataFrame({
-            "file": [f"{split}/{i}.jpg" for i in range(n)], "label": labels,
-            "class": np.array(["a", "b"])[labels], "sha256": [f"{split}{i}" for i in range(n)],
-            "shard": str(folder / f"{split}.npy"), "row": range(n),
-        }).to_csv(folder / f"{split}_manifest.csv", index=False)  # fmt: skip
+        pd.DataFrame(
+            {
+                "file": [f"{split}/{i}.jpg" for i in range(n)],
+                "label": labels,
+                "class": np.array(["a", "b"])[labels],
+                "sha256": [f"{split}{i}" for i in range(n)],
+                "shard": str(folder / f"{split}.npy"),
+                "row": range(n),
+            }
+        ).to_csv(folder / f"{split}_manifest.csv", index=False)
 
 
 def _peak(job: str, folder: Path, *extra: str) -> float:
-    result = subprocess.run([sys.executable, "-c", JOB, job, str(folder), json.dumps(list(SPLITS)), *extra],
-                            capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", JOB, job, str(folder), json.dumps(list(SPLITS)), *extra],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return float(result.stdout.split()[-1])
 
@@ -84,7 +92,9 @@ def test_each_job_peaks_under_its_request(tmp_path, images):
     # The default grid, its mlp kept short: the linear probe's matrices are what grow.
     settings = {**DEFAULTS, "epochs": 2, "search_rows": 50_000}
     asked = {
-        "train_head": job_memory.train_head(npy["train"], npy["validation"], settings["pooling"], "pooled", 2),
+        "train_head": job_memory.train_head(
+            npy["train"], npy["validation"], settings["pooling"], "pooled", 2
+        ),
         "audit": job_memory.audit([path for files in npy.values() for path in files]),
     }
     peaks = {"train_head": _peak("train_head", tmp_path, json.dumps(settings))}

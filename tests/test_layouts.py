@@ -30,7 +30,9 @@ def _one_folder(root, counts: dict[str, int], seed=0):
 
 
 def _where(dataset) -> dict[str, str]:
-    return {f: split for split, by_class in dataset.images.items() for files in by_class.values() for f in files}
+    return {
+        f: split for split, by_class in dataset.images.items() for files in by_class.values() for f in files
+    }
 
 
 def _scan(root, tmp_path, **options):
@@ -42,7 +44,9 @@ def test_split_of_depends_on_the_hash_alone_and_fractions_move_only_to_and_from_
     shares = {"validation": 0.1, "test": 0.2}
     split = [layouts.split_of(d, shares) for d in digests]
     for name, share in shares.items():  # 3 standard deviations of a binomial
-        assert abs(split.count(name) - share * len(digests)) < 3 * math.sqrt(len(digests) * share * (1 - share))
+        assert abs(split.count(name) - share * len(digests)) < 3 * math.sqrt(
+            len(digests) * share * (1 - share)
+        )
     wider = [layouts.split_of(d, {"validation": 0.15, "test": 0.2}) for d in digests]
     moved = {(a, b) for a, b in zip(split, wider) if a != b}
     assert moved == {("train", "validation")}
@@ -71,7 +75,9 @@ def test_adding_or_removing_images_moves_no_other_image(tmp_path):
         (root / name).unlink()
     after = _where(_scan(root, tmp_path))
     assert len(after) == len(before) + 20 - len(removed)
-    assert {f: s for f, s in after.items() if f in before} == {f: s for f, s in before.items() if f not in removed}
+    assert {f: s for f, s in after.items() if f in before} == {
+        f: s for f, s in before.items() if f not in removed
+    }
 
 
 def test_exact_copies_share_a_split_even_with_other_labels(tmp_path):
@@ -79,7 +85,10 @@ def test_exact_copies_share_a_split_even_with_other_labels(tmp_path):
     for image in sorted((root / "cats").iterdir())[:20]:
         shutil.copy(image, root / "dogs" / f"copy_{image.name}")
     where = _where(_scan(root, tmp_path))
-    copies = [(f"cats/{n.removeprefix('copy_')}", f"dogs/{n}") for n in (p.name for p in (root / "dogs").glob("copy_*"))]
+    copies = [
+        (f"cats/{n.removeprefix('copy_')}", f"dogs/{n}")
+        for n in (p.name for p in (root / "dogs").glob("copy_*"))
+    ]
     assert len(copies) == 20 and all(where[a] == where[b] for a, b in copies)
 
 
@@ -105,7 +114,10 @@ def test_fractions_must_name_the_splits_and_leave_train_images():
 def test_a_folder_mixing_split_and_class_folders_is_refused_with_the_fix(tmp_path):
     root = _one_folder(tmp_path / "data", {"cats": 3, "dogs": 3})
     _one_folder(root / "train", {"cats": 3, "dogs": 3})
-    with pytest.raises(DatasetError, match=r"mixes split folders \(train/\) with class folders of images \(cats/, dogs/\).*train/cats/"):
+    with pytest.raises(
+        DatasetError,
+        match=r"mixes split folders \(train/\) with class folders of images \(cats/, dogs/\).*train/cats/",
+    ):
         _scan(root, tmp_path)
 
 
@@ -131,10 +143,15 @@ def test_labels_come_from_the_table_with_its_splits_and_unlisted_images_are_name
 
 def test_table_columns_are_configurable_and_a_missing_one_is_named(tmp_path):
     root = _one_folder(tmp_path / "data", {"a": 30})
-    table = _table(tmp_path / "t.csv", "image,kind\n" + "".join(f"a/a_{i:04d}.png,{i % 2}\n" for i in range(30)))
+    table = _table(
+        tmp_path / "t.csv", "image,kind\n" + "".join(f"a/a_{i:04d}.png,{i % 2}\n" for i in range(30))
+    )
     dataset = _scan(root, tmp_path, labels=str(table), columns={"file": "image", "label": "kind"})
     assert dataset.classes == ["0", "1"]
-    with pytest.raises(DatasetError, match=r"t.csv' has no column\(s\) \['file', 'label'\]; its columns are \['image', 'kind'\]"):
+    with pytest.raises(
+        DatasetError,
+        match=r"t.csv' has no column\(s\) \['file', 'label'\]; its columns are \['image', 'kind'\]",
+    ):
         _scan(root, tmp_path, labels=str(table))
 
 
@@ -175,7 +192,9 @@ def test_the_workflow_plans_one_folder_and_a_table_and_refuses_a_mixed_folder(tm
     result = snakemake(workdir, "--dry-run")
     assert job_stats(result.stdout)["extract_shard"] == 6
     assert "Ignoring 1 entries" in result.stdout + result.stderr
-    assert (workdir / "logs/ignored_files.csv").read_text().splitlines()[1] == f"data/{images[0]},{label_table.NOT_LISTED}"
+    assert (workdir / "logs/ignored_files.csv").read_text().splitlines()[
+        1
+    ] == f"data/{images[0]},{label_table.NOT_LISTED}"
 
 
 @pytest.mark.workflow

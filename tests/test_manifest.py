@@ -46,8 +46,10 @@ def _edit_in_place(path, data: bytes):
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
     after = os.stat(path)
     assert (after.st_size, after.st_mtime_ns, after.st_ino) == (
-        before.st_size, before.st_mtime_ns, before.st_ino
-    )  # fmt: skip
+        before.st_size,
+        before.st_mtime_ns,
+        before.st_ino,
+    )
 
 
 def test_hash_cache_rereads_only_changed_files(tmp_path, settled):
@@ -220,8 +222,7 @@ def test_an_edit_that_keeps_size_and_mtime_reruns_its_shard_and_verify_corrects_
     # A file system whose ctime cannot be trusted: the key matches, the digest is stale.
     info = os.stat(image)
     entries = json.loads(hashes.read_text())
-    entries[key] = [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev,
-                    old_digest]  # fmt: skip
+    entries[key] = [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev, old_digest]
     hashes.write_text(json.dumps(entries))
     assert planned_jobs(finished_copy) == {}  # trusted
     planned = planned_jobs(finished_copy, "--config", "verify_hashes=true")

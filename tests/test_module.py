@@ -37,7 +37,7 @@ def tagged_repository(path: Path, version: str = VERSION) -> Path:
             (path / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, path / name)
     pyproject = path / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace(f'version = "{VERSION}"', f'version = "{version}"'))  # fmt: skip
+    pyproject.write_text(pyproject.read_text().replace(f'version = "{VERSION}"', f'version = "{version}"'))
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
     run([*git, "init", "--quiet"], path)
     run([*git, "add", "--all"], path)
@@ -90,8 +90,13 @@ def test_the_module_runs_the_whole_workflow_in_the_users_folder(deployed):
     user, _, result = deployed
     assert f"tlflow workflow version {VERSION}" in result.stderr + result.stdout
     results = user / "results/vgg16"
-    for path in ("model.keras", "head/head.h5", "evaluation/metrics.json",
-                 "plots/loss.png", "audit/audit.json"):  # fmt: skip
+    for path in (
+        "model.keras",
+        "head/head.h5",
+        "evaluation/metrics.json",
+        "plots/loss.png",
+        "audit/audit.json",
+    ):
         assert (results / path).stat().st_size > 0, path
     assert f"tlflow {VERSION}" in (results / "evaluation/summary.html").read_text()
     repository = user.parent / NAME

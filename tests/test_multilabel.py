@@ -16,9 +16,10 @@ from tlflow.probabilities import logits, predict_proba
 
 SCHEMA = yaml.safe_load(open("workflow/schemas/config.schema.yaml"))
 DEFAULTS = {
-    k: v["default"] for k, v in SCHEMA["properties"]["head"]["properties"].items()
+    k: v["default"]
+    for k, v in SCHEMA["properties"]["head"]["properties"].items()
     if k not in ("threads", "gpus")
-}  # fmt: skip
+}
 LABELS = ["circle", "square", "triangle"]
 
 
@@ -46,10 +47,23 @@ def _fit(tmp_path, settings, train=None, validation=None):
     """Fit a multi-label head on ``_data``; (outputs, train, validation)."""
     train = _data(60, 0) if train is None else train
     validation = _data(40, 1) if validation is None else validation
-    paths = {split: _write(tmp_path, split, x, y) for split, (x, y) in (("train", train), ("validation", validation))}
-    outputs = SimpleNamespace(model=tmp_path / "head.h5", history=tmp_path / "history.csv",
-                              candidates=tmp_path / "candidates.csv", meta=tmp_path / "head.json")  # fmt: skip
-    spec = {"id": "b", "image_size": [8, 8], "precision": "float32", "preprocessing": "none", "features": "map"}
+    paths = {
+        split: _write(tmp_path, split, x, y)
+        for split, (x, y) in (("train", train), ("validation", validation))
+    }
+    outputs = SimpleNamespace(
+        model=tmp_path / "head.h5",
+        history=tmp_path / "history.csv",
+        candidates=tmp_path / "candidates.csv",
+        meta=tmp_path / "head.json",
+    )
+    spec = {
+        "id": "b",
+        "image_size": [8, 8],
+        "precision": "float32",
+        "preprocessing": "none",
+        "features": "map",
+    }
     meta = {"classes": LABELS, "backbone": spec, "multi_label": {"separator": "|"}}
     head.train_and_save(paths, settings, meta, threads=1, outputs=outputs)
     return outputs, train, validation
@@ -61,7 +75,14 @@ def test_one_vs_rest_equals_scikit_learns_own_per_label(tmp_path):
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
 
-    settings = {**DEFAULTS, "search": False, "kind": "linear", "pooling": "avg", "l2": 0.01, "calibrate": False}
+    settings = {
+        **DEFAULTS,
+        "search": False,
+        "kind": "linear",
+        "pooling": "avg",
+        "l2": 0.01,
+        "calibrate": False,
+    }
     outputs, (x, y), (val_x, _) = _fit(tmp_path, settings)
     pooled, val_pooled = (pooling.pool(v, "avg", "map").astype(np.float64) for v in (x, val_x))
     mean, std = pooled.mean(0), pooled.std(0)
@@ -69,8 +90,9 @@ def test_one_vs_rest_equals_scikit_learns_own_per_label(tmp_path):
     probe = OneVsRestClassifier(LogisticRegression(C=1 / (0.01 * len(x)), max_iter=5000, tol=1e-6))
     probe.fit((pooled - mean) / std, y)
     saved = keras.models.load_model(outputs.model)
-    np.testing.assert_allclose(predict_proba(saved, val_x), probe.predict_proba((val_pooled - mean) / std),
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        predict_proba(saved, val_x), probe.predict_proba((val_pooled - mean) / std), atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("kind", ["linear", "mlp"])
@@ -124,9 +146,18 @@ def test_evaluation_scores_with_the_heads_temperatures_and_thresholds(tmp_path):
     test_x, test_y = _data(50, 2)
     manifest, shards, labels_npy = _write(tmp_path, "test", test_x, test_y)
     out = {name: tmp_path / f"{name}.csv" for name in ("predictions", "confusion", "reliability")}
-    result = evaluate.evaluate(shards, labels_npy, manifest, outputs.model, outputs.meta, "test",
-                               out["predictions"], tmp_path / "metrics.json", out["confusion"],
-                               out["reliability"])  # fmt: skip
+    result = evaluate.evaluate(
+        shards,
+        labels_npy,
+        manifest,
+        outputs.model,
+        outputs.meta,
+        "test",
+        out["predictions"],
+        tmp_path / "metrics.json",
+        out["confusion"],
+        out["reliability"],
+    )
     chosen = json.loads(outputs.meta.read_text())["head"]
     table = pd.read_csv(out["predictions"], keep_default_na=False)
     proba = table[[f"prob_{label}" for label in LABELS]].to_numpy()
@@ -149,8 +180,15 @@ def test_a_manifest_naming_an_unknown_label_is_refused(tmp_path):
     table.loc[0, "class"] = "circle|hexagon"
     table.to_csv(manifest, index=False)
     with pytest.raises(ValueError, match=r"test.csv names label\(s\) 'hexagon'"):
-        evaluate.evaluate(shards, labels_npy, manifest, outputs.model, outputs.meta, "test",
-                          *(tmp_path / name for name in ("p.csv", "m.json", "c.csv", "r.csv")))  # fmt: skip
+        evaluate.evaluate(
+            shards,
+            labels_npy,
+            manifest,
+            outputs.model,
+            outputs.meta,
+            "test",
+            *(tmp_path / name for name in ("p.csv", "m.json", "c.csv", "r.csv")),
+        )
 
 
 def _table(text):
@@ -175,7 +213,11 @@ def test_label_cells_from_a_separated_column_or_from_0_1_columns():
     [
         ("file,label\na.jpg,cat||dog\n", [], r"row\(s\) 1 have an empty label between two '\|'"),
         ("file,cat\na.jpg,1\n", ["cat", "bird"], r"no column\(s\) \['bird'\]"),
-        ("file,cat,dog\na.jpg,1,yes\nb.jpg,2,0\n", ["cat", "dog"], "column 'cat' rows 2; column 'dog' rows 1"),
+        (
+            "file,cat,dog\na.jpg,1,yes\nb.jpg,2,0\n",
+            ["cat", "dog"],
+            "column 'cat' rows 2; column 'dog' rows 1",
+        ),
         ("file,a|b,c\nx.jpg,1,0\n", ["a|b", "c"], r"\['a\|b'\] .* contain '\|'"),
     ],
     ids=["empty-label", "unknown-label-column", "not-0-or-1", "separator-in-name"],
@@ -208,9 +250,13 @@ def test_a_multi_label_run_end_to_end(tmp_path):
     workdir = tmp_path / "run"
     table = synthetic.multi_label(workdir / "data", {"train": 36, "validation": 15, "test": 12}, size=32)
     # float32 features: the ONNX export computes in float32 (tlflow.export).
-    config = {**TINY_CONFIG, "labels": str(table.relative_to(workdir)), "export": {"formats": ["onnx"]},
-              "predict": {"images": "data/images"},
-              "extraction": {**TINY_CONFIG["extraction"], "precision": "float32"}}  # fmt: skip
+    config = {
+        **TINY_CONFIG,
+        "labels": str(table.relative_to(workdir)),
+        "export": {"formats": ["onnx"]},
+        "predict": {"images": "data/images"},
+        "extraction": {**TINY_CONFIG["extraction"], "precision": "float32"},
+    }
     write_config(workdir, config)
     snakemake(workdir)
     results = workdir / "results/vgg16"
@@ -234,8 +280,9 @@ def test_a_multi_label_run_end_to_end(tmp_path):
     assert list(deployed["predicted_labels"]) == list(evaluated["predicted_labels"])
     predict.predict_folder(results / "export/model.onnx", workdir / "data/images", tmp_path / "onnx.csv")
     exported = pd.read_csv(tmp_path / "onnx.csv", keep_default_na=False)
-    np.testing.assert_allclose(exported[columns], pd.read_csv(results / "predictions/predictions.csv")[columns],
-                               atol=1e-4)  # fmt: skip
+    np.testing.assert_allclose(
+        exported[columns], pd.read_csv(results / "predictions/predictions.csv")[columns], atol=1e-4
+    )
     # Corrupting the test split's features reruns its evaluation, never the head.
     for shard in (results / "features/shards/test").glob("*.npy"):
         shard.write_bytes(shard.read_bytes()[:-64] + bytes(64))
@@ -250,20 +297,27 @@ def _multi_label_data(tmp_path, header, rows):
     synthetic.multi_label(tmp_path / "data", {"train": 6, "validation": 3, "test": 3}, size=16)
     files = sorted(p.name for p in (tmp_path / "data/images").iterdir())
     table = tmp_path / "labels.csv"
-    table.write_text(header + "\n" + "".join(row(f"images/{f}", f.split("-")[0]) + "\n"
-                                             for f, row in zip(files, rows)))  # fmt: skip
+    table.write_text(
+        header + "\n" + "".join(row(f"images/{f}", f.split("-")[0]) + "\n" for f, row in zip(files, rows))
+    )
     return table
 
 
 def test_a_table_of_0_1_columns_plans_labels_with_all_zero_rows_as_images(tmp_path):
     from tlflow import layouts, manifest
 
-    rows = [lambda f, s, bits=bits: f"{f},{s},{bits}" for bits in
-            ["1,0", "0,1", "1,1", "0,0", "1,0", "0,1", "1,1", "0,0", "1,0", "0,1", "1,1", "0,0"]]  # fmt: skip
+    rows = [
+        lambda f, s, bits=bits: f"{f},{s},{bits}"
+        for bits in ["1,0", "0,1", "1,1", "0,0", "1,0", "0,1", "1,1", "0,0", "1,0", "0,1", "1,1", "0,0"]
+    ]
     table = _multi_label_data(tmp_path, "file,split,dog,cat", rows)
-    dataset = layouts.scan(tmp_path / "data", ["train", "validation", "test"],
-                           manifest.HashCache(tmp_path / "h.json"), labels=str(table),
-                           columns={"labels": ["dog", "cat"]})  # fmt: skip
+    dataset = layouts.scan(
+        tmp_path / "data",
+        ["train", "validation", "test"],
+        manifest.HashCache(tmp_path / "h.json"),
+        labels=str(table),
+        columns={"labels": ["dog", "cat"]},
+    )
     assert dataset.names == ["cat", "dog"] and dataset.separator == "|"
     # Rows go to the files in sorted order: test, then train (0,0 1,0 0,1 1,1 0,0 1,0).
     assert dataset.label_counts("train") == {"cat": 2, "dog": 3}
@@ -276,10 +330,16 @@ def test_a_label_only_outside_train_is_refused_when_planned(tmp_path):
     from tlflow.images import DatasetError
 
     labels = ["bird|cat"] * 3 + ["cat|dog", "cat", "dog"] * 2 + ["bird|cat"] * 3  # test, train, validation
-    table = _multi_label_data(tmp_path, "file,split,label", [lambda f, s, c=c: f"{f},{s},{c}" for c in labels])
+    table = _multi_label_data(
+        tmp_path, "file,split,label", [lambda f, s, c=c: f"{f},{s},{c}" for c in labels]
+    )
     with pytest.raises(DatasetError, match=r"label\(s\) \['bird'\] have no training image"):
-        layouts.scan(tmp_path / "data", ["train", "validation", "test"], manifest.HashCache(tmp_path / "h.json"),
-                     labels=str(table))  # fmt: skip
+        layouts.scan(
+            tmp_path / "data",
+            ["train", "validation", "test"],
+            manifest.HashCache(tmp_path / "h.json"),
+            labels=str(table),
+        )
 
 
 def test_a_large_training_split_is_searched_on_a_subsample_by_label_combination(tmp_path):
@@ -297,8 +357,14 @@ def test_settings_multi_label_data_cannot_have_yet_are_refused_with_the_fix():
     from tlflow.plan import PlanError
     from tlflow.plan.make import _multi_label_supported
 
-    config = {"labels": "labels.csv", "fine_tune": {"enabled": True}, "augmentation": {"test_time": ["flip"]},
-              "backbones": [{"name": "vgg16"}]}  # fmt: skip
-    with pytest.raises(PlanError, match="fine_tune: enabled: true and augmentation: test_time: do not support"):
+    config = {
+        "labels": "labels.csv",
+        "fine_tune": {"enabled": True},
+        "augmentation": {"test_time": ["flip"]},
+        "backbones": [{"name": "vgg16"}],
+    }
+    with pytest.raises(
+        PlanError, match="fine_tune: enabled: true and augmentation: test_time: do not support"
+    ):
         _multi_label_supported(config)
     _multi_label_supported({**config, "fine_tune": {"enabled": False}, "augmentation": {"test_time": []}})

@@ -17,17 +17,21 @@ from tlflow.probabilities import logits, predict_proba
 
 # (storage, stored row shape, pooling): every pooling of each storage.
 POOLINGS = [
-    ("pooled", (2, 8), "avg"), ("pooled", (2, 8), "max"),
-    ("map", (3, 3, 8), "avg"), ("map", (3, 3, 8), "max"), ("map", (3, 3, 8), "flatten"),
+    ("pooled", (2, 8), "avg"),
+    ("pooled", (2, 8), "max"),
+    ("map", (3, 3, 8), "avg"),
+    ("map", (3, 3, 8), "max"),
+    ("map", (3, 3, 8), "flatten"),
     ("map", (8,), "avg"),  # a map that is a vector already (one position)
-]  # fmt: skip
+]
 KINDS = {"linear": (), "mlp": (6, 5)}
 
 
 def saved_head(path, shape, classes, how, storage, hidden=(), activation="relu", temperature=1.7):
     """A head as train_head saves it, with random weights (the same for every seed)."""
-    model = head.assemble(shape, classes, how, hidden, activation, dropout=0.3,
-                          temperature=temperature, storage=storage)  # fmt: skip
+    model = head.assemble(
+        shape, classes, how, hidden, activation, dropout=0.3, temperature=temperature, storage=storage
+    )
     rng = np.random.default_rng(len(path.name))
     model.set_weights([rng.normal(0, 0.7, w.shape).astype(np.float32) for w in model.get_weights()])
     model.save(path)
@@ -57,8 +61,9 @@ def test_numpy_gives_the_probabilities_and_logits_of_keras(tmp_path, kind, class
 def test_a_multi_label_head_with_a_temperature_per_label_computes_as_keras(tmp_path, kind):
     import keras
 
-    model = head.assemble((2, 8), 3, "max", KINDS[kind], temperature=[0.7, 1.0, 2.5],
-                          storage="pooled", multi_label=True)  # fmt: skip
+    model = head.assemble(
+        (2, 8), 3, "max", KINDS[kind], temperature=[0.7, 1.0, 2.5], storage="pooled", multi_label=True
+    )
     rng = np.random.default_rng(3)
     model.set_weights([rng.normal(0, 0.7, w.shape).astype(np.float32) for w in model.get_weights()])
     model.save(tmp_path / "head.h5")
@@ -76,8 +81,10 @@ def test_every_hidden_activation_computes_as_keras(tmp_path, activation):
     x = rows((2, 8))
     np.testing.assert_allclose(
         numpy_head.NumpyHead.read(path).probabilities(x),
-        predict_proba(keras.models.load_model(path, compile=False), x), rtol=0, atol=1e-6,
-    )  # fmt: skip
+        predict_proba(keras.models.load_model(path, compile=False), x),
+        rtol=0,
+        atol=1e-6,
+    )
 
 
 def test_a_head_numpy_does_not_compute_is_run_by_keras(tmp_path):
@@ -96,7 +103,9 @@ def _with_views(folder, originals, labels, n_views):
     stored = rows(originals.shape[1:], len(files) * n_views, seed=1)
     np.save(folder / "views.npy", stored)
     order = [(file, f"v{v}") for v in range(n_views) for file in files[::-1]]
-    table = pd.DataFrame(order, columns=["file", "view"]).assign(shard=str(folder / "views.npy"), row=range(len(order)))
+    table = pd.DataFrame(order, columns=["file", "view"]).assign(
+        shard=str(folder / "views.npy"), row=range(len(order))
+    )
     table.to_csv(folder / "views.csv", index=False)
     by_view = [stored[[order.index((file, f"v{v}")) for file in files]] for v in range(n_views)]
     return manifest, shards, labels_npy, ([folder / "views.npy"], folder / "views.csv"), by_view

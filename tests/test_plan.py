@@ -185,8 +185,15 @@ def test_a_job_reads_its_runs_plan_and_never_the_data_folder(workdir):
     planned_jobs(workdir)  # the main process plans the run and saves the plan
     (workdir / "data").rename(workdir.parent / "away")
     # What a cluster job runs, its environment aside: it finds the plan by its config.
-    job = ["--mode", "remote", "--target-jobs", "join_split:backbone=vgg16,split=train",
-           "--allowed-rules", "join_split", "--dry-run"]  # fmt: skip
+    job = [
+        "--mode",
+        "remote",
+        "--target-jobs",
+        "join_split:backbone=vgg16,split=train",
+        "--allowed-rules",
+        "join_split",
+        "--dry-run",
+    ]
     result = snakemake(workdir, *job)
     images = sum(COUNTS["train"] + i for i in range(3))  # make_dataset: class i has count + i
     assert f"join_split: backbone vgg16, split train, {images} images" in result.stdout

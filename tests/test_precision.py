@@ -39,7 +39,9 @@ def test_auto_picks_the_faster_caches_it_and_a_resource_change_reruns_nothing(fo
 
     # Other threads and memory: the same spec, read from the cache, timed no more.
     extraction = {**validated()["extraction"], "threads": 1, "mem_mb": 999}
-    second = plan.make_plan(validated(extraction=extraction, head={**validated()["head"], "threads": 1}), ".state")
+    second = plan.make_plan(
+        validated(extraction=extraction, head={**validated()["head"], "threads": 1}), ".state"
+    )
     assert timer.timed == [("vgg16", 8)]
     assert second.specs == first.specs
     assert backbones.spec_digest(second.specs["vgg16"]) == backbones.spec_digest(first.specs["vgg16"])
@@ -59,8 +61,12 @@ def test_auto_keeps_float32_unless_bfloat16_is_clearly_faster(folder, timer):  #
 
 
 def test_each_backbone_spec_gets_its_own_decision(folder, timer):  # noqa: F811
-    config = validated(backbones=[{"name": "vgg16", "weights": "none"},
-                                  {"name": "vgg16", "weights": "none", "id": "big", "image_size": [48, 48]}])  # fmt: skip
+    config = validated(
+        backbones=[
+            {"name": "vgg16", "weights": "none"},
+            {"name": "vgg16", "weights": "none", "id": "big", "image_size": [48, 48]},
+        ]
+    )
     timer.by_id = {"big": {"float32": 1.0, "bfloat16": 2.0}}
     made = plan.make_plan(config, ".state")
     assert made.precision == {"vgg16": "bfloat16", "big": "float32"}

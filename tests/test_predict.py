@@ -59,8 +59,6 @@ def test_command_line_reports_a_missing_folder(tmp_path, capsys):
     spec = {"id": "m", "image_size": [8, 8], "precision": "float32", "preprocessing": "none"}
     Meta(["a", "b"], BackboneSpec(**spec)).write(tmp_path / "model.json")
     with pytest.raises(SystemExit) as stop:
-        predict.main(
-            [str(tmp_path / "model.keras"), str(tmp_path / "nope"), str(tmp_path / "o.csv")]
-        )
+        predict.main([str(tmp_path / "model.keras"), str(tmp_path / "nope"), str(tmp_path / "o.csv")])
     assert stop.value.code == 2
     assert "image folder" in capsys.readouterr().err

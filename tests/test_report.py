@@ -35,10 +35,13 @@ def test_report_embeds_curves_evaluation_and_run_summary(finished_run, tmp_path)
         assert embedded == (finished_run / "results/vgg16" / path).read_bytes()
     for text in (
         "Transfer learning on image folders",  # the workflow description
-        "1. Run", "2. Training", "3. Evaluation", "4. Data audit",  # categories
+        "1. Run",
+        "2. Training",
+        "3. Evaluation",
+        "4. Data audit",  # categories
         "most confident mistakes on the test split",  # captions, rendered per job
         "Confusion matrix on the test split",
         "Loss of the head per epoch",
-    ):  # fmt: skip
+    ):
         assert text in page, text
     assert not re.search(r"""(src|href)=["']https?://""", page)  # nothing fetched

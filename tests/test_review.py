@@ -14,10 +14,17 @@ from PIL import Image
 from tlflow import corrections, review
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 CLASSES = ["cats", "dogs", "01"]
-ODD = "cats/caf\u00e9, \"odd\" <b>name</b>.jpg"  # comma, quotes, markup, accents
+ODD = 'cats/caf\u00e9, "odd" <b>name</b>.jpg'  # comma, quotes, markup, accents
 
 
 @contextmanager
@@ -50,23 +57,42 @@ def test_the_page_from_disk_exports_what_was_marked_with_the_earlier_corrections
         (data / file).parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (40, 30), (40 * n, 0, 0)).save(data / file)
     (data / "cats/gone.jpg").unlink()  # moved since: shown as unreadable, still reviewable
-    suspects = pd.DataFrame({
-        "file": [ODD, "dogs/d1.jpg", "cats/gone.jpg"], "split": ["train", "train", "validation"],
-        "given_class": ["cats", "dogs", "cats"], "likely_class": ["dogs", "01", "dogs"],
-        "given_probability": [0.1, 0.2, 0.3], "likely_probability": [0.9, 0.7, 0.6],
-    })  # fmt: skip
-    pairs = pd.DataFrame({
-        "file_a": ["dogs/d1.jpg"], "split_a": ["train"], "file_b": ["dogs/d2.jpg"],
-        "split_b": ["test"], "similarity": [0.99], "kind": ["near"],
-    })  # fmt: skip
+    suspects = pd.DataFrame(
+        {
+            "file": [ODD, "dogs/d1.jpg", "cats/gone.jpg"],
+            "split": ["train", "train", "validation"],
+            "given_class": ["cats", "dogs", "cats"],
+            "likely_class": ["dogs", "01", "dogs"],
+            "given_probability": [0.1, 0.2, 0.3],
+            "likely_probability": [0.9, 0.7, 0.6],
+        }
+    )
+    pairs = pd.DataFrame(
+        {
+            "file_a": ["dogs/d1.jpg"],
+            "split_a": ["train"],
+            "file_b": ["dogs/d2.jpg"],
+            "split_b": ["test"],
+            "similarity": [0.99],
+            "kind": ["near"],
+        }
+    )
     embedding = pd.DataFrame({"file": files, "class": ["cats", "dogs", "dogs", "01", "cats"]})
     for name, frame in (("s.csv", suspects), ("d.csv", pairs), ("e.csv", embedding)):
         frame.to_csv(tmp_path / name, index=False)
     earlier = tmp_path / "earlier.csv"
     earlier.write_text("file,action,class\n01/x.jpg,relabel,dogs\ndogs/d2.jpg,exclude,\n")
     out = tmp_path / "copied elsewhere" / "review.html"
-    shown = review.review_page(tmp_path / "s.csv", tmp_path / "d.csv", tmp_path / "e.csv", data,
-                               CLASSES, out, "review", corrections_csv=earlier)  # fmt: skip
+    shown = review.review_page(
+        tmp_path / "s.csv",
+        tmp_path / "d.csv",
+        tmp_path / "e.csv",
+        data,
+        CLASSES,
+        out,
+        "review",
+        corrections_csv=earlier,
+    )
     assert shown == {"suspects": 3, "of_suspects": 3, "pairs": 1, "of_pairs": 1, "earlier": 2}
     assert "<b>name</b>" not in out.read_text()  # file names are text, not markup
     shutil.rmtree(data)  # the page needs no image file: thumbnails are embedded
@@ -86,10 +112,14 @@ def test_the_page_from_disk_exports_what_was_marked_with_the_earlier_corrections
         assert "keep" in cells.nth(1).inner_text()  # the same image as cell 3
         table = downloaded(page, tmp_path)
     rows = corrections.read(table)
-    assert sorted(rows) == sorted([
-        ("01/x.jpg", "relabel", "dogs"), ("dogs/d2.jpg", "exclude", ""),
-        (ODD, "relabel", "dogs"), ("cats/gone.jpg", "exclude", ""),
-    ])  # fmt: skip
+    assert sorted(rows) == sorted(
+        [
+            ("01/x.jpg", "relabel", "dogs"),
+            ("dogs/d2.jpg", "exclude", ""),
+            (ODD, "relabel", "dogs"),
+            ("cats/gone.jpg", "exclude", ""),
+        ]
+    )
 
 
 @pytest.mark.workflow

@@ -19,7 +19,6 @@ import pytest
 import yaml
 from conftest import (
     REPO,
-    SNAKEMAKE,
     TINY_CONFIG,
     job_stats,
     make_workdir,
@@ -96,7 +95,7 @@ def test_resource_settings_rerun_nothing(finished_copy, change):
 ODD_NAMES = [
     "photo{1}.jpg",
     "{k}.jpg",
-    "it's \"quoted\".jpg",
+    'it\'s "quoted".jpg',
     "$(touch PWNED_dollar).jpg",
     "`touch PWNED_tick`.jpg",
     "with space, comma.jpg",
@@ -211,9 +210,19 @@ def _audit(workdir, *args, log):
     paths = os.pathsep.join([str(AUDIT), os.environ["PYTHONPATH"]])
     env = {**os.environ, "PYTHONPATH": paths, "TLFLOW_AUDIT": str(log)}
     command = [
-        sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-        "--configfile", str(workdir / "config.yaml"), "--cores", "1", *args,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "1",
+        *args,
+    ]
     process = subprocess.Popen(
         command, cwd=workdir, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
@@ -241,9 +250,16 @@ def _remote_job(workdir, target, log):
     """Run one job as a cluster job does: Snakemake re-reads the workflow for it."""
     rule = target.split(":")[0]
     return _audit(
-        workdir, "--target-jobs", target, "--allowed-rules", rule, "--mode", "remote",
-        "--force", log=log,
-    )  # fmt: skip
+        workdir,
+        "--target-jobs",
+        target,
+        "--allowed-rules",
+        rule,
+        "--mode",
+        "remote",
+        "--force",
+        log=log,
+    )
 
 
 @pytest.mark.workflow
@@ -271,9 +287,7 @@ def test_a_cluster_job_does_not_hash_the_backbone_file_again(tmp_path):
     inputs = keras.Input((32, 32, 3))
     keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs)).save(workdir / "mean.keras")
     snakemake(workdir, "results/manifests/train/shard-0.csv")  # hashed once, here
-    pid, events = _remote_job(
-        workdir, "extract_shard:backbone=mean,split=train,k=0", tmp_path / "audit.tsv"
-    )
+    pid, events = _remote_job(workdir, "extract_shard:backbone=mean,split=train,k=0", tmp_path / "audit.tsv")
     model = str(workdir / "mean.keras")
     assert [e for e in events if e[0] == "open" and e[2] == model]  # the job loaded it
     assert not [e for e in events if e[0] == "open" and e[2] == model and e[1] == pid]

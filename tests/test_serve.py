@@ -19,8 +19,15 @@ from PIL import Image
 from test_export import small_model
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 MAX_BYTES, MAX_FILES = 200_000, 4
 
 
@@ -51,10 +58,24 @@ def server(onnx_model):
     """``python -m tlflow.serve`` on a free port of 127.0.0.1; its base URL."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "tlflow.serve", str(onnx_model), "--port", str(port),
-         "--max-bytes", str(MAX_BYTES), "--max-files", str(MAX_FILES), "--threads", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tlflow.serve",
+            str(onnx_model),
+            "--port",
+            str(port),
+            "--max-bytes",
+            str(MAX_BYTES),
+            "--max-files",
+            str(MAX_FILES),
+            "--threads",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -96,8 +117,13 @@ def test_api_predicts_each_image_with_the_class_names(server, onnx_model):
 
 
 def test_bad_uploads_get_clear_errors_and_the_good_ones_are_still_predicted(server):
-    answer = post(server, ("ok.png", png(3), "image/png"), ("notes.txt", b"hello", "text/plain"),
-                  ("empty.jpg", b"", "image/jpeg"), ("big.png", png(4, (400, 400)), "image/png"))  # fmt: skip
+    answer = post(
+        server,
+        ("ok.png", png(3), "image/png"),
+        ("notes.txt", b"hello", "text/plain"),
+        ("empty.jpg", b"", "image/jpeg"),
+        ("big.png", png(4, (400, 400)), "image/png"),
+    )
     assert answer.status_code == 422
     results = {r["file"]: r for r in answer.json()["results"]}
     assert "predicted_class" in results["ok.png"] and "error" not in results["ok.png"]
@@ -111,10 +137,15 @@ def test_request_level_errors(server):
     assert too_many.status_code == 413 and "Too many files" in too_many.json()["error"]
     none = httpx.post(f"{server}/predict", data={"other": "x"}, files=[("other", ("x.png", png(1)))])
     assert none.status_code == 400 and "field 'images'" in none.json()["error"]
-    not_multipart = httpx.post(f"{server}/predict", content=b"{}", headers={"content-type": "application/json"})
+    not_multipart = httpx.post(
+        f"{server}/predict", content=b"{}", headers={"content-type": "application/json"}
+    )
     assert not_multipart.status_code == 415
-    huge = httpx.post(f"{server}/predict", content=b"x" * (MAX_FILES * (MAX_BYTES + 70_000)),
-                      headers={"content-type": "multipart/form-data; boundary=zz"})  # fmt: skip
+    huge = httpx.post(
+        f"{server}/predict",
+        content=b"x" * (MAX_FILES * (MAX_BYTES + 70_000)),
+        headers={"content-type": "multipart/form-data; boundary=zz"},
+    )
     assert huge.status_code == 413 and "over" in huge.json()["error"]
     assert httpx.get(server).status_code == 200  # still serving
 

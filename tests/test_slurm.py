@@ -43,13 +43,17 @@ CONFIG["head"].update(threads=1)
 # deployment side by side): it must fit the CI node's 2 CPUs.
 CONFIG["evaluation"] = {"threads": 1}
 SLURM_ARGS = [
-    "--workflow-profile", str(REPO / "profiles/slurm"),
+    "--workflow-profile",
+    str(REPO / "profiles/slurm"),
     # No accounting database in CI: sacct fails, squeue sees jobs for MinJobAge.
-    "--slurm-status-command", "squeue",
-    "--slurm-init-seconds-before-status-checks", "2",
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "2",
     "--slurm-keep-successful-logs",
-    "--jobs", "4",
-]  # fmt: skip
+    "--jobs",
+    "4",
+]
 RESULTS = "results/vgg16"
 
 
@@ -128,7 +132,7 @@ def parse_log(text: str) -> tuple[str, dict[str, Job]]:
             jobs[jobid.group(1)] = Job(rule=block, message="")
         elif not line.startswith("    "):
             block = None
-        submitted = re.match(r"Job (\S+) has been submitted with SLURM jobid (\d+) \(log: (.*)\)\.", line)  # fmt: skip
+        submitted = re.match(r"Job (\S+) has been submitted with SLURM jobid (\d+) \(log: (.*)\)\.", line)
         if submitted:
             jobid, slurm_id, slurm_log = submitted.groups()
             for job in [jobs[jobid]] if jobid in jobs else group:
@@ -146,10 +150,20 @@ def slurm_record(job_id: str) -> dict:
 
 def run_on_slurm(workdir: Path) -> Run:
     result = subprocess.run(
-        [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-         "--configfile", str(workdir / "config.yaml"), *SLURM_ARGS],
-        capture_output=True, text=True, cwd=workdir,
-    )  # fmt: skip
+        [
+            SNAKEMAKE,
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(workdir),
+            "--configfile",
+            str(workdir / "config.yaml"),
+            *SLURM_ARGS,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+    )
     output = result.stdout + result.stderr
     (workdir / f"snakemake-{len(list(workdir.glob('snakemake-*')))}.txt").write_text(output)
     run_id, jobs = parse_log(output)
@@ -182,9 +196,13 @@ def runs(tmp_path_factory):
     broken.write_bytes(original)  # repaired: the same bytes as before
     resumed = run_on_slurm(cluster)
     return {
-        "local": local, "cluster": cluster, "failed": failed, "resumed": resumed,
-        "broken": relpath, "shard": shard,
-    }  # fmt: skip
+        "local": local,
+        "cluster": cluster,
+        "failed": failed,
+        "resumed": resumed,
+        "broken": relpath,
+        "shard": shard,
+    }
 
 
 def minutes(limit: str) -> int:
@@ -225,9 +243,7 @@ def test_every_cluster_job_went_through_sbatch_with_its_rules_resources(runs):
 
 
 def test_training_evaluation_and_deployment_are_one_cluster_job(runs):
-    jobs = {
-        j.rule: j for j in runs["resumed"].cluster_jobs() if j.rule not in ("extract_shard", "audit")
-    }
+    jobs = {j.rule: j for j in runs["resumed"].cluster_jobs() if j.rule not in ("extract_shard", "audit")}
     assert set(jobs) == {"train_head", "evaluate", "deploy_model"}
     assert len({job.slurm_id for job in jobs.values()}) == 1, jobs
     record = jobs["train_head"].record
@@ -246,9 +262,7 @@ def test_shards_run_as_parallel_cluster_jobs(runs):
         (datetime.fromisoformat(j.record["StartTime"]), datetime.fromisoformat(j.record["EndTime"]))
         for j in shards
     ]
-    overlapping = [
-        (a, b) for i, a in enumerate(spans) for b in spans[i + 1 :] if a[0] < b[1] and b[0] < a[1]
-    ]
+    overlapping = [(a, b) for i, a in enumerate(spans) for b in spans[i + 1 :] if a[0] < b[1] and b[0] < a[1]]
     assert overlapping, f"no two shard jobs ran at the same time: {spans}"
 
 

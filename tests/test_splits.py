@@ -27,16 +27,27 @@ def test_the_evaluation_split_is_the_setting_else_test_else_validation(configure
 @pytest.mark.parametrize(
     ("configured", "chosen", "fragments"),
     [
-        (["train", "validation", "holdout"], None,
-         ["['holdout']", "never scored", "scores 'validation'", "'evaluation: split: holdout'",
-          "remove it from 'splits'"]),
-        (["train", "validation", "test"], "validation",
-         ["['test']", "never scored", "'evaluation: split: test'"]),
+        (
+            ["train", "validation", "holdout"],
+            None,
+            [
+                "['holdout']",
+                "never scored",
+                "scores 'validation'",
+                "'evaluation: split: holdout'",
+                "remove it from 'splits'",
+            ],
+        ),
+        (
+            ["train", "validation", "test"],
+            "validation",
+            ["['test']", "never scored", "'evaluation: split: test'"],
+        ),
         (["train", "validation", "test"], "train", ["'evaluation: split: train'", "fitted on"]),
         (["train", "validation"], "holdout", ["split: holdout' is not one of 'splits'", "add 'holdout'"]),
         (["train", "test"], None, ["must include 'validation'"]),
     ],
-)  # fmt: skip
+)
 def test_a_split_without_a_role_or_a_wrong_setting_is_refused(configured, chosen, fragments):
     with pytest.raises(splits.SplitError) as error:
         splits.evaluation_split(configured, chosen)
@@ -50,9 +61,12 @@ def test_a_class_without_a_kept_image_is_named_with_its_skipped_files():
         {"file": ["1.jpg", "2.jpg", "3.jpg", "4.jpg", "5.jpg"], "class": ["a", "b", "a", "b", "a"]}
     )
     skipped = pd.DataFrame(
-        {"file": ["2.jpg", "4.jpg", "5.jpg"], "error": "OSError: truncated",
-         "list": ["shard-0.skipped.csv", "shard-2.skipped.csv", "shard-2.skipped.csv"]}
-    )  # fmt: skip
+        {
+            "file": ["2.jpg", "4.jpg", "5.jpg"],
+            "error": "OSError: truncated",
+            "list": ["shard-0.skipped.csv", "shard-2.skipped.csv", "shard-2.skipped.csv"],
+        }
+    )
     with pytest.raises(splits.SplitError) as error:
         splits.check_classes("validation", listed, ["1.jpg", "3.jpg"], skipped)
     message = str(error.value)

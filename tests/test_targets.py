@@ -13,9 +13,7 @@ def test_the_targets_follow_the_switches_of_the_config():
     assert not [path for path in plain if "fine_tuned" in path or "export" in path or "comparison" in path]
     audit_off = targets.final(validated(audit={"enabled": False}), ["vgg16"])
     assert not [path for path in audit_off if "/audit/" in path]
-    tuned = targets.final(
-        validated(fine_tune={"enabled": True}, export={"formats": ["onnx"]}), ["a", "b"]
-    )
+    tuned = targets.final(validated(fine_tune={"enabled": True}, export={"formats": ["onnx"]}), ["a", "b"])
     assert tuned[:2] == ["results/comparison.csv", "results/comparison.png"]
     for backbone in ("a", "b"):
         for path in ("fine_tuned/model.keras", "export/check.json", "fine_tuned/export/check.json"):

@@ -18,8 +18,17 @@ from tlflow.augment import transforms
 from tlflow.images import load_rgb
 from tlflow.synthetic import draw
 
-SECTION = {"views": 3, "seed": 0, "test_time": [], "dtype": "float32", "flip": True,
-           "zoom": 0.2, "rotation": 10, "brightness": 0.2, "contrast": 0.2}  # fmt: skip
+SECTION = {
+    "views": 3,
+    "seed": 0,
+    "test_time": [],
+    "dtype": "float32",
+    "flip": True,
+    "zoom": 0.2,
+    "rotation": 10,
+    "brightness": 0.2,
+    "contrast": 0.2,
+}
 
 
 def _views(section=None, **changes):
@@ -169,7 +178,12 @@ def test_the_head_trains_on_originals_and_views_and_validation_stays_originals(a
     log = (augmented_run / "logs/vgg16/train_head.log").read_text()
     assert f"{3 * len(train)} training rows" in log
     meta = json.loads((augmented_run / "results/vgg16/head/head.json").read_text())
-    assert meta["augmentation"] == {"views": 2, "seed": 0, "dtype": "float16", "transforms": transforms(SECTION)}
+    assert meta["augmentation"] == {
+        "views": 2,
+        "seed": 0,
+        "dtype": "float16",
+        "transforms": transforms(SECTION),
+    }
 
 
 @pytest.mark.workflow
@@ -197,10 +211,16 @@ def test_an_added_image_computes_its_original_and_its_views_only(augmented_copy)
     draw("circle", 32, np.random.default_rng(5)).save(augmented_copy / "data/train/circles/new.jpg")
     planned = planned_jobs(augmented_copy)
     assert planned["extract_shard"] == planned["extract_views"] == 1
-    snakemake(augmented_copy, "results/vgg16/features/train_manifest.csv", "results/vgg16/features/views/train_manifest.csv")
+    snakemake(
+        augmented_copy,
+        "results/vgg16/features/train_manifest.csv",
+        "results/vgg16/features/views/train_manifest.csv",
+    )
     logs = augmented_copy / "logs/vgg16"
-    newest = [max((logs / rule / "train").glob("*.log"), key=lambda p: p.stat().st_mtime_ns)
-              for rule in ("extract_shard", "extract_views")]  # fmt: skip
+    newest = [
+        max((logs / rule / "train").glob("*.log"), key=lambda p: p.stat().st_mtime_ns)
+        for rule in ("extract_shard", "extract_views")
+    ]
     assert "1 to compute" in newest[0].read_text() and "2 to compute" in newest[1].read_text()
 
 
@@ -235,8 +255,10 @@ def test_the_head_asks_memory_for_its_views_as_float32_rows(augmented_run):
 
     log = (augmented_run / "logs/vgg16/train_head.log").read_text()
     peak, asked = map(float, re.search(r"peak memory (\d+) MB of the (\d+) MB asked", log).groups())
-    shards = {name: sorted((augmented_run / "results/vgg16/features/shards" / name).glob("shard-*.npy"))
-              for name in ("train", "validation", "train/views")}  # fmt: skip
+    shards = {
+        name: sorted((augmented_run / "results/vgg16/features/shards" / name).glob("shard-*.npy"))
+        for name in ("train", "validation", "train/views")
+    }
     assert job_memory.row_files(shards["train/views"]).itemsize == 2  # stored float16
     request = [shards["validation"], ["avg", "max"], "pooled", 3]
     # The views' rows are pooled beside the originals', as float32.

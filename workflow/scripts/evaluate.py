@@ -14,8 +14,6 @@ evaluate.evaluate(
     out_reliability=snakemake.output.reliability,
     threads=snakemake.threads,
     views=(
-        (snakemake.input.views, snakemake.input.views_manifest)
-        if "views" in snakemake.input.keys()
-        else None
+        (snakemake.input.views, snakemake.input.views_manifest) if "views" in snakemake.input.keys() else None
     ),
 )

@@ -16,6 +16,13 @@ seconds = export.export_all(snakemake.input.model, out_dir, formats, calibration
 print(f"export seconds: {seconds}")
 images, labels = export_check.manifest_images(snakemake.input.evaluation, data_dir, size)
 export_check.check(
-    snakemake.input.model, out_dir, formats, images, labels, snakemake.output.check,
-    threads=snakemake.threads, int8=int8, seconds=seconds,
-)  # fmt: skip
+    snakemake.input.model,
+    out_dir,
+    formats,
+    images,
+    labels,
+    snakemake.output.check,
+    threads=snakemake.threads,
+    int8=int8,
+    seconds=seconds,
+)

@@ -19,7 +19,4 @@ counts = features.extract_shard(
     views=snakemake.params.get("views"),  # rule extract_views
 )
 # The job's CPU seconds (all threads) against its wall seconds: the cores it kept busy.
-print(
-    f"shard done: {counts}; {time.process_time():.1f} s CPU "
-    f"in {time.perf_counter() - started:.1f} s"
-)
+print(f"shard done: {counts}; {time.process_time():.1f} s CPU in {time.perf_counter() - started:.1f} s")

@@ -25,9 +25,7 @@ def _running(pid: int) -> bool:
 
 def _remove_stale_partials(path: Path) -> None:
     """Remove temporary files of ``path`` left by killed writers on this host."""
-    pattern = re.compile(
-        re.escape(f".{path.stem}.partial-{HOST}-") + r"(\d+)" + re.escape(path.suffix)
-    )
+    pattern = re.compile(re.escape(f".{path.stem}.partial-{HOST}-") + r"(\d+)" + re.escape(path.suffix))
     with os.scandir(path.parent) as entries:
         matches = [(e.path, pattern.fullmatch(e.name)) for e in entries]
     for partial, match in matches:

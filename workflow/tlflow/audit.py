@@ -27,8 +27,13 @@ log = logging.getLogger(__name__)
 
 TRAINING_SPLITS = ("train", "validation")
 SUSPECT_COLUMNS = [
-    "file", "split", "given_class", "likely_class", "given_probability", "likely_probability",
-]  # fmt: skip
+    "file",
+    "split",
+    "given_class",
+    "likely_class",
+    "given_probability",
+    "likely_probability",
+]
 
 
 def load_splits(splits: dict, storage: str) -> tuple[pd.DataFrame, np.ndarray]:
@@ -164,16 +169,16 @@ def score_labels(table: pd.DataFrame, features, n_classes: int, folds: int, seed
     rows = np.flatnonzero(known)
     proba[known] = out_of_fold(features, rows, labels[known], n_classes, used, seed)
     if not known.all():
-        proba[~known] = _fit_predict(
-            features, rows, labels[known], np.flatnonzero(~known), n_classes, seed
-        )
+        proba[~known] = _fit_predict(features, rows, labels[known], np.flatnonzero(~known), n_classes, seed)
     calibrated, temperature, noise = calibrate(proba, labels, known)
     log.info(
         "probe: temperature %.3f, labels wrong at random %.2f%%; out-of-fold ECE "
         "against the given labels %.4f before, %.4f after",
-        temperature, 100 * noise, expected_calibration_error(proba[known], labels[known]),
+        temperature,
+        100 * noise,
+        expected_calibration_error(proba[known], labels[known]),
         expected_calibration_error(calibrated[known], labels[known]),
-    )  # fmt: skip
+    )
     return calibrated, used, {"temperature": temperature, "label_noise": noise}
 
 
@@ -187,9 +192,13 @@ def suspects_table(table: pd.DataFrame, proba, classes) -> pd.DataFrame:
     flagged = is_suspect(proba, labels, class_thresholds(proba[known], labels[known]))
     likely = proba.argmax(axis=1)
     columns = (
-        table["file"], table["split"], table["class"], [classes[i] for i in likely],
-        proba[np.arange(len(labels)), labels], proba[np.arange(len(labels)), likely],
-    )  # fmt: skip
+        table["file"],
+        table["split"],
+        table["class"],
+        [classes[i] for i in likely],
+        proba[np.arange(len(labels)), labels],
+        proba[np.arange(len(labels)), likely],
+    )
     result = pd.DataFrame(dict(zip(SUSPECT_COLUMNS, columns)))[flagged]
     return result.sort_values(["given_probability", "file"], ignore_index=True)
 
@@ -205,9 +214,16 @@ def exact_pairs(hashes) -> set[tuple[int, int]]:
     return {(a, b) for rows in groups.values() for n, a in enumerate(rows) for b in rows[n + 1 :]}
 
 
-def duplicates_table(table: pd.DataFrame, features, cutoff: float, split_order,
-                     neighbours: int, search: str = "auto", seed: int = 0,
-                     threads: int = 1) -> pd.DataFrame:  # fmt: skip
+def duplicates_table(
+    table: pd.DataFrame,
+    features,
+    cutoff: float,
+    split_order,
+    neighbours: int,
+    search: str = "auto",
+    seed: int = 0,
+    threads: int = 1,
+) -> pd.DataFrame:
     """Pairs of images that are the same file content (exact: all of them) or whose
     features are at least ``cutoff`` alike (near: each image's ``neighbours`` most
     similar, by the ``search`` of tlflow.neighbours.SEARCHES), within and across
@@ -262,10 +278,22 @@ def project(features, method: str, seed: int = 0) -> np.ndarray:
 
 
 def audit(
-    splits: dict, classes, out_suspects, out_duplicates, out_embedding, out_summary,
-    folds: int = 5, similarity: float = 0.9, neighbours: int = 5, search: str = "auto",
-    projection: str = "pca", seed: int = 0, threads: int = 1, *, storage: str,
-) -> dict:  # fmt: skip
+    splits: dict,
+    classes,
+    out_suspects,
+    out_duplicates,
+    out_embedding,
+    out_summary,
+    folds: int = 5,
+    similarity: float = 0.9,
+    neighbours: int = 5,
+    search: str = "auto",
+    projection: str = "pca",
+    seed: int = 0,
+    threads: int = 1,
+    *,
+    storage: str,
+) -> dict:
     """Audit the cached features of ``splits`` (see load_splits); write the suspects,
     the duplicates, the 2-D map and a JSON of counts. Returns the counts."""
     from threadpoolctl import threadpool_limits

@@ -50,9 +50,14 @@ def plot_embedding(embedding_csv, predictions_csv, out_png, title: str) -> int:
     for cls, group in points.groupby("class"):
         axes.scatter(group.x, group.y, s=12, alpha=0.7, label=cls)
     axes.scatter(
-        marked.x, marked.y, s=80, facecolors="none", edgecolors="black", linewidths=1.2,
+        marked.x,
+        marked.y,
+        s=80,
+        facecolors="none",
+        edgecolors="black",
+        linewidths=1.2,
         label=f"misclassified ({len(marked)})",
-    )  # fmt: skip
+    )
     axes.set_title(title)
     axes.set_xticks([])  # the axes of a projection have no unit worth reading
     axes.set_yticks([])

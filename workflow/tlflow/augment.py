@@ -62,9 +62,13 @@ def _warp(image, flip: bool, side: float, degrees: float, shift_x: float, shift_
     c, s = math.cos(theta) * scale, math.sin(theta) * scale
     mirror = -1 if flip else 1
     coefficients = (
-        c * mirror, -s, centre_x - c * mirror * width / 2 + s * height / 2,
-        s * mirror, c, centre_y - s * mirror * width / 2 - c * height / 2,
-    )  # fmt: skip
+        c * mirror,
+        -s,
+        centre_x - c * mirror * width / 2 + s * height / 2,
+        s * mirror,
+        c,
+        centre_y - s * mirror * width / 2 - c * height / 2,
+    )
     warped = Image.fromarray(image).transform(
         (width, height), Image.Transform.AFFINE, coefficients, Image.Resampling.BILINEAR
     )

@@ -25,25 +25,68 @@ from .manifest import file_sha256
 APPLICATIONS = {
     name.lower(): name
     for name in [
-        "ConvNeXtBase", "ConvNeXtLarge", "ConvNeXtSmall", "ConvNeXtTiny",
-        "ConvNeXtXLarge", "DenseNet121", "DenseNet169", "DenseNet201",
-        "EfficientNetB0", "EfficientNetB1", "EfficientNetB2", "EfficientNetB3",
-        "EfficientNetB4", "EfficientNetB5", "EfficientNetB6", "EfficientNetB7",
-        "EfficientNetV2B0", "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3",
-        "EfficientNetV2L", "EfficientNetV2M", "EfficientNetV2S", "InceptionResNetV2",
-        "InceptionV3", "MobileNet", "MobileNetV2", "MobileNetV3Large",
-        "MobileNetV3Small", "NASNetLarge", "NASNetMobile", "ResNet101",
-        "ResNet101V2", "ResNet152", "ResNet152V2", "ResNet50", "ResNet50V2",
-        "VGG16", "VGG19", "Xception",
+        "ConvNeXtBase",
+        "ConvNeXtLarge",
+        "ConvNeXtSmall",
+        "ConvNeXtTiny",
+        "ConvNeXtXLarge",
+        "DenseNet121",
+        "DenseNet169",
+        "DenseNet201",
+        "EfficientNetB0",
+        "EfficientNetB1",
+        "EfficientNetB2",
+        "EfficientNetB3",
+        "EfficientNetB4",
+        "EfficientNetB5",
+        "EfficientNetB6",
+        "EfficientNetB7",
+        "EfficientNetV2B0",
+        "EfficientNetV2B1",
+        "EfficientNetV2B2",
+        "EfficientNetV2B3",
+        "EfficientNetV2L",
+        "EfficientNetV2M",
+        "EfficientNetV2S",
+        "InceptionResNetV2",
+        "InceptionV3",
+        "MobileNet",
+        "MobileNetV2",
+        "MobileNetV3Large",
+        "MobileNetV3Small",
+        "NASNetLarge",
+        "NASNetMobile",
+        "ResNet101",
+        "ResNet101V2",
+        "ResNet152",
+        "ResNet152V2",
+        "ResNet50",
+        "ResNet50V2",
+        "VGG16",
+        "VGG19",
+        "Xception",
     ]
-}  # fmt: skip
+}
 
 # Modules of keras.applications that hold a preprocess_input, for saved models.
 PREPROCESSING = (
-    "convnext", "densenet", "efficientnet", "efficientnet_v2", "inception_resnet_v2",
-    "inception_v3", "mobilenet", "mobilenet_v2", "mobilenet_v3", "nasnet", "resnet",
-    "resnet50", "resnet_v2", "vgg16", "vgg19", "xception",
-)  # fmt: skip
+    "convnext",
+    "densenet",
+    "efficientnet",
+    "efficientnet_v2",
+    "inception_resnet_v2",
+    "inception_v3",
+    "mobilenet",
+    "mobilenet_v2",
+    "mobilenet_v3",
+    "nasnet",
+    "resnet",
+    "resnet50",
+    "resnet_v2",
+    "vgg16",
+    "vgg19",
+    "xception",
+)
 
 PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
@@ -52,8 +95,9 @@ class BackboneError(ValueError):
     """A backbone entry of the config cannot be used; the message says how to fix it."""
 
 
-def resolve(entry: dict, image_size, precision: str, base_dir=".", sha256=file_sha256,
-            features: str = "pooled") -> dict:  # fmt: skip
+def resolve(
+    entry: dict, image_size, precision: str, base_dir=".", sha256=file_sha256, features: str = "pooled"
+) -> dict:
     """Turn one ``backbones:`` entry of the config into a spec, or raise BackboneError.
 
     Paths are taken relative to ``base_dir``. Files are hashed with ``sha256(path)``
@@ -110,12 +154,20 @@ def resolve(entry: dict, image_size, precision: str, base_dir=".", sha256=file_s
 def _application_default(key: str) -> str:
     """Module of ``key``'s preprocess_input, from its constructor name without keras."""
     overrides = {
-        "resnet50": "resnet", "resnet101": "resnet", "resnet152": "resnet",
-        "resnet50v2": "resnet_v2", "resnet101v2": "resnet_v2", "resnet152v2": "resnet_v2",
-        "mobilenetv2": "mobilenet_v2", "mobilenetv3large": "mobilenet_v3",
-        "mobilenetv3small": "mobilenet_v3", "nasnetlarge": "nasnet", "nasnetmobile": "nasnet",
-        "inceptionresnetv2": "inception_resnet_v2", "inceptionv3": "inception_v3",
-    }  # fmt: skip
+        "resnet50": "resnet",
+        "resnet101": "resnet",
+        "resnet152": "resnet",
+        "resnet50v2": "resnet_v2",
+        "resnet101v2": "resnet_v2",
+        "resnet152v2": "resnet_v2",
+        "mobilenetv2": "mobilenet_v2",
+        "mobilenetv3large": "mobilenet_v3",
+        "mobilenetv3small": "mobilenet_v3",
+        "nasnetlarge": "nasnet",
+        "nasnetmobile": "nasnet",
+        "inceptionresnetv2": "inception_resnet_v2",
+        "inceptionv3": "inception_v3",
+    }
     if key in overrides:
         return overrides[key]
     for prefix in ("convnext", "densenet", "efficientnetv2", "efficientnet"):

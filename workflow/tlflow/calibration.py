@@ -77,13 +77,15 @@ def reliability(proba, labels, bins: int = BINS) -> list[dict]:
     for b in range(bins):
         members = index == b
         count = int(members.sum())
-        rows.append({
-            "bin_lower": float(edges[b]),
-            "bin_upper": float(edges[b + 1]),
-            "images": count,
-            "mean_confidence": float(confidence[members].mean()) if count else float("nan"),
-            "accuracy": float(correct[members].mean()) if count else float("nan"),
-        })  # fmt: skip
+        rows.append(
+            {
+                "bin_lower": float(edges[b]),
+                "bin_upper": float(edges[b + 1]),
+                "images": count,
+                "mean_confidence": float(confidence[members].mean()) if count else float("nan"),
+                "accuracy": float(correct[members].mean()) if count else float("nan"),
+            }
+        )
     return rows
 
 

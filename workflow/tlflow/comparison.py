@@ -11,17 +11,31 @@ from .metadata import Meta
 from .readers import read_json
 
 COLUMNS = [
-    "rank", "backbone", "head", "validation_accuracy", "validation_balanced_accuracy", "validation_macro_f1",
-    "validation_log_loss", "validation_ece",
-    "evaluation_split", "evaluation_accuracy", "evaluation_log_loss", "evaluation_ece",
-    "extraction_seconds", "head_seconds",
-]  # fmt: skip
+    "rank",
+    "backbone",
+    "head",
+    "validation_accuracy",
+    "validation_balanced_accuracy",
+    "validation_macro_f1",
+    "validation_log_loss",
+    "validation_ece",
+    "evaluation_split",
+    "evaluation_accuracy",
+    "evaluation_log_loss",
+    "evaluation_ece",
+    "extraction_seconds",
+    "head_seconds",
+]
 # With fine-tuning on: the fine-tuned model's scores beside the frozen one's.
 FINE_TUNED_COLUMNS = [
-    "fine_tuned_validation_accuracy", "fine_tuned_validation_log_loss", "fine_tuned_validation_ece",
-    "fine_tuned_evaluation_accuracy", "fine_tuned_evaluation_log_loss", "fine_tuned_evaluation_ece",
+    "fine_tuned_validation_accuracy",
+    "fine_tuned_validation_log_loss",
+    "fine_tuned_validation_ece",
+    "fine_tuned_evaluation_accuracy",
+    "fine_tuned_evaluation_log_loss",
+    "fine_tuned_evaluation_ece",
     "fine_tune_seconds",
-]  # fmt: skip
+]
 
 
 def job_seconds(benchmark_files) -> float | None:
@@ -36,13 +50,17 @@ def _scores(meta_json, metrics_json, prefix: str = "", classwise=()) -> dict:
     head = Meta.read(meta_json).head
     scores = read_json(metrics_json)
     return {
-        **{f"{prefix}validation_{k}": head["validation"][k] for k in ("accuracy", *classwise, "log_loss", "ece")},
+        **{
+            f"{prefix}validation_{k}": head["validation"][k]
+            for k in ("accuracy", *classwise, "log_loss", "ece")
+        },
         **{f"{prefix}evaluation_{k}": scores[k] for k in ("accuracy", "log_loss", "ece")},
     }
 
 
-def row(backbone: str, head_meta, metrics_json, extraction_benchmarks, head_benchmarks,
-        fine_tuned=None) -> dict:  # fmt: skip
+def row(
+    backbone: str, head_meta, metrics_json, extraction_benchmarks, head_benchmarks, fine_tuned=None
+) -> dict:
     """One backbone's row; ``fine_tuned``: (model.json, metrics.json, benchmark files) if on."""
     selected = Meta.read(head_meta).head["selected"]
     result = {
@@ -55,7 +73,9 @@ def row(backbone: str, head_meta, metrics_json, extraction_benchmarks, head_benc
     }
     if fine_tuned:
         model_meta, tuned_metrics, benchmarks = fine_tuned
-        result.update(_scores(model_meta, tuned_metrics, "fine_tuned_"), fine_tune_seconds=job_seconds(benchmarks))
+        result.update(
+            _scores(model_meta, tuned_metrics, "fine_tuned_"), fine_tune_seconds=job_seconds(benchmarks)
+        )
     return result
 
 

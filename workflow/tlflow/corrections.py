@@ -41,7 +41,9 @@ def read(path) -> list[tuple[str, str, str]]:
             "the one the audit's review page (audit/review.html) downloads."
         ) from None
     except (OSError, ValueError) as error:  # pandas' ParserError is a ValueError
-        raise DatasetError(f"cannot read the corrections table '{path}' ({error}): it must be a CSV.") from None
+        raise DatasetError(
+            f"cannot read the corrections table '{path}' ({error}): it must be a CSV."
+        ) from None
     missing = [column for column in COLUMNS if column not in table]
     if missing:
         raise DatasetError(
@@ -115,7 +117,11 @@ def apply(dataset: Dataset, rows, table) -> Dataset:
             f"corrections table '{table}': " + "; ".join(problems) + ". Fix or remove "
             "these rows (columns file, action, class) and rerun; nothing was run."
         )
-    moved = {file for file, (action, cls) in changes.items() if action == "exclude" or cls != where[unicodedata.normalize("NFC", file)][1]}
+    moved = {
+        file
+        for file, (action, cls) in changes.items()
+        if action == "exclude" or cls != where[unicodedata.normalize("NFC", file)][1]
+    }
     images = {
         split: {cls: [f for f in files if f not in moved] for cls, files in by_class.items()}
         for split, by_class in dataset.images.items()
@@ -131,7 +137,12 @@ def apply(dataset: Dataset, rows, table) -> Dataset:
             ignored.append((file, EXCLUDED.format(table=table)))
             excluded.setdefault(split, []).append(file)
             counts["excluded"] += 1
-    emptied = [(s, c) for s, by_class in images.items() for c, files in by_class.items() if not files and dataset.images[s][c]]
+    emptied = [
+        (s, c)
+        for s, by_class in images.items()
+        for c, files in by_class.items()
+        if not files and dataset.images[s][c]
+    ]
     if emptied:
         raise DatasetError(
             f"corrections table '{table}' leaves "

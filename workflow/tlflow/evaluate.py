@@ -25,8 +25,9 @@ from .runtime import configure_threads
 log = logging.getLogger(__name__)
 
 
-def predict_split(shards, labels_npy, manifest_csv, head_model, classes, separator: str | None = None,
-                  threads: int = 1):  # fmt: skip
+def predict_split(
+    shards, labels_npy, manifest_csv, head_model, classes, separator: str | None = None, threads: int = 1
+):
     """Run the head on a split's cached features (in its ``shards`` files): (predictions
     table, logits).
 
@@ -34,9 +35,15 @@ def predict_split(shards, labels_npy, manifest_csv, head_model, classes, separat
     With ``separator`` (multi-label data), the labels are a 0/1 matrix and the table
     is left to the caller, which knows the thresholds: (None, logits).
     """
-    expected = None if separator is None else (
-        lambda table: multilabel_metrics.matrix(table["class"].fillna(""), classes, separator, str(manifest_csv))
-    )  # fmt: skip
+    expected = (
+        None
+        if separator is None
+        else (
+            lambda table: multilabel_metrics.matrix(
+                table["class"].fillna(""), classes, separator, str(manifest_csv)
+            )
+        )
+    )
     features, labels, manifest = split_rows.joined_split(shards, labels_npy, manifest_csv, expected)
     head = numpy_head.load(head_model, threads)
     proba = head.probabilities(features)  # read block by block
@@ -51,10 +58,19 @@ def predict_split(shards, labels_npy, manifest_csv, head_model, classes, separat
 
 
 def evaluate(
-    shards, labels_npy, manifest_csv, head_model, head_meta,
-    split: str, out_predictions, out_metrics, out_confusion, out_reliability, threads: int = 1,
+    shards,
+    labels_npy,
+    manifest_csv,
+    head_model,
+    head_meta,
+    split: str,
+    out_predictions,
+    out_metrics,
+    out_confusion,
+    out_reliability,
+    threads: int = 1,
     views=None,
-) -> dict:  # fmt: skip
+) -> dict:
     """Predict a split with the head; write predictions, metrics, confusion and reliability.
 
     With ``views`` (shard files, manifest.csv of the split's test-time views), each
@@ -64,22 +80,55 @@ def evaluate(
     classes = meta.classes
     if meta.multi_label:
         if views is not None:
-            raise ValueError("test-time views are not made for multi-label data yet: remove "
-                             "'augmentation: test_time:' from the config")  # fmt: skip
-        return score_multi_label(shards, labels_npy, manifest_csv, head_model, meta, split, out_predictions,
-                                 out_metrics, out_confusion, out_reliability)  # fmt: skip
+            raise ValueError(
+                "test-time views are not made for multi-label data yet: remove "
+                "'augmentation: test_time:' from the config"
+            )
+        return score_multi_label(
+            shards,
+            labels_npy,
+            manifest_csv,
+            head_model,
+            meta,
+            split,
+            out_predictions,
+            out_metrics,
+            out_confusion,
+            out_reliability,
+        )
     table, raw = predict_split(shards, labels_npy, manifest_csv, head_model, classes, threads=threads)
     labels = load_array(labels_npy, mmap=False)
     sets, names = [raw], []  # logits of the originals, then of each test-time view
     if views is not None:
         head = numpy_head.load(head_model, threads)
         table, sets, names = test_time.average(table, raw, head, views, manifest_csv, classes)
-    return score(table, sets, names, labels, meta.head["temperature"], split, classes,
-                 out_predictions, out_metrics, out_confusion, out_reliability)  # fmt: skip
+    return score(
+        table,
+        sets,
+        names,
+        labels,
+        meta.head["temperature"],
+        split,
+        classes,
+        out_predictions,
+        out_metrics,
+        out_confusion,
+        out_reliability,
+    )
 
 
-def evaluate_model(model_path, manifest_csv, data_dir, split: str, out_predictions, out_metrics,
-                   out_confusion, out_reliability, batch_size: int = 32, threads: int = 1) -> dict:  # fmt: skip
+def evaluate_model(
+    model_path,
+    manifest_csv,
+    data_dir,
+    split: str,
+    out_predictions,
+    out_metrics,
+    out_confusion,
+    out_reliability,
+    batch_size: int = 32,
+    threads: int = 1,
+) -> dict:
     """Predict a split's images (its kept-image manifest) with a whole ``model.keras``.
 
     For a model trained on pixels (fine-tuning), where cached features no longer apply.
@@ -89,19 +138,42 @@ def evaluate_model(model_path, manifest_csv, data_dir, split: str, out_predictio
     from .image_batches import ImageBatches
 
     meta = Meta.read(model_meta_path(model_path))
-    batches = ImageBatches.from_manifest(manifest_csv, data_dir, meta.backbone.image_size,
-                                         batch_size, workers=threads)  # fmt: skip
+    batches = ImageBatches.from_manifest(
+        manifest_csv, data_dir, meta.backbone.image_size, batch_size, workers=threads
+    )
     raw = logits(load_model(model_path), batches)
     # From the logits in float64, as the model's own output but summing to 1 exactly.
     proba = calibration.probabilities(raw, meta.head["temperature"])
     labels = batches.labels
     table = predictions_table(batches.files, labels, proba, meta.classes)
-    return score(table, [raw], [], labels, meta.head["temperature"], split,
-                 meta.classes, out_predictions, out_metrics, out_confusion, out_reliability)  # fmt: skip
+    return score(
+        table,
+        [raw],
+        [],
+        labels,
+        meta.head["temperature"],
+        split,
+        meta.classes,
+        out_predictions,
+        out_metrics,
+        out_confusion,
+        out_reliability,
+    )
 
 
-def score(table, sets, names, labels, temperature: float, split: str, classes, out_predictions,
-          out_metrics, out_confusion, out_reliability) -> dict:  # fmt: skip
+def score(
+    table,
+    sets,
+    names,
+    labels,
+    temperature: float,
+    split: str,
+    classes,
+    out_predictions,
+    out_metrics,
+    out_confusion,
+    out_reliability,
+) -> dict:
     """Metrics of a predictions table and its logits; write the four evaluation files.
 
     ``sets``: logits of the originals, then of each test-time view in ``names``.
@@ -142,8 +214,18 @@ def score(table, sets, names, labels, temperature: float, split: str, classes, o
     return result
 
 
-def score_multi_label(shards, labels_npy, manifest_csv, head_model, meta: Meta, split: str, out_predictions,
-                      out_metrics, out_confusion, out_reliability) -> dict:  # fmt: skip
+def score_multi_label(
+    shards,
+    labels_npy,
+    manifest_csv,
+    head_model,
+    meta: Meta,
+    split: str,
+    out_predictions,
+    out_metrics,
+    out_confusion,
+    out_reliability,
+) -> dict:
     """evaluate's files for multi-label data: each label's temperature and threshold
     from ``meta`` (the head's), per-label counts in place of the confusion matrix."""
     classes, separator = meta.classes, meta.multi_label["separator"]
@@ -168,7 +250,9 @@ def score_multi_label(shards, labels_npy, manifest_csv, head_model, meta: Meta, 
             "ece_after": float(np.mean(multilabel.expected_calibration_errors(labels, after))),
         },
     }
-    bins = multilabel_metrics.reliability(labels, (("before calibration", before), ("after calibration", after)))
+    bins = multilabel_metrics.reliability(
+        labels, (("before calibration", before), ("after calibration", after))
+    )
     with atomic_path(out_predictions) as tmp:
         table.to_csv(tmp, index=False)
     with atomic_path(out_metrics) as tmp:
@@ -177,6 +261,11 @@ def score_multi_label(shards, labels_npy, manifest_csv, head_model, meta: Meta, 
         multilabel_metrics.label_counts(labels, after, classes, thresholds).to_csv(tmp)
     with atomic_path(out_reliability) as tmp:
         bins[["probabilities", *bins.columns[:-1]]].to_csv(tmp, index=False)
-    log.info("%s: mean average precision %.4f, macro F1 %.4f on %d images", split,
-             result["mean_average_precision"], result["macro_f1"], len(table))  # fmt: skip
+    log.info(
+        "%s: mean average precision %.4f, macro F1 %.4f on %d images",
+        split,
+        result["mean_average_precision"],
+        result["macro_f1"],
+        len(table),
+    )
     return result

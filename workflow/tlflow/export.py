@@ -55,9 +55,10 @@ def exportable(model, image_size):
         return keras.layers.Identity(name=layer.name) if layer.name == "resize" else layer
 
     fixed = keras.models.clone_model(
-        float32, input_tensors=keras.Input((*image_size, 3), name="image"),
+        float32,
+        input_tensors=keras.Input((*image_size, 3), name="image"),
         clone_function=without_resize,
-    )  # fmt: skip
+    )
     fixed.predict_on_batch(np.zeros((1, *image_size, 3), np.float32))  # Keras exports called models only
     return fixed
 
@@ -96,9 +97,7 @@ def write_int8(model, calibration: np.ndarray, path) -> None:
         model.export(str(saved), format="tf_saved_model", verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: (
-            [image[None].astype(np.float32)] for image in calibration
-        )
+        converter.representative_dataset = lambda: ([image[None].astype(np.float32)] for image in calibration)
         flat = converter.convert()
     with atomic_path(path) as tmp:
         Path(tmp).write_bytes(flat)

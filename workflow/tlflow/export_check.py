@@ -113,13 +113,23 @@ def scores(proba: np.ndarray, labels: np.ndarray) -> dict:
     return {
         "accuracy": float(np.mean(proba.argmax(1) == labels)),
         # float32 outputs sum to 1 within rounding only; scikit-learn warns of that
-        "log_loss": float(log_loss(labels, proba / proba.sum(1, keepdims=True),
-                                   labels=range(proba.shape[1]))),
+        "log_loss": float(
+            log_loss(labels, proba / proba.sum(1, keepdims=True), labels=range(proba.shape[1]))
+        ),
     }
 
 
-def check(model_path, out_dir, formats, images: np.ndarray, labels: np.ndarray,
-          out_json, threads: int = 1, int8: bool = False, seconds=None) -> dict:  # fmt: skip
+def check(
+    model_path,
+    out_dir,
+    formats,
+    images: np.ndarray,
+    labels: np.ndarray,
+    out_json,
+    threads: int = 1,
+    int8: bool = False,
+    seconds=None,
+) -> dict:
     """Write ``check.json`` for the exports in ``out_dir``; raise ExportMismatchError
     (with every figure) if a float32 export is further than TOLERANCE. ``seconds``:
     how long each export took, recorded beside."""
@@ -156,8 +166,12 @@ def check(model_path, out_dir, formats, images: np.ndarray, labels: np.ndarray,
         path = Path(out_dir, file)
         model = runtime(path, threads)
         proba = predict(model, images)
-        figures = {"file": file, "size_bytes": export.size_bytes(path), **compare(proba, reference, thresholds),
-                   "latency_ms": latency_ms(model, images)}  # fmt: skip
+        figures = {
+            "file": file,
+            "size_bytes": export.size_bytes(path),
+            **compare(proba, reference, thresholds),
+            "latency_ms": latency_ms(model, images),
+        }
         if name != "tflite_int8":
             figures["passed"] = figures["max_abs_diff"] <= TOLERANCE
             failed += [] if figures["passed"] else [name]

@@ -63,10 +63,7 @@ def compute(paths, spec, batch_size: int, threads: int, decode=decode_all):
             # Split each batch over the threads: Pillow releases the GIL while decoding.
             step = -(-len(chunk) // max(1, threads))
             parts = [chunk[i : i + step] for i in range(0, len(chunk), step)]
-            return [
-                (offset * step, pool.submit(decode, part, size))
-                for offset, part in enumerate(parts)
-            ]
+            return [(offset * step, pool.submit(decode, part, size)) for offset, part in enumerate(parts)]
 
         ahead = deque(submit(start) for start in starts[: max(2, DECODE_AHEAD // batch_size)])
         configure_threads(threads)
@@ -180,8 +177,10 @@ def _load_cache(cache_dir: Path, key, dtype, wanted: set) -> dict:
                 continue  # deleted meanwhile by another job (its rows are in that job's entry)
             log.warning(
                 "damaged cache entry %s (%s): deleted it, its rows are recomputed "
-                "unless they match their checksums", features, _reason(error),
-            )  # fmt: skip
+                "unless they match their checksums",
+                features,
+                _reason(error),
+            )
             _remove_entry(manifest)
     return cached
 
@@ -230,8 +229,7 @@ class _PartWriter:
     leaves its finished parts for the next run to reuse.
     """
 
-    def __init__(self, cache_dir: Path, fields=LISTING_FIELDS, dtype=np.float32,
-                 rows_per_part: int = 256):  # fmt: skip
+    def __init__(self, cache_dir: Path, fields=LISTING_FIELDS, dtype=np.float32, rows_per_part: int = 256):
         self.cache_dir, self.rows_per_part = cache_dir, rows_per_part
         self.fields, self.dtype = [*fields, CHECKSUM], dtype
         self.meta: list[dict] = []
@@ -297,8 +295,11 @@ def extract_shard(
     log.info("backbone %s, precision %s", spec["id"], spec["precision"])
     log.info(
         "%d %s in shard, %d reused from cache, %d to compute",
-        len(rows), "views" if views else "images", len(rows) - len(todo), len(todo),
-    )  # fmt: skip
+        len(rows),
+        "views" if views else "images",
+        len(rows) - len(todo),
+        len(todo),
+    )
     failures: dict[int, str] = {}
     progress = Progress(len(todo), log)
     parts = _PartWriter(cache_dir, fields, dtype)
@@ -325,9 +326,7 @@ def extract_shard(
         )
     kept = [i for i in range(len(rows)) if i not in failures]
     if not kept:
-        raise BadImagesError(
-            f"no image of shard {manifest_path} could be decoded; see the list above."
-        )
+        raise BadImagesError(f"no image of shard {manifest_path} could be decoded; see the list above.")
     shape = cache[key(rows[kept[0]])][0].shape
     with atomic_path(out_features) as tmp:
         out = disk.open_memmap(tmp, dtype, (len(kept), *shape))
@@ -372,8 +371,9 @@ def _damaged_shards(problems: list[tuple[str, str]]) -> DamagedShardError:
     )
 
 
-def join_shards(shards, labels, out_labels, out_manifest, out_skipped, cache_dir=None, split="",
-                multi_label=None) -> dict:  # fmt: skip
+def join_shards(
+    shards, labels, out_labels, out_manifest, out_skipped, cache_dir=None, split="", multi_label=None
+) -> dict:
     """Join shard outputs into one split with its labels, rows sorted by (label, file).
 
     ``shards`` is a list of (features.npy, manifest.csv, skipped.csv), ``labels`` the
@@ -399,9 +399,15 @@ def join_shards(shards, labels, out_labels, out_manifest, out_skipped, cache_dir
         try:
             rows, _ = _read_entry(Path(features), Path(manifest))
             # Read block by block: the job holds one block, not the shard.
-            mismatch = next((row for part, block in split_rows.file_rows(features).blocks()
-                             for row, vector in zip(range(part.start, part.stop), block)
-                             if _row_checksum(vector) != rows[row][CHECKSUM]), None)  # fmt: skip
+            mismatch = next(
+                (
+                    row
+                    for part, block in split_rows.file_rows(features).blocks()
+                    for row, vector in zip(range(part.start, part.stop), block)
+                    if _row_checksum(vector) != rows[row][CHECKSUM]
+                ),
+                None,
+            )
         except Exception as error:  # whatever it is: named with the fix
             unfit.append((features, f"cannot be read ({_reason(error)})"))
             continue

@@ -165,8 +165,13 @@ class Checkpoint(keras.callbacks.Callback):
         except READ_ERRORS as error:  # a resume point, not a result: start again
             aside = self.path.with_name(f"{self.path.name}.damaged")
             self.path.replace(aside)
-            log.warning("checkpoint %s cannot be read (%s: %s): moved to %s; training "
-                        "starts from the first epoch", self.path, type(error).__name__, error, aside)  # fmt: skip
+            log.warning(
+                "checkpoint %s cannot be read (%s: %s): moved to %s; training starts from the first epoch",
+                self.path,
+                type(error).__name__,
+                error,
+                aside,
+            )
             return fresh
 
     def restore(self, model) -> None:
@@ -198,22 +203,26 @@ class Checkpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.rows.append(epoch_row(epoch, logs))
         arrays = {f"model_{i}": np.asarray(v) for i, v in enumerate(self.model.variables)}
-        arrays.update(
-            (f"optimizer_{i}", np.asarray(v)) for i, v in enumerate(self.model.optimizer.variables)
-        )
+        arrays.update((f"optimizer_{i}", np.asarray(v)) for i, v in enumerate(self.model.optimizer.variables))
         state = {"epoch": epoch + 1, "stopped": bool(self.model.stop_training), "rows": self.rows}
         stopping = self.early_stopping
         if stopping is not None:
             state["early_stopping"] = {
-                "wait": int(stopping.wait), "best": float(stopping.best),
-                "best_epoch": int(stopping.best_epoch), "stopped_epoch": int(stopping.stopped_epoch),
-            }  # fmt: skip
+                "wait": int(stopping.wait),
+                "best": float(stopping.best),
+                "best_epoch": int(stopping.best_epoch),
+                "stopped_epoch": int(stopping.stopped_epoch),
+            }
             arrays.update((f"best_{i}", np.asarray(w)) for i, w in enumerate(stopping.best_weights or []))
         self.state = state
         with atomic_path(self.path) as tmp:
             np.savez(tmp, state=np.array(json.dumps(state)), **arrays)
-        log.info("epoch %d: %.1f s, %s; checkpoint written", epoch + 1,
-                 time.perf_counter() - self.started, self.rows[-1])  # fmt: skip
+        log.info(
+            "epoch %d: %.1f s, %s; checkpoint written",
+            epoch + 1,
+            time.perf_counter() - self.started,
+            self.rows[-1],
+        )
 
 
 def checkpoint_path(out_model, key: dict) -> Path:
@@ -227,13 +236,27 @@ def checkpoint_path(out_model, key: dict) -> Path:
 
 def _batches(manifest_csv, data_dir, size, settings, threads, shuffle=False, transforms=None):
     return ImageBatches.from_manifest(
-        manifest_csv, data_dir, size, settings["batch_size"], seed=settings["seed"],
-        shuffle=shuffle, transforms=transforms, workers=threads,
-    )  # fmt: skip
+        manifest_csv,
+        data_dir,
+        size,
+        settings["batch_size"],
+        seed=settings["seed"],
+        shuffle=shuffle,
+        transforms=transforms,
+        workers=threads,
+    )
 
 
-def fine_tune(head_model, head_meta, manifests: dict, data_dir, settings: dict,
-              transforms: dict | None, threads: int, outputs) -> dict:  # fmt: skip
+def fine_tune(
+    head_model,
+    head_meta,
+    manifests: dict,
+    data_dir,
+    settings: dict,
+    transforms: dict | None,
+    threads: int,
+    outputs,
+) -> dict:
     """Train, recalibrate and write ``outputs`` (model, meta, history); returns validation scores.
 
     ``manifests``: {"train": csv, "validation": csv}, the images the features were made of.
@@ -243,9 +266,12 @@ def fine_tune(head_model, head_meta, manifests: dict, data_dir, settings: dict,
     meta = Meta.read(head_meta)
     spec = meta.backbone
     key = {
-        "settings": settings, "transforms": transforms, "spec": spec.to_dict(),
-        "head": file_sha256(head_model), **{s: file_sha256(m) for s, m in manifests.items()},
-    }  # fmt: skip
+        "settings": settings,
+        "transforms": transforms,
+        "spec": spec.to_dict(),
+        "head": file_sha256(head_model),
+        **{s: file_sha256(m) for s, m in manifests.items()},
+    }
     path = checkpoint_path(outputs.model, key)
     for other in path.parent.glob("*.npz"):
         if other != path:  # of other data or settings: never resumed
@@ -253,8 +279,7 @@ def fine_tune(head_model, head_meta, manifests: dict, data_dir, settings: dict,
     keras.utils.set_random_seed(settings["seed"])
     model, backbone = build(head_model, meta, settings["precision"])
     trained = unfreeze(backbone, settings["unfreeze"])
-    log.info("training %d backbone layers (%s ... %s) and the head",
-             len(trained), trained[0], trained[-1])  # fmt: skip
+    log.info("training %d backbone layers (%s ... %s) and the head", len(trained), trained[0], trained[-1])
     train = _batches(manifests["train"], data_dir, spec.image_size, settings, threads, True, transforms)
     validation = _batches(manifests["validation"], data_dir, spec.image_size, settings, threads)
     log.info("%d training and %d validation images", len(train.paths), len(validation.paths))
@@ -279,11 +304,14 @@ def fine_tune(head_model, head_meta, manifests: dict, data_dir, settings: dict,
             model.set_weights(stopping.best_weights)
     else:
         model.fit(
-            train, validation_data=validation, epochs=settings["epochs"], initial_epoch=done,
+            train,
+            validation_data=validation,
+            epochs=settings["epochs"],
+            initial_epoch=done,
             shuffle=False,  # the dataset shuffles, by seed and epoch
             callbacks=[EpochSetter(train), *([stopping] if stopping else []), checkpoint],
             verbose=2,
-        )  # fmt: skip
+        )
     rows = checkpoint.rows
     best = best_epoch(rows, bool(stopping))
     val_logits = logits(model, validation)
@@ -301,10 +329,15 @@ def fine_tune(head_model, head_meta, manifests: dict, data_dir, settings: dict,
         deployable.save(tmp)
     write_history(rows, outputs.history)
     fine_tuned = {
-        "settings": settings, "augmentation": transforms, "fit": FIT,
-        "trained_layers": trained, "best_epoch": best, "epochs_run": len(rows),
-        "head_temperature": meta.head["temperature"], "head_validation": meta.head["validation"],
-    }  # fmt: skip
+        "settings": settings,
+        "augmentation": transforms,
+        "fit": FIT,
+        "trained_layers": trained,
+        "best_epoch": best,
+        "epochs_run": len(rows),
+        "head_temperature": meta.head["temperature"],
+        "head_validation": meta.head["validation"],
+    }
     head = {**meta.head, "temperature": temperature, "validation": scores, "fine_tune": fine_tuned}
     Meta.from_dict({**meta.to_dict(), "head": head}).write(outputs.meta)
     shutil.rmtree(path.parent, ignore_errors=True)  # done: the outputs hold what is needed

@@ -19,7 +19,5 @@ def where_to_look(workdir=".") -> str:
         if pages:
             lines.append(f"{title}:")
             lines += [f"  {page.relative_to(workdir)}" for page in pages]
-    lines.append(
-        "One report of every result: the same snakemake command with --report report.html"
-    )
+    lines.append("One report of every result: the same snakemake command with --report report.html")
     return "\n".join(lines)

@@ -39,15 +39,43 @@ from .runtime import configure_threads
 log = logging.getLogger(__name__)
 
 CANDIDATE_COLUMNS = [
-    "candidate", "kind", "pooling", "l2", "dropout", "learning_rate", "class_weight", "train_rows", "epochs",
-    "best_epoch", "temperature", "val_accuracy", "val_balanced_accuracy", "val_macro_f1", "val_log_loss",
-    "val_log_loss_uncalibrated", "fit_seconds", "selected",
-]  # fmt: skip
+    "candidate",
+    "kind",
+    "pooling",
+    "l2",
+    "dropout",
+    "learning_rate",
+    "class_weight",
+    "train_rows",
+    "epochs",
+    "best_epoch",
+    "temperature",
+    "val_accuracy",
+    "val_balanced_accuracy",
+    "val_macro_f1",
+    "val_log_loss",
+    "val_log_loss_uncalibrated",
+    "fit_seconds",
+    "selected",
+]
 MULTI_LABEL_CANDIDATE_COLUMNS = [
-    "candidate", "kind", "pooling", "l2", "dropout", "learning_rate", "train_rows", "epochs", "best_epoch",
-    "val_mean_average_precision", "val_macro_f1", "val_micro_f1", "val_log_loss", "val_log_loss_uncalibrated",
-    "fit_seconds", "selected",
-]  # fmt: skip
+    "candidate",
+    "kind",
+    "pooling",
+    "l2",
+    "dropout",
+    "learning_rate",
+    "train_rows",
+    "epochs",
+    "best_epoch",
+    "val_mean_average_precision",
+    "val_macro_f1",
+    "val_micro_f1",
+    "val_log_loss",
+    "val_log_loss_uncalibrated",
+    "fit_seconds",
+    "selected",
+]
 LINEAR_FIT = (
     "scikit-learn LogisticRegression (lbfgs, L2 penalty l2 * n_train / 2 * |w|^2 against "
     "the summed log loss, i.e. C = 1 / (l2 * n_train)) on pooled features standardised "
@@ -57,8 +85,18 @@ LINEAR_FIT = (
 MLP_FIT = "Keras fit on the training split; early stopping on validation loss restores the best epoch"
 
 
-def assemble(feature_shape, n_classes: int, how: str, hidden_units=(), activation="relu",
-             dropout: float = 0.0, temperature=1.0, *, storage: str, multi_label: bool = False):  # fmt: skip
+def assemble(
+    feature_shape,
+    n_classes: int,
+    how: str,
+    hidden_units=(),
+    activation="relu",
+    dropout: float = 0.0,
+    temperature=1.0,
+    *,
+    storage: str,
+    multi_label: bool = False,
+):
     """pool -> (Dense, Dropout)* -> logits -> logits / T -> sigmoid (2 classes) or softmax.
 
     ``feature_shape`` is a stored row's, of ``storage`` (pooling.STORAGES). With
@@ -81,8 +119,15 @@ def assemble(feature_shape, n_classes: int, how: str, hidden_units=(), activatio
     return keras.Sequential(layers, name="head")
 
 
-def fit_mlp(train, validation, n_classes: int, candidate: dict, settings: dict, storage: str,
-            class_weight: dict | None = None):  # fmt: skip
+def fit_mlp(
+    train,
+    validation,
+    n_classes: int,
+    candidate: dict,
+    settings: dict,
+    storage: str,
+    class_weight: dict | None = None,
+):
     """Train one mlp candidate on rows of ``storage``, its training loss weighted by
     ``class_weight`` ({class index: weight}, None for none); returns (model, history
     rows, best epoch)."""
@@ -91,10 +136,16 @@ def fit_mlp(train, validation, n_classes: int, candidate: dict, settings: dict, 
     keras.utils.set_random_seed(settings["seed"])
     multi_label = np.ndim(train[1]) == 2
     model = assemble(
-        train[0].shape[1:], n_classes, candidate["pooling"], settings["hidden_units"],
-        settings["activation"], candidate["dropout"], [1.0] * n_classes if multi_label else 1.0,
-        storage=storage, multi_label=multi_label,
-    )  # fmt: skip
+        train[0].shape[1:],
+        n_classes,
+        candidate["pooling"],
+        settings["hidden_units"],
+        settings["activation"],
+        candidate["dropout"],
+        [1.0] * n_classes if multi_label else 1.0,
+        storage=storage,
+        multi_label=multi_label,
+    )
     optimizer = keras.optimizers.get(
         {"class_name": settings["optimizer"], "config": {"learning_rate": candidate["learning_rate"]}}
     )
@@ -120,8 +171,10 @@ def fit_mlp(train, validation, n_classes: int, candidate: dict, settings: dict, 
         RowBatches(*train, batch_size=batch_size, seed=settings["seed"], shuffle=True),
         epochs=settings["epochs"],
         validation_data=RowBatches(*validation, batch_size=batch_size),
-        callbacks=callbacks, class_weight=class_weight, verbose=2,
-    )  # fmt: skip
+        callbacks=callbacks,
+        class_weight=class_weight,
+        verbose=2,
+    )
     logs = history.history
     rows = [epoch_row(e, {k: values[e] for k, values in logs.items()}) for e in range(len(logs["loss"]))]
     return model, rows, best_epoch(rows, patience > 0)
@@ -185,12 +238,15 @@ def fit_linear(train: Standardised, train_y, l2: float, seed: int, class_weight:
     from sklearn.linear_model import LogisticRegression
 
     def fitted(y):
-        model = LogisticRegression(C=1.0 / (l2 * len(train.z)), max_iter=5000, tol=1e-6, random_state=seed,
-                                   class_weight=class_weight)  # fmt: skip
+        model = LogisticRegression(
+            C=1.0 / (l2 * len(train.z)), max_iter=5000, tol=1e-6, random_state=seed, class_weight=class_weight
+        )
         return model.fit(train.z, y)
 
     models = [fitted(y) for y in np.asarray(train_y).T] if np.ndim(train_y) == 2 else [fitted(train_y)]
-    coef, intercept = (np.concatenate([getattr(model, name) for model in models]) for name in ("coef_", "intercept_"))
+    coef, intercept = (
+        np.concatenate([getattr(model, name) for model in models]) for name in ("coef_", "intercept_")
+    )
     kernel, bias = train.fold(coef, intercept)
     return kernel, bias, np.column_stack([model.decision_function(train.z) for model in models])
 
@@ -203,7 +259,10 @@ def linear_logits(x, weights) -> np.ndarray:
 
 def _scores(logits, labels, n_classes: int) -> dict:
     if np.ndim(labels) == 2:  # per label at 0.5, as Keras's binary accuracy
-        return {"loss": multilabel.log_loss(logits, labels), "accuracy": float(np.mean((logits >= 0) == labels))}
+        return {
+            "loss": multilabel.log_loss(logits, labels),
+            "accuracy": float(np.mean((logits >= 0) == labels)),
+        }
     predicted = calibration.probabilities(logits).argmax(axis=1)
     return {
         "loss": calibration.log_loss(logits, labels),
@@ -234,21 +293,34 @@ def select(train, validation, n_classes: int, settings: dict, storage: str):
         strata = np.unique(train[1], axis=0, return_inverse=True)[1].ravel()
     else:
         weighting = imbalance.decide(train[1], n_classes, settings["class_weight"])
-        log.info("class weights %s (setting %s): training classes of %d to %d rows, largest/smallest %.1f",
-                 weighting["applied"], weighting["setting"], min(weighting["counts"]), max(weighting["counts"]),
-                 weighting["ratio"])  # fmt: skip
+        log.info(
+            "class weights %s (setting %s): training classes of %d to %d rows, largest/smallest %.1f",
+            weighting["applied"],
+            weighting["setting"],
+            min(weighting["counts"]),
+            max(weighting["counts"]),
+            weighting["ratio"],
+        )
         criterion, strata = settings["criterion"], train[1]
     rows = selection.search_subsample(strata, settings["search_rows"], settings["seed"])
     searched = train if rows is None else (_subset(train[0], rows), train[1][rows])
     if rows is not None:
-        log.info("candidates fitted on %d of %d training rows (stratified, seed %d); the "
-                 "winner is fitted again on all", len(rows), len(train[1]), settings["seed"])  # fmt: skip
-    table, states = search(searched, validation, n_classes, {**settings, "criterion": criterion}, storage,
-                           weighting)  # fmt: skip
+        log.info(
+            "candidates fitted on %d of %d training rows (stratified, seed %d); the "
+            "winner is fitted again on all",
+            len(rows),
+            len(train[1]),
+            settings["seed"],
+        )
+    table, states = search(
+        searched, validation, n_classes, {**settings, "criterion": criterion}, storage, weighting
+    )
     winner = selection.best(table, criterion)
     if rows is not None:
         candidate = {k: v for k, v in table[winner].items() if k in selection.GRID_KEYS}
-        refit, state = fit_candidate(candidate, train, validation, n_classes, settings, {}, storage, weighting)
+        refit, state = fit_candidate(
+            candidate, train, validation, n_classes, settings, {}, storage, weighting
+        )
         table.append({"candidate": winner, **refit})
         states.append(state)
         winner = len(table) - 1
@@ -266,18 +338,23 @@ def search(train, validation, n_classes: int, settings: dict, storage: str, weig
     log.info("%d candidate head(s), chosen by validation %s", len(candidates), settings["criterion"])
     pooled, table, states = {}, [], []  # pooled: once per pooling, for all its L2 strengths
     for number, candidate in enumerate(candidates):
-        row, state = fit_candidate(candidate, train, validation, n_classes, settings, pooled, storage, weighting)
+        row, state = fit_candidate(
+            candidate, train, validation, n_classes, settings, pooled, storage, weighting
+        )
         table.append({"candidate": number, **row})
         states.append(state)
-        figures = ", ".join(f"{key.removeprefix('val_')} {value:.4f}" for key, value in row.items()
-                            if key.startswith("val_"))  # fmt: skip
+        figures = ", ".join(
+            f"{key.removeprefix('val_')} {value:.4f}" for key, value in row.items() if key.startswith("val_")
+        )
         log.info("candidate %d %s: validation %s (%.1f s)", number, candidate, figures, row["fit_seconds"])
     return table, states
 
 
 def _pool(rows, how: str, storage: str) -> np.ndarray:
     """Vectors of pooling ``how``: of stored rows block by block, of an array at once."""
-    return rows.pooled(how, storage) if isinstance(rows, split_rows.Rows) else pooling.pool(rows, how, storage)
+    return (
+        rows.pooled(how, storage) if isinstance(rows, split_rows.Rows) else pooling.pool(rows, how, storage)
+    )
 
 
 def _subset(rows, positions):
@@ -285,8 +362,9 @@ def _subset(rows, positions):
     return rows.subset(positions) if isinstance(rows, split_rows.Rows) else rows[positions]
 
 
-def fit_candidate(candidate, train, validation, n_classes: int, settings: dict, pooled: dict,
-                  storage: str, weighting: dict):  # fmt: skip
+def fit_candidate(
+    candidate, train, validation, n_classes: int, settings: dict, pooled: dict, storage: str, weighting: dict
+):
     """One candidate fitted on ``train`` with ``weighting``'s class weights: (its table
     row without number and choice, its state).
 
@@ -311,11 +389,20 @@ def fit_candidate(candidate, train, validation, n_classes: int, settings: dict, 
         weights = [kernel.astype(np.float32), bias.astype(np.float32)]
         val_logits = linear_logits(val_p, weights)
         fit, scores = _scores(train_logits, train_y, n_classes), _scores(val_logits, val_y, n_classes)
-        rows = [{"epoch": 1, "loss": fit["loss"], "accuracy": fit["accuracy"],
-                 "val_loss": scores["loss"], "val_accuracy": scores["accuracy"]}]  # fmt: skip
+        rows = [
+            {
+                "epoch": 1,
+                "loss": fit["loss"],
+                "accuracy": fit["accuracy"],
+                "val_loss": scores["loss"],
+                "val_accuracy": scores["accuracy"],
+            }
+        ]
         state = {"weights": weights, "best_epoch": 1}
     else:
-        model, rows, best_epoch = fit_mlp(train, validation, n_classes, candidate, settings, storage, class_weight)
+        model, rows, best_epoch = fit_mlp(
+            train, validation, n_classes, candidate, settings, storage, class_weight
+        )
         from .row_batches import RowBatches
 
         val_logits = logits(model, RowBatches(val_x, batch_size=settings["batch_size"]))
@@ -326,33 +413,50 @@ def fit_candidate(candidate, train, validation, n_classes: int, settings: dict, 
     # Each candidate is judged as it would be delivered: calibrated, when that is on.
     temperature = calibration.fit_temperature(val_logits, val_y) if settings["calibrate"] else 1.0
     row = {
-        **candidate, "class_weight": weighting["applied"], "train_rows": len(train_y), "epochs": len(rows),
-        "best_epoch": state["best_epoch"], "temperature": temperature, "val_accuracy": scores["accuracy"],
-        "val_balanced_accuracy": scores["balanced_accuracy"], "val_macro_f1": scores["macro_f1"],
+        **candidate,
+        "class_weight": weighting["applied"],
+        "train_rows": len(train_y),
+        "epochs": len(rows),
+        "best_epoch": state["best_epoch"],
+        "temperature": temperature,
+        "val_accuracy": scores["accuracy"],
+        "val_balanced_accuracy": scores["balanced_accuracy"],
+        "val_macro_f1": scores["macro_f1"],
         "val_log_loss": calibration.log_loss(val_logits, val_y, temperature),
         "val_log_loss_uncalibrated": scores["loss"],
         "fit_seconds": round(time.perf_counter() - started, 3),
-    }  # fmt: skip
+    }
     return row, {**state, "rows": rows, "val_logits": val_logits, "temperature": temperature}
 
 
-def _multi_label_row(candidate, val_logits, val_y, settings: dict, state: dict, rows, train_rows: int,
-                     started: float):  # fmt: skip
+def _multi_label_row(
+    candidate, val_logits, val_y, settings: dict, state: dict, rows, train_rows: int, started: float
+):
     """fit_candidate's (row, state) of a multi-label candidate: temperatures, then
     thresholds on the calibrated validation probabilities."""
     n_labels = val_y.shape[1]
-    temperatures = multilabel.fit_temperatures(val_logits, val_y) if settings["calibrate"] else [1.0] * n_labels
+    temperatures = (
+        multilabel.fit_temperatures(val_logits, val_y) if settings["calibrate"] else [1.0] * n_labels
+    )
     proba = multilabel.probabilities(val_logits, temperatures)
     thresholds = multilabel.fit_thresholds(proba, val_y)
     row = {
-        **candidate, "train_rows": train_rows, "epochs": len(rows), "best_epoch": state["best_epoch"],
+        **candidate,
+        "train_rows": train_rows,
+        "epochs": len(rows),
+        "best_epoch": state["best_epoch"],
         **{f"val_{key}": value for key, value in multilabel.scores(val_y, proba, thresholds).items()},
         "val_log_loss": multilabel.log_loss(val_logits, val_y, temperatures),
         "val_log_loss_uncalibrated": multilabel.log_loss(val_logits, val_y),
         "fit_seconds": round(time.perf_counter() - started, 3),
-    }  # fmt: skip
-    return row, {**state, "rows": rows, "val_logits": val_logits, "temperature": temperatures,
-                 "thresholds": thresholds}  # fmt: skip
+    }
+    return row, {
+        **state,
+        "rows": rows,
+        "val_logits": val_logits,
+        "temperature": temperatures,
+        "thresholds": thresholds,
+    }
 
 
 def _multi_label_scores(logits, val_y, temperatures, thresholds) -> dict:
@@ -367,21 +471,31 @@ def _multi_label_scores(logits, val_y, temperatures, thresholds) -> dict:
     }
 
 
-def finalise(feature_shape, n_classes: int, settings: dict, candidate: dict, state: dict, val_y,
-             storage: str):  # fmt: skip
+def finalise(
+    feature_shape, n_classes: int, settings: dict, candidate: dict, state: dict, val_y, storage: str
+):
     """The winner as one Keras model with its temperature, and its validation figures."""
     logits, temperature = state["val_logits"], state["temperature"]
     mlp, multi_label = candidate["kind"] == "mlp", np.ndim(val_y) == 2
     model = assemble(
-        feature_shape, n_classes, candidate["pooling"],
-        settings["hidden_units"] if mlp else (), settings["activation"],
-        candidate.get("dropout", 0.0), temperature, storage=storage, multi_label=multi_label,
-    )  # fmt: skip
+        feature_shape,
+        n_classes,
+        candidate["pooling"],
+        settings["hidden_units"] if mlp else (),
+        settings["activation"],
+        candidate.get("dropout", 0.0),
+        temperature,
+        storage=storage,
+        multi_label=multi_label,
+    )
     model.set_weights(state["weights"])
     if multi_label:
         return model, temperature, _multi_label_scores(logits, val_y, temperature, state["thresholds"])
     predicted = calibration.probabilities(logits).argmax(axis=1)
-    scores = {**calibration.scores(logits, val_y, temperature), **imbalance.class_scores(val_y, predicted, n_classes)}
+    scores = {
+        **calibration.scores(logits, val_y, temperature),
+        **imbalance.class_scores(val_y, predicted, n_classes),
+    }
     return model, temperature, scores
 
 
@@ -407,8 +521,7 @@ def train_and_save(features: dict, settings: dict, meta: dict, threads: int, out
         (split_rows.Rows(sources[split]), np.concatenate(labels[split])) for split in features
     )
     n_classes = len(meta["classes"])
-    log.info("%d training rows, %d validation rows, %d classes",
-             len(train[1]), len(validation[1]), n_classes)  # fmt: skip
+    log.info("%d training rows, %d validation rows, %d classes", len(train[1]), len(validation[1]), n_classes)
     multi_label = bool(meta.get("multi_label"))
     for split, (_, y) in zip(features, (train, validation)):
         multilabel.check_labels(y, meta["classes"], multi_label, features[split][2], split)
@@ -419,8 +532,9 @@ def train_and_save(features: dict, settings: dict, meta: dict, threads: int, out
     model, temperature, scores = finalise(
         feature_shape, n_classes, settings, candidate, state, validation[1], storage
     )
-    log.info("selected candidate %d %s, temperature %s, validation %s",
-             winner, candidate, temperature, scores)  # fmt: skip
+    log.info(
+        "selected candidate %d %s, temperature %s, validation %s", winner, candidate, temperature, scores
+    )
     with atomic_path(outputs.model) as tmp:
         model.save(tmp)
     write_history(state["rows"], outputs.history)

@@ -35,8 +35,18 @@ class ImageBatches(keras.utils.PyDataset):
     each epoch (callback ``EpochSetter``) when either is on.
     """
 
-    def __init__(self, data_dir, files, labels, size, batch_size: int, seed: int = 0,
-                 shuffle: bool = False, transforms: dict | None = None, workers: int = 1):  # fmt: skip
+    def __init__(
+        self,
+        data_dir,
+        files,
+        labels,
+        size,
+        batch_size: int,
+        seed: int = 0,
+        shuffle: bool = False,
+        transforms: dict | None = None,
+        workers: int = 1,
+    ):
         super().__init__(workers=workers, use_multiprocessing=False)
         self.files = list(files)
         self.paths = [Path(data_dir, name) for name in self.files]

@@ -74,16 +74,15 @@ class Dataset:
 def code_points(name: str) -> str:
     """``name`` with every character outside printable ASCII as its code point (caf\\u00e9)."""
     return "".join(
-        c if " " <= c <= "~" else f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"
-        for c in name
+        c if " " <= c <= "~" else f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}" for c in name
     )
 
 
 def shown(names) -> str:
     """Names quoted, with their code points where two could look the same."""
-    return ", ".join(
-        f"'{n}'" + ("" if code_points(n) == n else f" ({code_points(n)})") for n in names
-    ) or "none"
+    return (
+        ", ".join(f"'{n}'" + ("" if code_points(n) == n else f" ({code_points(n)})") for n in names) or "none"
+    )
 
 
 def listed_entries(folder) -> list:

@@ -46,8 +46,13 @@ def decide(labels, n_classes: int, setting: str) -> dict:
     if applied == "balanced":
         # A class without training rows gets no weight: it has no row to weigh.
         weights = [float(len(labels) / (n_classes * c)) if c else 0.0 for c in found]
-    return {"setting": setting, "applied": applied, "ratio": skew,
-            "counts": [int(c) for c in found], "weights": weights}  # fmt: skip
+    return {
+        "setting": setting,
+        "applied": applied,
+        "ratio": skew,
+        "counts": [int(c) for c in found],
+        "weights": weights,
+    }
 
 
 def as_dict(decision: dict) -> dict | None:

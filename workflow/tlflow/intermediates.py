@@ -105,9 +105,14 @@ def _png(path: Path) -> str | None:
 
 
 CHECKS = {
-    ".npy": _npy, ".h5": _h5, ".keras": _keras, ".json": _json,
-    ".csv": _text_table, ".tsv": _text_table, ".png": _png,
-}  # fmt: skip
+    ".npy": _npy,
+    ".h5": _h5,
+    ".keras": _keras,
+    ".json": _json,
+    ".csv": _text_table,
+    ".tsv": _text_table,
+    ".png": _png,
+}
 
 
 def damage(path: str | os.PathLike) -> str | None:
@@ -123,7 +128,9 @@ def damage(path: str | os.PathLike) -> str | None:
         return f"cannot be read ({error.strerror or error})"
 
 
-def set_aside(results: str | os.PathLike, aside: str | os.PathLike, move: bool = True) -> list[tuple[str, str, str]]:
+def set_aside(
+    results: str | os.PathLike, aside: str | os.PathLike, move: bool = True
+) -> list[tuple[str, str, str]]:
     """Move each damaged file below ``results`` into ``aside`` (same relative path,
     under a time stamp); returns (file, reason, where it went) of each. With
     ``move`` false (a dry run) nothing moves: the place is where a run would move it.

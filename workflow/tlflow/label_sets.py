@@ -22,15 +22,20 @@ def cells(table, path, label_column: str, label_columns: list[str], separator: s
     labels = table[label_column]
     if not labels.str.contains(separator, regex=False).any():
         return None
-    broken = [n for n, cell in enumerate(labels, 1)
-              if cell.strip() and any(not part.strip() for part in cell.split(separator))]  # fmt: skip
+    broken = [
+        n
+        for n, cell in enumerate(labels, 1)
+        if cell.strip() and any(not part.strip() for part in cell.split(separator))
+    ]
     if broken:
         raise DatasetError(
             f"label table '{path}': row(s) {row_numbers(broken)} have an empty label between two "
             f"'{separator}' (config 'label_separator'). Remove the extra separators and rerun."
         )
-    return [separator.join(sorted({part.strip() for part in cell.split(separator)})) if cell.strip() else ""
-            for cell in labels]  # fmt: skip
+    return [
+        separator.join(sorted({part.strip() for part in cell.split(separator)})) if cell.strip() else ""
+        for cell in labels
+    ]
 
 
 def _from_columns(table, path, label_columns: list[str], separator: str) -> list[str]:
@@ -46,8 +51,10 @@ def _from_columns(table, path, label_columns: list[str], separator: str) -> list
             f"label(s) {joined} of config 'label_columns: labels:' contain '{separator}', which "
             "joins an image's labels: rename the columns or set another 'label_separator'."
         )
-    bad = {name: [n for n, cell in enumerate(table[name], 1) if cell.strip() not in ("0", "1")]
-           for name in label_columns}  # fmt: skip
+    bad = {
+        name: [n for n, cell in enumerate(table[name], 1) if cell.strip() not in ("0", "1")]
+        for name in label_columns
+    }
     bad = {name: rows for name, rows in bad.items() if rows}
     if bad:
         raise DatasetError(

@@ -19,6 +19,8 @@ from .table_problems import SHOWN, first_of, listed_twice, row_numbers
 
 COLUMNS = {"file": "file", "label": "label", "split": "split", "labels": []}
 NOT_LISTED = "not listed in the label table"
+
+
 def _read(path: Path, columns: dict):
     """The table's columns as text; a DatasetError names the table and the columns it lacks."""
     import pandas as pd
@@ -106,8 +108,7 @@ def read(path, data_dir, splits: list[str], columns: dict, separator: str = "|")
         )
     if outside:
         problems.append(
-            f"{len(outside)} file(s) lie outside data_dir '{data_dir}': "
-            + ", ".join(outside[:SHOWN])
+            f"{len(outside)} file(s) lie outside data_dir '{data_dir}': " + ", ".join(outside[:SHOWN])
         )
     if twice:
         problems.append(listed_twice(twice, "one label per image"))

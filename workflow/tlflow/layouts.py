@@ -50,8 +50,7 @@ def fractions(splits: list[str], asked: dict | None) -> dict[str, float]:
         )
     if sum(asked.values()) >= 1:
         raise DatasetError(
-            f"config 'split' {asked} leaves no image to train: its fractions must add "
-            "up to less than 1."
+            f"config 'split' {asked} leaves no image to train: its fractions must add up to less than 1."
         )
     return {split: asked[split] for split in held_out}
 
@@ -128,17 +127,14 @@ def counts(dataset: Dataset) -> str:
 
 def _holds_images(folder: Path) -> bool:
     return any(
-        kind == "file" and listing.is_image(entry.name)
-        for entry, kind in images.listed_entries(folder)
+        kind == "file" and listing.is_image(entry.name) for entry, kind in images.listed_entries(folder)
     )
 
 
 def _split_folders(data_dir: Path, splits: list[str]) -> bool:
     """Whether data_dir is split into folders; one that mixes both layouts is refused."""
     folders = [
-        entry.name
-        for entry, kind in images.listed_entries(data_dir)
-        if listing.is_folder(entry, kind)
+        entry.name for entry, kind in images.listed_entries(data_dir) if listing.is_folder(entry, kind)
     ]
     named = [name for name in folders if name in splits]
     if not named:
@@ -211,7 +207,9 @@ def _found(data_dir, splits, cache, split, labels, columns, separator) -> Datase
         if multi_label:
             found = assign(data_dir, classes, rows, splits, shares, cache, whole=False)
             names = label_sets.names(classes, separator)
-            label_sets.check_training([c for c, files in found[TRAIN].items() if files], names, separator, labels)
+            label_sets.check_training(
+                [c for c, files in found[TRAIN].items() if files], names, separator, labels
+            )
             return Dataset(data_dir, classes, found, sorted(ignored), labels=names, separator=separator)
     found = assign(data_dir, classes, rows, splits, shares, cache)
     return Dataset(data_dir, classes, found, sorted(ignored))

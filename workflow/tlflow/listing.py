@@ -14,9 +14,7 @@ import stat
 from collections import Counter
 
 # Extensions Pillow decodes; anything else is listed as ignored, not read.
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-)
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 # Why an entry is not an image of the data set; a detail may follow after ": ".
 HIDDEN = "hidden"
 NOT_IMAGE = "not an image file (by its extension)"

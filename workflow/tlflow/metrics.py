@@ -66,7 +66,9 @@ def metrics(table: pd.DataFrame, classes) -> dict:
     }
     if len(classes) > TOP_K:
         # Right when the true class is among the 5 most probable.
-        result[f"top_{TOP_K}_accuracy"] = float(skm.top_k_accuracy_score(y_true, proba, k=TOP_K, labels=labels))
+        result[f"top_{TOP_K}_accuracy"] = float(
+            skm.top_k_accuracy_score(y_true, proba, k=TOP_K, labels=labels)
+        )
     if len(classes) == 2:
         # Undefined when the split holds one class only: null rather than a crash.
         both = len(set(y_true)) == 2

@@ -61,8 +61,12 @@ def check_labels(labels, classes, multi_label: bool, path, split: str) -> None:
         )
     missing = [cls for cls, n in zip(classes, labels.sum(axis=0)) if n == 0] if multi_label else []
     if missing and split != "train":
-        log.warning("label(s) %s have no %s image: their threshold stays %s", ", ".join(missing), split,
-                    DEFAULT_THRESHOLD)  # fmt: skip
+        log.warning(
+            "label(s) %s have no %s image: their threshold stays %s",
+            ", ".join(missing),
+            split,
+            DEFAULT_THRESHOLD,
+        )
     elif missing:
         raise ValueError(
             f"label(s) {', '.join(map(repr, missing))} have no training image ({path}): no head can "
@@ -87,8 +91,12 @@ def fit_thresholds(proba, labels) -> list[float]:
             chosen.append(DEFAULT_THRESHOLD)
             continue
         precision, recall, cuts = precision_recall_curve(labels[:, j], proba[:, j])
-        f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(precision),
-                       where=precision + recall > 0)[:-1]  # fmt: skip
+        f1 = np.divide(
+            2 * precision * recall,
+            precision + recall,
+            out=np.zeros_like(precision),
+            where=precision + recall > 0,
+        )[:-1]
         chosen.append(float(cuts[int(np.argmax(f1))]))  # cuts ascend: the first maximum is the lowest
     return chosen
 
@@ -103,10 +111,12 @@ def average_precisions(labels, proba) -> np.ndarray:
     from sklearn.metrics import average_precision_score
 
     labels = np.asarray(labels)
-    return np.array([
-        average_precision_score(labels[:, j], proba[:, j]) if labels[:, j].any() else np.nan
-        for j in range(labels.shape[1])
-    ])  # fmt: skip
+    return np.array(
+        [
+            average_precision_score(labels[:, j], proba[:, j]) if labels[:, j].any() else np.nan
+            for j in range(labels.shape[1])
+        ]
+    )
 
 
 def scores(labels, proba, thresholds) -> dict:

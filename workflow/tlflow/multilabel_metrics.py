@@ -22,14 +22,16 @@ def matrix(cells, classes, separator: str, where: str = "") -> np.ndarray:
     rows = np.zeros((len(cells), len(classes)), dtype=np.int64)
     unknown = set()
     for row, cell in enumerate(cells):
-        for name in (str(cell).split(separator) if isinstance(cell, str) and cell else []):
+        for name in str(cell).split(separator) if isinstance(cell, str) and cell else []:
             if name in index:
                 rows[row, index[name]] = 1
             else:
                 unknown.add(name)
     if unknown:
-        raise ValueError(f"{where} names label(s) {', '.join(map(repr, sorted(unknown)))} that are not "
-                         f"the run's ({', '.join(classes)}): rebuild it with the run's label table")  # fmt: skip
+        raise ValueError(
+            f"{where} names label(s) {', '.join(map(repr, sorted(unknown)))} that are not "
+            f"the run's ({', '.join(classes)}): rebuild it with the run's label table"
+        )
     return rows
 
 
@@ -40,11 +42,13 @@ def cells(rows, classes, separator: str) -> list[str]:
 
 def predictions_table(files, labels, proba, classes, thresholds, separator: str) -> pd.DataFrame:
     """One row per image: file, true labels, labels at or above their thresholds, probabilities."""
-    table = pd.DataFrame({
-        "file": list(files),
-        "true_labels": cells(labels, classes, separator),
-        "predicted_labels": cells(multilabel.decide(proba, thresholds), classes, separator),
-    })  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "file": list(files),
+            "true_labels": cells(labels, classes, separator),
+            "predicted_labels": cells(multilabel.decide(proba, thresholds), classes, separator),
+        }
+    )
     table[probability_columns(classes)] = proba
     return table
 
@@ -56,7 +60,10 @@ def metrics(labels, proba, classes, thresholds) -> dict:
     predicted = multilabel.decide(proba, thresholds)
     precision, recall, f1, support = skm.precision_recall_fscore_support(labels, predicted, zero_division=0)
     micro = skm.precision_recall_fscore_support(labels, predicted, average="micro", zero_division=0)
-    ap, ece = multilabel.average_precisions(labels, proba), multilabel.expected_calibration_errors(labels, proba)
+    ap, ece = (
+        multilabel.average_precisions(labels, proba),
+        multilabel.expected_calibration_errors(labels, proba),
+    )
     return {
         "images": len(labels),
         **multilabel.scores(labels, proba, thresholds),
@@ -64,13 +71,21 @@ def metrics(labels, proba, classes, thresholds) -> dict:
         "exact_match": float(np.mean((predicted == labels).all(axis=1))),
         "per_label": {
             cls: {
-                "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                "average_precision": None if np.isnan(ap[i]) else float(ap[i]), "support": int(support[i]),
-                "threshold": float(thresholds[i]), "ece": ece[i],
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "average_precision": None if np.isnan(ap[i]) else float(ap[i]),
+                "support": int(support[i]),
+                "threshold": float(thresholds[i]),
+                "ece": ece[i],
             }
             for i, cls in enumerate(classes)
-        },  # fmt: skip
-        "macro": {"precision": float(np.mean(precision)), "recall": float(np.mean(recall)), "f1": float(np.mean(f1))},
+        },
+        "macro": {
+            "precision": float(np.mean(precision)),
+            "recall": float(np.mean(recall)),
+            "f1": float(np.mean(f1)),
+        },
         "micro": {"precision": float(micro[0]), "recall": float(micro[1]), "f1": float(micro[2])},
         "ece": float(np.mean(ece)),  # the mean of the labels'
     }
@@ -94,8 +109,7 @@ def reliability(labels, proba_sets) -> pd.DataFrame:
     """calibration.reliability over every (image, label) decision, per named set of probabilities."""
     labels = np.asarray(labels).ravel()
     return pd.concat(
-        pd.DataFrame(calibration.reliability(per_class(p.reshape(-1, 1)), labels))
-        .assign(probabilities=name)
+        pd.DataFrame(calibration.reliability(per_class(p.reshape(-1, 1)), labels)).assign(probabilities=name)
         for name, p in proba_sets
     )
 

@@ -54,11 +54,11 @@ def exact_neighbours(unit, k: int, cutoff: float, block: int = BLOCK):
             hit = np.flatnonzero((similarity >= cutoff).any(axis=1))  # most rows: none
             if not hit.size:
                 continue
-            columns = np.broadcast_to(np.arange(b, b + similarity.shape[1]), (len(hit), similarity.shape[1]))  # fmt: skip
+            columns = np.broadcast_to(np.arange(b, b + similarity.shape[1]), (len(hit), similarity.shape[1]))
             all_s = np.concatenate([rows_s[hit], similarity[hit]], axis=1)
             all_j = np.concatenate([rows_j[hit], columns], axis=1)
             top = np.argpartition(-all_s, k - 1, axis=1)[:, :k]
-            rows_s[hit], rows_j[hit] = np.take_along_axis(all_s, top, 1), np.take_along_axis(all_j, top, 1)  # fmt: skip
+            rows_s[hit], rows_j[hit] = np.take_along_axis(all_s, top, 1), np.take_along_axis(all_j, top, 1)
     return best_s, best_j
 
 
@@ -113,8 +113,15 @@ def resolve(search: str, n: int) -> str:
     return search
 
 
-def similar_pairs(features, cutoff: float, neighbours: int, search: str = "auto",
-                  seed: int = 0, threads: int = 1, block: int = BLOCK):  # fmt: skip
+def similar_pairs(
+    features,
+    cutoff: float,
+    neighbours: int,
+    search: str = "auto",
+    seed: int = 0,
+    threads: int = 1,
+    block: int = BLOCK,
+):
     """(i, j, cosine similarity), i < j, of each image's ``neighbours`` most similar
     other images at or above ``cutoff``, by the ``search`` of SEARCHES.
 

@@ -26,7 +26,9 @@ ACTIVATIONS = {
     "relu6": lambda x: np.clip(x, 0, 6),
     "leaky_relu": lambda x: np.where(x > 0, x, 0.2 * x),
     "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0))),
-    "selu": lambda x: 1.0507009873554805 * np.where(x > 0, x, 1.6732632423543772 * np.expm1(np.minimum(x, 0))),
+    "selu": lambda x: (
+        1.0507009873554805 * np.where(x > 0, x, 1.6732632423543772 * np.expm1(np.minimum(x, 0)))
+    ),
     "gelu": lambda x: 0.5 * x * (1 + erf(x / np.sqrt(2))),
     "silu": lambda x: x * expit(x),
     "swish": lambda x: x * expit(x),

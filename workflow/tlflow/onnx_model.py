@@ -24,11 +24,13 @@ class OnnxModel:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only: its warnings name graph internals
         try:
-            self.session = ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
-        except (ort_errors.Fail, ort_errors.InvalidProtobuf, ort_errors.InvalidGraph,
-                ort_errors.NoSuchFile) as error:  # fmt: skip
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except (
+            ort_errors.Fail,
+            ort_errors.InvalidProtobuf,
+            ort_errors.InvalidGraph,
+            ort_errors.NoSuchFile,
+        ) as error:
             raise damaged(path, error) from None
         (self.input,) = self.session.get_inputs()
 

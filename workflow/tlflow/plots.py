@@ -60,8 +60,12 @@ def confusion(confusion_csv, out_png, title: str) -> None:
     figure, axes = plt.subplots(figsize=(max(side, 1.0 + 0.9 * columns) + 1, side), dpi=100)
     image = axes.imshow(counts.to_numpy(), cmap="Blues", aspect="auto" if per_label else "equal")
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
-    axes.set_xticks(range(columns), [c.replace("_", " ") for c in counts.columns] if per_label else counts.columns,
-                    rotation=45, ha="right")  # fmt: skip
+    axes.set_xticks(
+        range(columns),
+        [c.replace("_", " ") for c in counts.columns] if per_label else counts.columns,
+        rotation=45,
+        ha="right",
+    )
     axes.set_yticks(range(n), counts.index)
     axes.set_xlabel("images" if per_label else "predicted class")
     axes.set_ylabel("label" if per_label else "true class")
@@ -87,17 +91,30 @@ def confused_pairs_figure(counts, out_png, title: str, most: int = PAIRS_SHOWN) 
     axes.set_yticks(positions, labels)
     axes.invert_yaxis()  # the most confused pair first
     for position, row in zip(positions, shown.itertuples()):
-        axes.text(row.images, position, f" {row.images} ({row.share_of_true_class:.0%} of {row.true_class})",
-                  va="center", fontsize=8)  # fmt: skip
+        axes.text(
+            row.images,
+            position,
+            f" {row.images} ({row.share_of_true_class:.0%} of {row.true_class})",
+            va="center",
+            fontsize=8,
+        )
     axes.margins(x=0.3)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("images (true class \u2192 predicted class)")
     shown_images = int(shown["images"].sum())
-    axes.set_title(f"{title}\n{len(counts)} classes: the {len(shown)} most confused pairs, "
-                   f"{shown_images} of {mistakes} mistakes\n(every count: confusion_matrix.csv)")  # fmt: skip
+    axes.set_title(
+        f"{title}\n{len(counts)} classes: the {len(shown)} most confused pairs, "
+        f"{shown_images} of {mistakes} mistakes\n(every count: confusion_matrix.csv)"
+    )
     if not len(shown):
-        axes.text(0.5, 0.5, f"no mistakes ({int(counts.to_numpy().sum())} images)", ha="center",
-                  va="center", transform=axes.transAxes)  # fmt: skip
+        axes.text(
+            0.5,
+            0.5,
+            f"no mistakes ({int(counts.to_numpy().sum())} images)",
+            ha="center",
+            va="center",
+            transform=axes.transAxes,
+        )
     figure.tight_layout()
     save(figure, out_png)
 
@@ -111,8 +128,11 @@ def mistakes(predictions_csv, data_dir, out_png, title: str, most: int = 16, sep
     if "true_labels" in table:
         shown = label_mistakes(table, classes, separator, most)
         cells = [
-            (row.file, f"{Path(row.file).name}\nmissed: {row.missed or '-'}\nextra: {row.extra or '-'} "
-                       f"({row.confidence:.3f})")  # fmt: skip
+            (
+                row.file,
+                f"{Path(row.file).name}\nmissed: {row.missed or '-'}\nextra: {row.extra or '-'} "
+                f"({row.confidence:.3f})",
+            )
             for row in shown.itertuples()
         ]
         image_grid(cells, data_dir, out_png, title, empty=f"no mistakes\n({len(table)} images)")
@@ -188,8 +208,10 @@ def comparison(comparison_csv, out_png, title: str) -> None:
     positions = np.arange(len(table))
     series = [("validation", "validation"), ("evaluation", "evaluation split")]
     if "fine_tuned_validation_accuracy" in table:  # fine-tuned models beside the frozen ones
-        series += [("fine_tuned_validation", "fine-tuned, validation"),
-                   ("fine_tuned_evaluation", "fine-tuned, evaluation split")]  # fmt: skip
+        series += [
+            ("fine_tuned_validation", "fine-tuned, validation"),
+            ("fine_tuned_evaluation", "fine-tuned, evaluation split"),
+        ]
     height = 0.8 / len(series)
     for axes, (column, label) in zip(grid[0], metrics):
         for i, (prefix, name) in enumerate(series):
@@ -221,9 +243,13 @@ def image_grid(cells, data_dir, out_png, title: str, columns: int = 4, empty: st
     columns = min(columns, max(1, len(cells)))
     rows = max(1, math.ceil(len(cells) / columns))
     figure, grid = plt.subplots(
-        rows, columns, figsize=(3 * columns, 3.6 * rows), dpi=100, squeeze=False,
+        rows,
+        columns,
+        figsize=(3 * columns, 3.6 * rows),
+        dpi=100,
+        squeeze=False,
         layout="constrained",  # room for multi-line titles, unlike tight_layout
-    )  # fmt: skip
+    )
     for axes in grid.flat:
         axes.axis("off")
     if not cells:

@@ -87,8 +87,7 @@ def distinct_poolings(rows, wanted, storage: str, block: int = 4096) -> list[str
     """
     if storage == "pooled":
         same = all(
-            np.array_equal(rows[i : i + block, 0], rows[i : i + block, 1])
-            for i in range(0, len(rows), block)
+            np.array_equal(rows[i : i + block, 0], rows[i : i + block, 1]) for i in range(0, len(rows), block)
         )
     else:
         same = int(np.prod(rows.shape[1:-1] or (1,))) == 1
@@ -131,8 +130,9 @@ def summary(feature_shape):
     import keras
 
     channels, rank = feature_shape[-1], len(feature_shape)
-    reducers = [(reducer(name=f"summary_{how}") if (reducer := _reducers(how, rank)) else None)
-                for how in POOLED_ROWS]  # fmt: skip
+    reducers = [
+        (reducer(name=f"summary_{how}") if (reducer := _reducers(how, rank)) else None) for how in POOLED_ROWS
+    ]
     rows = [keras.layers.Reshape((1, channels), name=f"summary_{how}_row") for how in POOLED_ROWS]
     stack = keras.layers.Concatenate(axis=1, name="summary")
 

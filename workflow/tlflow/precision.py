@@ -57,8 +57,11 @@ def machine() -> dict:
     try:
         gpus = subprocess.run(
             ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=20, check=True,
-        ).stdout.split("\n")  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout.split("\n")
     except (OSError, subprocess.SubprocessError):
         gpus = []
     return {"cpu": cpu, "gpus": [gpu.strip() for gpu in gpus if gpu.strip()]}
@@ -101,12 +104,17 @@ def timed(spec: dict, batch_size: int) -> dict[str, float]:
     Raises BackboneError when the backbone cannot be built (the child's message).
     """
     workflow = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [workflow, os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [workflow, os.environ.get("PYTHONPATH")])),
+    }
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     result = subprocess.run(
         [sys.executable, "-m", "tlflow.precision", json.dumps(spec), str(batch_size)],
-        capture_output=True, text=True, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     lines = result.stdout.strip().splitlines()
     answer = json.loads(lines[-1]) if result.returncode == 0 and lines else {}
     if "refused" in answer:
@@ -139,7 +147,10 @@ def decide(requested: str, spec: dict, batch_size: int, state_dir) -> tuple[str,
     cached = _read_cache(path).get(key)
     if cached:
         chosen, seconds = cached["precision"], cached["seconds"]
-        return chosen, f"the faster where timed on this machine: {_figures(seconds, batch_size)}; cached in {path}"
+        return (
+            chosen,
+            f"the faster where timed on this machine: {_figures(seconds, batch_size)}; cached in {path}",
+        )
     try:
         seconds = timed(spec, batch_size)
     except RuntimeError as error:

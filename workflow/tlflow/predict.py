@@ -54,9 +54,7 @@ def list_images(folder) -> tuple[list[str], list[tuple[str, str]]]:
     except ListingError as error:
         raise PredictError(str(error)) from None
     if not found:
-        raise PredictError(
-            f"no image files below '{folder}'. Add images there, or point to another folder."
-        )
+        raise PredictError(f"no image files below '{folder}'. Add images there, or point to another folder.")
     return found, ignored
 
 
@@ -86,9 +84,7 @@ def load(model_path, threads: int):
     return lambda images: np.asarray(model.predict_on_batch(images), np.float64)
 
 
-def predict_folder(
-    model_path, folder, out_csv, batch_size: int = 32, threads: int = 1, files=None
-) -> dict:
+def predict_folder(model_path, folder, out_csv, batch_size: int = 32, threads: int = 1, files=None) -> dict:
     """Write one row per image below ``folder``: file, predicted class, probabilities, error.
 
     ``files`` (relative to ``folder``) are the images to read, when already listed
@@ -106,8 +102,10 @@ def predict_folder(
     rows = []
     with ThreadPoolExecutor(max_workers=1) as pool:
         # Decoding runs ahead of the model, from before TensorFlow starts (seconds).
-        ahead = deque(pool.submit(decode_all, [Path(folder, n) for n in chunk], size)
-                      for chunk in chunks[: max(2, DECODE_AHEAD // batch_size)])  # fmt: skip
+        ahead = deque(
+            pool.submit(decode_all, [Path(folder, n) for n in chunk], size)
+            for chunk in chunks[: max(2, DECODE_AHEAD // batch_size)]
+        )
         model = load(model_path, threads)
         for number, chunk in enumerate(chunks):
             array, good, failed = ahead.popleft().result()
@@ -142,13 +140,16 @@ def _decision(meta: Meta):
     if not meta.multi_label:
         return lambda p: classes[int(np.argmax(p))]
     thresholds, separator = meta.head["thresholds"], meta.multi_label["separator"]
-    return lambda p: multilabel.join(multilabel.names_of(multilabel.decide(p, thresholds), classes), separator)
+    return lambda p: multilabel.join(
+        multilabel.names_of(multilabel.decide(p, thresholds), classes), separator
+    )
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "model", help="model.keras or export/model.onnx written by the workflow (model.json beside it)",
+        "model",
+        help="model.keras or export/model.onnx written by the workflow (model.json beside it)",
     )
     parser.add_argument("folder", help="folder of images; sub-folders are included")
     parser.add_argument("out_csv", help="predictions table to write")

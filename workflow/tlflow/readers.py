@@ -19,11 +19,29 @@ import numpy as np
 # views, backbones), never numbers.
 TEXT_COLUMNS = frozenset(
     {
-        "file", "class", "sha256", "blake2b", "view", "error", "split", "true_class",
-        "predicted_class", "given_class", "likely_class", "file_a", "file_b", "true_labels", "predicted_labels",
-        "split_a", "split_b", "kind", "backbone", "probabilities", "true \\ predicted",
+        "file",
+        "class",
+        "sha256",
+        "blake2b",
+        "view",
+        "error",
+        "split",
+        "true_class",
+        "predicted_class",
+        "given_class",
+        "likely_class",
+        "file_a",
+        "file_b",
+        "true_labels",
+        "predicted_labels",
+        "split_a",
+        "split_b",
+        "kind",
+        "backbone",
+        "probabilities",
+        "true \\ predicted",
     }
-)  # fmt: skip
+)
 # What reading a damaged file raises: h5py and numpy raise OSError or ValueError,
 # numpy EOFError on an empty .npy, zipfile BadZipFile on a damaged .keras, Keras
 # KeyError or TypeError on a file of the wrong kind.
@@ -49,9 +67,12 @@ def read_table(path, **options):
 
     try:
         return pd.read_csv(
-            path, keep_default_na=False, na_values=[""],
-            dtype=dict.fromkeys(TEXT_COLUMNS, str), **options,
-        )  # fmt: skip
+            path,
+            keep_default_na=False,
+            na_values=[""],
+            dtype=dict.fromkeys(TEXT_COLUMNS, str),
+            **options,
+        )
     except READ_ERRORS as error:
         raise damaged(path, error) from None
 

@@ -46,8 +46,17 @@ def _script_json(value) -> str:
     return json.dumps(value, ensure_ascii=False).replace("<", "\\u003c")
 
 
-def review_page(suspects_csv, duplicates_csv, embedding_csv, data_dir, classes, out_html,
-                title: str, corrections_csv=None, most: int = MOST) -> dict:  # fmt: skip
+def review_page(
+    suspects_csv,
+    duplicates_csv,
+    embedding_csv,
+    data_dir,
+    classes,
+    out_html,
+    title: str,
+    corrections_csv=None,
+    most: int = MOST,
+) -> dict:
     """Write the page; returns how many suspects and pairs it shows, of how many."""
     import jinja2
 
@@ -73,5 +82,10 @@ def review_page(suspects_csv, duplicates_csv, embedding_csv, data_dir, classes, 
     )
     with atomic_path(out_html) as tmp:
         tmp.write_text(page, encoding="utf-8")
-    return {"suspects": len(shown_suspects), "of_suspects": len(suspects),
-            "pairs": len(shown_pairs), "of_pairs": len(pairs), "earlier": len(earlier)}  # fmt: skip
+    return {
+        "suspects": len(shown_suspects),
+        "of_suspects": len(suspects),
+        "pairs": len(shown_pairs),
+        "of_pairs": len(pairs),
+        "earlier": len(earlier),
+    }

@@ -67,12 +67,16 @@ def best(scores: list[dict], criterion: str) -> int:
     elif criterion in HIGHER_WINS or criterion in MULTI_LABEL_HIGHER_WINS:
         column = {**HIGHER_WINS, **MULTI_LABEL_HIGHER_WINS}[criterion]
         if column not in scores[0]:
-            raise ValueError(f"selection criterion '{criterion}' applies to multi-label data only; "
-                             "set 'head: criterion:' to accuracy, balanced_accuracy, macro_f1 or log_loss")
+            raise ValueError(
+                f"selection criterion '{criterion}' applies to multi-label data only; "
+                "set 'head: criterion:' to accuracy, balanced_accuracy, macro_f1 or log_loss"
+            )
         key = lambda i: (-scores[i][column], scores[i]["val_log_loss"], i)  # noqa: E731
     else:
-        raise ValueError(f"unknown selection criterion '{criterion}'; use one of "
-                         f"{', '.join([*CRITERIA, *MULTI_LABEL_HIGHER_WINS])}")
+        raise ValueError(
+            f"unknown selection criterion '{criterion}'; use one of "
+            f"{', '.join([*CRITERIA, *MULTI_LABEL_HIGHER_WINS])}"
+        )
     return min(range(len(scores)), key=key)
 
 

@@ -61,8 +61,9 @@ def create_app(model_path, max_bytes: int = 10 * 2**20, max_files: int = 32, thr
         yield body
 
     async def parse(request, body: bytes):
-        parser = MultiPartParser(request.headers, body_stream(body), max_files=max_files,
-                                 max_fields=max_files)  # fmt: skip
+        parser = MultiPartParser(
+            request.headers, body_stream(body), max_files=max_files, max_fields=max_files
+        )
         parser.spool_max_size = len(body) + 1  # uploads stay in memory, never on disk
         return await parser.parse()
 
@@ -79,7 +80,9 @@ def create_app(model_path, max_bytes: int = 10 * 2**20, max_files: int = 32, thr
                     arrays.append(decode(data, size))
                     good.append(result)
                 except Exception as failure:  # Pillow raises many types for broken files
-                    result["error"] = f"not an image that can be decoded ({type(failure).__name__}: {failure})"
+                    result["error"] = (
+                        f"not an image that can be decoded ({type(failure).__name__}: {failure})"
+                    )
             results.append(result)
         if arrays:
             for result, p in zip(good, model(np.stack(arrays))):
@@ -92,15 +95,21 @@ def create_app(model_path, max_bytes: int = 10 * 2**20, max_files: int = 32, thr
             return error(415, f"send the images as multipart/form-data, field '{FIELD}'")
         body = await read_body(request)
         if body is None:
-            return error(413, f"the upload is over {max_body} bytes: send at most {max_files} "
-                              f"images of at most {max_bytes} bytes each")  # fmt: skip
+            return error(
+                413,
+                f"the upload is over {max_body} bytes: send at most {max_files} "
+                f"images of at most {max_bytes} bytes each",
+            )
         try:
             form = await parse(request, body)
         except MultiPartException as failure:
             status = 413 if "Too many files" in failure.message else 400
             return error(status, f"{failure.message} (at most {max_files} images at once)")
-        uploads = [(item.filename or "", await item.read()) for item in form.getlist(FIELD)
-                   if hasattr(item, "filename")]  # fmt: skip
+        uploads = [
+            (item.filename or "", await item.read())
+            for item in form.getlist(FIELD)
+            if hasattr(item, "filename")
+        ]
         await form.close()
         if not uploads:
             return error(400, f"no images in the upload: send them in the field '{FIELD}'")
@@ -118,7 +127,9 @@ def create_app(model_path, max_bytes: int = 10 * 2**20, max_files: int = 32, thr
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="export/model.onnx written by the workflow (model.json beside it)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: this machine only)"
+    )
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max-bytes", type=int, default=10 * 2**20, help="largest image accepted")
     parser.add_argument("--max-files", type=int, default=32, help="most images in one request")

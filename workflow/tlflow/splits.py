@@ -23,8 +23,7 @@ def evaluation_split(splits: list[str], chosen: str | None = None) -> str:
     for required in (TRAIN, SELECTION):
         if required not in splits:
             raise SplitError(
-                f"config 'splits' is {splits} but must include '{required}'; "
-                "'test' is optional."
+                f"config 'splits' is {splits} but must include '{required}'; 'test' is optional."
             )
     if chosen is None:
         chosen = "test" if "test" in splits else SELECTION
@@ -69,7 +68,9 @@ def check_classes(split: str, listed, extracted, skipped, separator: str | None 
     missing = sorted(_names(listed["class"], separator) - _names(listed.loc[kept, "class"], separator))
     if not missing:
         return
-    lost = set(listed.loc[[bool(_names([cell], separator) & set(missing)) for cell in listed["class"]], "file"])
+    lost = set(
+        listed.loc[[bool(_names([cell], separator) & set(missing)) for cell in listed["class"]], "file"]
+    )
     left_out = skipped[skipped["file"].isin(lost)]
     files = sorted(left_out["file"])
     listing = "".join(f"\n  {file}" for file in files[:10])

@@ -43,7 +43,9 @@ def split_sizes(manifests: dict, skipped: dict, classes, separator: str | None =
     if separator is None:
         sizes.insert(len(classes), "images used", sizes[list(classes)].sum(axis=1))
     else:  # labels overlap: the images are counted from the manifest
-        sizes.insert(len(classes), "images used", [len(read_table(manifests[split])) for split in sizes.index])
+        sizes.insert(
+            len(classes), "images used", [len(read_table(manifests[split])) for split in sizes.index]
+        )
     return sizes
 
 
@@ -55,10 +57,17 @@ def _head_words(head: dict) -> str:
     return (
         f"{selected['kind']}, {selected['pooling']} pooling, {extra}; best of "
         f"{head['candidates']} on {SELECTION} ({head.get('criterion', head['settings']['criterion'])})"
-        + (f", fitted on {head['search_rows']:,} of the {head['train_rows']:,} training rows, "
-           "the winner again on all" if searched else "")  # fmt: skip
-        + (f"; temperature {head['temperature']:.3f}" if "thresholds" not in head else
-           "; a temperature and a threshold per label")  # fmt: skip
+        + (
+            f", fitted on {head['search_rows']:,} of the {head['train_rows']:,} training rows, "
+            "the winner again on all"
+            if searched
+            else ""
+        )
+        + (
+            f"; temperature {head['temperature']:.3f}"
+            if "thresholds" not in head
+            else "; a temperature and a threshold per label"
+        )
         + _weights_words(head.get("class_weight"))
     )
 
@@ -103,10 +112,15 @@ def _overall(result: dict) -> dict:
     return {
         "accuracy": result["accuracy"],
         # Absent from metrics of models evaluated before these scores existed.
-        **{name: result[key] for name, key in (
-            ("balanced accuracy (mean recall)", "balanced_accuracy"), ("macro F1", "macro_f1"),
-            ("top-5 accuracy", "top_5_accuracy"),
-        ) if key in result},
+        **{
+            name: result[key]
+            for name, key in (
+                ("balanced accuracy (mean recall)", "balanced_accuracy"),
+                ("macro F1", "macro_f1"),
+                ("top-5 accuracy", "top_5_accuracy"),
+            )
+            if key in result
+        },
         "log loss": result["log_loss"],
         "log loss before calibration": result["calibration"]["log_loss_before"],
         "expected calibration error (ECE)": result["ece"],
@@ -143,9 +157,18 @@ def _fine_tuned(model_meta, metrics_json):
     return words, _overall(read_json(metrics_json))
 
 
-def summary_html(head_meta, manifests: dict, skipped: dict, metrics_json, out_html,
-                 audit_json=None, fine_tuned_meta=None, fine_tuned_metrics=None,
-                 corrections=None, corrections_csv=None) -> None:  # fmt: skip
+def summary_html(
+    head_meta,
+    manifests: dict,
+    skipped: dict,
+    metrics_json,
+    out_html,
+    audit_json=None,
+    fine_tuned_meta=None,
+    fine_tuned_metrics=None,
+    corrections=None,
+    corrections_csv=None,
+) -> None:
     """Write the page; ``manifests`` and ``skipped`` map each split to its joined files.
     ``corrections`` counts what the table ``corrections_csv`` changed (tlflow.corrections).
 
@@ -172,15 +195,23 @@ def summary_html(head_meta, manifests: dict, skipped: dict, metrics_json, out_ht
         "split scored": result["split"],
         "split that chose and calibrated the head": SELECTION,
         # With augmentation only, so a run without it shows the page it showed before.
-        **({"augmented views": f"{meta.augmentation['views']} per training image, seed "
-            f"{meta.augmentation['seed']}"} if "views" in meta.augmentation else {}),
-        **({"test-time views": ", ".join(result["test_time_views"]) + ", averaged with the original"}
-           if "test_time_views" in result else {}),
-    }  # fmt: skip
+        **(
+            {
+                "augmented views": f"{meta.augmentation['views']} per training image, seed "
+                f"{meta.augmentation['seed']}"
+            }
+            if "views" in meta.augmentation
+            else {}
+        ),
+        **(
+            {"test-time views": ", ".join(result["test_time_views"]) + ", averaged with the original"}
+            if "test_time_views" in result
+            else {}
+        ),
+    }
     if corrections_csv:
         setup["label corrections"] = (
-            f"{corrections['relabelled']} relabelled, {corrections['excluded']} excluded "
-            f"by {corrections_csv}"
+            f"{corrections['relabelled']} relabelled, {corrections['excluded']} excluded by {corrections_csv}"
         )
     tuning, tuned_scores = _fine_tuned(fine_tuned_meta, fine_tuned_metrics)
     if tuning:
@@ -189,15 +220,24 @@ def summary_html(head_meta, manifests: dict, skipped: dict, metrics_json, out_ht
     sizes = split_sizes(manifests, skipped, meta.classes, meta.multi_label.get("separator"))
     per_class = pd.DataFrame(result["per_label" if multi_label else "per_class"]).T
     per_class.loc["macro average"] = {
-        **result["macro"], "support": result["images"],
+        **result["macro"],
+        "support": result["images"],
         # Of multi-label data: mean average precision and the labels' mean ECE.
-        **({"average_precision": result["mean_average_precision"], "ece": result["ece"]} if multi_label else {}),
-    }  # fmt: skip
+        **(
+            {"average_precision": result["mean_average_precision"], "ece": result["ece"]}
+            if multi_label
+            else {}
+        ),
+    }
     per_class["support"] = per_class["support"].astype(int)
     overall = _overall_multi_label(result) if multi_label else _overall(result)
-    rare = [] if multi_label else imbalance.rare_warnings(
-        sizes.loc["train", list(meta.classes)].to_dict(), meta.head.get("class_weight")
-    )  # fmt: skip
+    rare = (
+        []
+        if multi_label
+        else imbalance.rare_warnings(
+            sizes.loc["train", list(meta.classes)].to_dict(), meta.head.get("class_weight")
+        )
+    )
     side_by_side = (
         pd.DataFrame({"frozen": overall, "fine-tuned": tuned_scores}).to_html(
             float_format="{:.4f}".format, na_rep="n/a"

@@ -70,15 +70,23 @@ def multi_label(root, counts: dict[str, int], labels: int = 3, size: int = 32, s
     rows = ["file,label,split"]
     for split, count in counts.items():
         for n in range(count):
-            shapes = sorted(rng.choice(SHAPES[:labels], size=rng.integers(1, min(3, labels) + 1), replace=False))
+            shapes = sorted(
+                rng.choice(SHAPES[:labels], size=rng.integers(1, min(3, labels) + 1), replace=False)
+            )
             pixels = np.clip(rng.integers(60, 200) + rng.normal(0, 20, (size, size, 3)), 0, 255)
             image = Image.fromarray(pixels.astype(np.uint8))
             pen = ImageDraw.Draw(image)
             for quarter, shape in zip(rng.permutation(4), shapes):
                 base = np.array(COLOURS[SHAPES.index(shape)]) + rng.integers(-40, 40, 3)
                 row, col = divmod(int(quarter), 2)
-                _paint(pen, shape, (col + 0.5) * size / 2, (row + 0.5) * size / 2, size * rng.uniform(0.12, 0.2),
-                       tuple(int(c) for c in np.clip(base, 0, 255)))  # fmt: skip
+                _paint(
+                    pen,
+                    shape,
+                    (col + 0.5) * size / 2,
+                    (row + 0.5) * size / 2,
+                    size * rng.uniform(0.12, 0.2),
+                    tuple(int(c) for c in np.clip(base, 0, 255)),
+                )
             name = f"images/{split}-{n:05d}.jpg"
             image.save(Path(root, name), quality=90)
             rows.append(f"{name},{'|'.join(shapes)},{split}")
@@ -140,8 +148,11 @@ def main(argv=None) -> None:
     parser.add_argument("--train", type=int, default=40, help="training images per class")
     parser.add_argument("--classes", type=int, default=3, choices=range(2, len(SHAPES) + 1))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--multi-label", action="store_true",
-                        help="one to three shapes per image, labels in OUT_DIR/labels.csv")  # fmt: skip
+    parser.add_argument(
+        "--multi-label",
+        action="store_true",
+        help="one to three shapes per image, labels in OUT_DIR/labels.csv",
+    )
     args = parser.parse_args(argv)
     counts = {"train": args.train, "validation": max(2, args.train // 4), "test": max(2, args.train // 4)}
     if args.multi_label:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 CURVES = ["plots/loss.png", "plots/accuracy.png"]
 FIGURES = [f"evaluation/{n}.png" for n in ("confusion_matrix", "mistakes", "reliability")]
-AUDIT = ["audit/audit.json", *(f"audit/{n}.png" for n in ("label_suspects", "cross_split_pairs", "embedding"))]
+AUDIT = [
+    "audit/audit.json",
+    *(f"audit/{n}.png" for n in ("label_suspects", "cross_split_pairs", "embedding")),
+]
 
 
 def exports(config: dict) -> bool:

@@ -25,8 +25,7 @@ def view_rows(manifest_csv, views_manifest_csv) -> dict[str, np.ndarray]:
     where = {key: i for i, key in enumerate(zip(views["file"], views["view"]))}
     try:
         return {
-            name: np.array([where[(file, name)] for file in files])
-            for name in dict.fromkeys(views["view"])
+            name: np.array([where[(file, name)] for file in files]) for name in dict.fromkeys(views["view"])
         }
     except KeyError as missing:
         raise ValueError(

@@ -18,6 +18,12 @@ from .model import Listing, Plan, PlanError, config_digest
 from .store import load, save
 
 __all__ = [
-    "Listing", "Plan", "PlanError", "config_digest", "load", "make_plan", "prepare_run",
+    "Listing",
+    "Plan",
+    "PlanError",
+    "config_digest",
+    "load",
+    "make_plan",
+    "prepare_run",
     "save",
-]  # fmt: skip
+]

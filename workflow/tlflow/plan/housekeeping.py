@@ -21,10 +21,11 @@ def prepare_run(plan: Plan, state_dir, ignored_list, argv: list[str], dry_run: b
     found = intermediates.set_aside("results", Path(state_dir, "damaged"), move=not dry_run)
     warnings = [
         f"{path} is damaged ({why}): a run moves it to {moved} and rebuilds it; this "
-        "dry run lists what is to do as if it were whole." if dry_run else
-        f"{path} is damaged ({why}): moved to {moved}; this run rebuilds it."
+        "dry run lists what is to do as if it were whole."
+        if dry_run
+        else f"{path} is damaged ({why}): moved to {moved}; this run rebuilds it."
         for path, why, moved in found
-    ]  # fmt: skip
+    ]
     warnings += filter(None, [write_ignored(plan, ignored_list), lock_warning(argv)])
     return warnings
 

@@ -10,9 +10,12 @@ from .model import Listing, Plan, PlanError, config_digest
 
 # What make_plan turns into a PlanError: a bad config, a bad folder, an unreadable image.
 _REFUSED = (
-    backbones.BackboneError, images.DatasetError, manifest.UnreadableError,
-    predict.PredictError, splits.SplitError,
-)  # fmt: skip
+    backbones.BackboneError,
+    images.DatasetError,
+    manifest.UnreadableError,
+    predict.PredictError,
+    splits.SplitError,
+)
 
 
 def make_plan(config: dict, state_dir: str | os.PathLike = ".snakemake/tlflow") -> Plan:
@@ -45,15 +48,16 @@ def _specs(config: dict, sha256, state: Path) -> tuple[dict[str, dict], dict[str
     """Backbone specs by id, and why each has its precision; weights files and saved
     models hashed with ``sha256``."""
     # What is stored per image: pooled rows, or the whole map when a head needs it.
-    features = pooling.storage(
-        selection.values(config["head"], "pooling"), config["extraction"]["features"]
-    )
+    features = pooling.storage(selection.values(config["head"], "pooling"), config["extraction"]["features"])
     specs, reasons = {}, {}
     for entry in config["backbones"]:
         spec = backbones.resolve(
-            entry, config["image_size"], config["extraction"]["precision"], sha256=sha256,
+            entry,
+            config["image_size"],
+            config["extraction"]["precision"],
+            sha256=sha256,
             features=features,
-        )  # fmt: skip
+        )
         if spec["id"] in specs:
             raise backbones.BackboneError(
                 f"two backbones have the id '{spec['id']}'; give one an 'id:' of its own."
@@ -74,9 +78,15 @@ def _make(config: dict, state: Path) -> Plan:
     # (tlflow.layouts), and name each listing's staged file.
     image_hashes = manifest.HashCache(state / "image-hashes.json", verify=verify)
     dataset = layouts.scan(
-        config["data_dir"], config["splits"], image_hashes, config.get("split"),
-        config["labels"], config["label_columns"], config["corrections"], config["label_separator"],
-    )  # fmt: skip
+        config["data_dir"],
+        config["splits"],
+        image_hashes,
+        config.get("split"),
+        config["labels"],
+        config["label_columns"],
+        config["corrections"],
+        config["label_separator"],
+    )
     if dataset.separator:
         _multi_label_supported(config)
     folder = config["predict"]["images"]
@@ -111,10 +121,12 @@ def _make(config: dict, state: Path) -> Plan:
         ],
         counts=layouts.counts(dataset),
         corrected=dict(dataset.corrected),
-        warnings=layouts.warnings(dataset) + (
+        warnings=layouts.warnings(dataset)
+        + (
             ["several labels per image: the audit covers single-label data only, skipped."]
-            if dataset.separator and config["audit"]["enabled"] else []
-        ),  # fmt: skip
+            if dataset.separator and config["audit"]["enabled"]
+            else []
+        ),
         multi_label=bool(dataset.separator),
         separator=config["label_separator"],
     )
@@ -123,16 +135,17 @@ def _make(config: dict, state: Path) -> Plan:
 def _multi_label_supported(config: dict) -> None:
     """PlanError naming the settings multi-label data cannot have yet (docs/multilabel.md)."""
     unsupported = [
-        name for name, on in (
+        name
+        for name, on in (
             ("fine_tune: enabled: true", config["fine_tune"]["enabled"]),
             ("augmentation: test_time:", views.test_time_views(config["augmentation"])),
             ("several backbones (their comparison)", len(config["backbones"]) > 1),
-        ) if on
-    ]  # fmt: skip
+        )
+        if on
+    ]
     if unsupported:
         raise PlanError(
             f"the label table {config['labels']} gives several labels per image, which "
             f"{' and '.join(unsupported)} do not support yet: remove them from the config (one "
             "backbone per run: run the others with their own config)."
         )
-
