@@ -70,6 +70,53 @@ def test_planted_label_errors_are_ranked_first():
     assert {"train", "validation", "test"} == set(suspects.split)
 
 
+def test_probes_fitted_on_a_subsample_score_every_image_out_of_fold(monkeypatch):
+    table, features = clustered({"train": 60, "validation": 20, "test": 10})
+    planted = {3: 1, 70: 2, 200: 0, 250: 0}  # train, train, validation, test
+    for index, label in planted.items():
+        relabel(table, index, label)
+    fits = []
+    fit_predict = audit._fit_predict
+
+    def recorded(features, fit_rows, y_fit, score_rows, *args):
+        fits.append((set(fit_rows.tolist()), set(score_rows.tolist()), np.bincount(y_fit, minlength=3)))
+        return fit_predict(features, fit_rows, y_fit, score_rows, *args)
+
+    monkeypatch.setattr(audit, "_fit_predict", recorded)
+    proba, folds, _ = audit.score_labels(table, features, len(CLASSES), folds=5, fit_rows=50)
+    assert folds == 5 and len(fits) == 6  # five folds, then the probe of the test split
+    for fitted, scored, counts in fits:
+        assert 45 <= len(fitted) <= 55 and (counts > 0).all()  # about 50, every class kept
+        assert not fitted & scored  # never scored by a probe that saw it
+    test = set(np.flatnonzero((table.split == "test").to_numpy()).tolist())
+    assert not set().union(*(fitted for fitted, _, _ in fits)) & test
+    assert set().union(*(scored for _, scored, _ in fits)) == set(range(len(table)))
+    suspects = audit.suspects_table(table, proba, CLASSES)
+    assert set(suspects.file[: len(planted)]) == set(table.file[list(planted)])
+
+
+def test_the_map_of_many_images_follows_its_sample(monkeypatch):
+    _, features = clustered({"train": 200}, dims=32)
+    whole = audit.project(features, "pca")
+    monkeypatch.setattr(audit, "PROJECTION_SAMPLE", 150)
+    sampled = audit.project(features, "pca")
+    assert sampled.shape == whole.shape
+    for axis in range(2):  # the same axes, up to their sign
+        assert abs(np.corrcoef(whole[:, axis], sampled[:, axis])[0, 1]) > 0.99
+
+
+def test_the_duplicates_of_vectors_scaled_in_place_are_the_same():
+    vectors, planted = planted_copies(1000)
+    table = pd.DataFrame({"file": [f"{n}.jpg" for n in range(1000)], "split": "train"})
+    table["sha256"] = table.file
+    copied = audit.duplicates_table(table, vectors.copy(), 0.9, ["train"], 5)
+    scaled = vectors.copy()
+    in_place = audit.duplicates_table(table, scaled, 0.9, ["train"], 5, in_place=True)
+    pd.testing.assert_frame_equal(copied, in_place)
+    assert len(copied) == len(planted)
+    np.testing.assert_allclose(np.linalg.norm(scaled, axis=1), 1, rtol=1e-5)
+
+
 def test_test_labels_and_features_never_shape_the_probe():
     table, features = clustered({"train": 20, "validation": 10, "test": 10})
     proba, _, fitted = audit.score_labels(table, features, len(CLASSES), folds=5)

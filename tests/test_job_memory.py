@@ -46,7 +46,7 @@ else:
     from tlflow import audit
     audit.audit({s: (f[1], f[2], f[0]) for s, f in files.items()}, ["a", "b"],
                 *(f"{folder}/out.{k}" for k in ("suspects", "duplicates", "embedding", "summary")),
-                storage="pooled", threads=2)
+                storage="pooled", threads=2, probe_rows=int(sys.argv[4]))
 print(peak_mb())
 """
 
@@ -73,6 +73,10 @@ def _write_splits(folder: Path, images: int, seed: int = 0) -> None:
         ).to_csv(folder / f"{split}_manifest.csv", index=False)
 
 
+# Below the larger size's training and validation images: its probes fit a subsample.
+AUDIT_PROBE_ROWS = 10_000
+
+
 def _peak(job: str, folder: Path, *extra: str) -> float:
     result = subprocess.run(
         [sys.executable, "-c", JOB, job, str(folder), json.dumps(list(SPLITS)), *extra],
@@ -95,12 +99,12 @@ def test_each_job_peaks_under_its_request(tmp_path, images):
         "train_head": job_memory.train_head(
             npy["train"], npy["validation"], settings["pooling"], "pooled", 2
         ),
-        "audit": job_memory.audit([path for files in npy.values() for path in files]),
+        "audit": job_memory.audit([path for files in npy.values() for path in files], AUDIT_PROBE_ROWS),
     }
     peaks = {"train_head": _peak("train_head", tmp_path, json.dumps(settings))}
     asked["evaluate"] = job_memory.evaluate(npy["test"], tmp_path / "out.model.h5")  # the head just trained
     peaks["evaluate"] = _peak("evaluate", tmp_path)
-    peaks["audit"] = _peak("audit", tmp_path)
+    peaks["audit"] = _peak("audit", tmp_path, str(AUDIT_PROBE_ROWS))
     print({job: (round(peak), asked[job]) for job, peak in peaks.items()})
     for job, peak in peaks.items():
         assert peak < asked[job], (job, images, peak, asked[job])

@@ -45,13 +45,15 @@ rule audit:
     threads: 2
     resources:
         mem_mb=lambda wildcards, input: job_memory.audit(
-            [path for split in SPLITS for path in input[f"{split}_rows"]]
+            [path for split in SPLITS for path in input[f"{split}_rows"]],
+            config["audit"]["probe_rows"],
         ),
         runtime=lambda wildcards, input: 10 + input.size_mb // 500,
     params:
         splits=SPLITS,
         classes=CLASSES,
         folds=config["audit"]["folds"],
+        probe_rows=config["audit"]["probe_rows"],
         similarity=config["audit"]["near_duplicate_similarity"],
         neighbours=config["audit"]["near_duplicates_per_image"],
         search=config["audit"]["near_duplicate_search"],

@@ -21,4 +21,5 @@ audit.audit(
     projection=snakemake.params.projection,
     threads=snakemake.threads,
     storage=snakemake.params.spec["features"],
+    probe_rows=snakemake.params.probe_rows,
 )

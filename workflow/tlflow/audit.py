@@ -22,6 +22,7 @@ from . import split_rows
 from .atomic import atomic_path
 from .calibration import expected_calibration_error, fit_temperature_under_noise, probabilities
 from .neighbours import resolve, similar_pairs, unit_rows
+from .selection import search_subsample
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +41,18 @@ def load_splits(splits: dict, storage: str) -> tuple[pd.DataFrame, np.ndarray]:
     """Manifest rows of every split (with a ``split`` column) and their pooled features.
 
     ``splits`` maps each split to its (shard files, labels.npy, manifest.csv), whose
-    rows are of ``storage`` (tlflow.pooling.STORAGES).
+    rows are of ``storage`` (tlflow.pooling.STORAGES). The vectors are pooled block by
+    block into one float32 matrix: the job holds no other copy of them.
     """
-    tables, vectors = [], []
-    for split, (shards, labels_npy, manifest_csv) in splits.items():
-        features, _, table = split_rows.joined_split(shards, labels_npy, manifest_csv)
-        tables.append(table.assign(split=split))
-        vectors.append(features.pooled("avg", storage))  # block by block: no copy of the rows
-    return pd.concat(tables, ignore_index=True), np.concatenate(vectors)
+    joined = {split: split_rows.joined_split(*files) for split, files in splits.items()}
+    rows = [features for features, _, _ in joined.values()]
+    vectors = np.empty((sum(map(len, rows)), rows[0].pooled_width("avg", storage)), np.float32)
+    start = 0
+    for features in rows:
+        features.pooled("avg", storage, out=vectors[start : start + len(features)])
+        start += len(features)
+    tables = [table.assign(split=split) for split, (_, _, table) in joined.items()]
+    return pd.concat(tables, ignore_index=True), vectors
 
 
 # --- suspected label errors
@@ -104,15 +109,24 @@ def probe_folds(labels, folds: int) -> int:
     return int(min(folds, counts.min()))
 
 
-def out_of_fold(features, rows, labels, n_classes: int, folds: int, seed: int) -> np.ndarray:
+def fitted_on(positions, labels, limit: int | None, seed: int):
+    """``positions`` (into ``labels``), or a stratified subsample of about ``limit``
+    of them where there are more (tlflow.selection.search_subsample)."""
+    chosen = None if limit is None else search_subsample(labels[positions], limit, seed)
+    return positions if chosen is None else positions[chosen]
+
+
+def out_of_fold(features, rows, labels, n_classes: int, folds: int, seed: int, fit_rows=None) -> np.ndarray:
     """Probabilities of ``features[rows]`` (labelled ``labels``), each from a probe fit
-    on the other folds, never on itself."""
+    on the other folds (on about ``fit_rows`` of them, stratified, where they hold
+    more), never on itself."""
     from sklearn.metrics import log_loss
     from sklearn.model_selection import StratifiedKFold
 
     proba = np.zeros((len(labels), n_classes))
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
     for fit, held in splitter.split(rows, labels):
+        fit = fitted_on(fit, labels, fit_rows, seed)
         proba[held] = _fit_predict(features, rows[fit], labels[fit], rows[held], n_classes, seed)
     log.info("probe: out-of-fold log loss %.4f", log_loss(labels, proba, labels=range(n_classes)))
     return proba
@@ -150,15 +164,17 @@ def calibrate(proba, labels, known) -> tuple[np.ndarray, float, float]:
     return probabilities(logits, temperature), temperature, noise
 
 
-def score_labels(table: pd.DataFrame, features, n_classes: int, folds: int, seed: int = 0):
+def score_labels(table: pd.DataFrame, features, n_classes: int, folds: int, seed: int = 0, fit_rows=None):
     """Calibrated probabilities of every image's classes, the folds used and the
     calibration ({"temperature": T, "label_noise": rate}, see calibrate).
 
     Training and validation images get out-of-fold probabilities (probe on train and
     validation pooled); other splits (test) get those of a probe fit on train and
     validation only, so their labels never shape what scores them, nor the
-    temperature. Returns (proba, folds, calibration): proba and calibration are
-    None and folds 0 when a class is too small to cross-validate.
+    temperature. Each probe is fitted on about ``fit_rows`` of its rows where it has
+    more (stratified; every image is still scored). Returns (proba, folds,
+    calibration): proba and calibration are None and folds 0 when a class is too
+    small to cross-validate.
     """
     labels = table["label"].to_numpy()
     known = table["split"].isin(TRAINING_SPLITS).to_numpy()
@@ -167,9 +183,12 @@ def score_labels(table: pd.DataFrame, features, n_classes: int, folds: int, seed
         return None, 0, None
     proba = np.zeros((len(table), n_classes))
     rows = np.flatnonzero(known)
-    proba[known] = out_of_fold(features, rows, labels[known], n_classes, used, seed)
+    proba[known] = out_of_fold(features, rows, labels[known], n_classes, used, seed, fit_rows)
     if not known.all():
-        proba[~known] = _fit_predict(features, rows, labels[known], np.flatnonzero(~known), n_classes, seed)
+        fit = fitted_on(np.arange(len(rows)), labels[known], fit_rows, seed)
+        proba[~known] = _fit_predict(
+            features, rows[fit], labels[known][fit], np.flatnonzero(~known), n_classes, seed
+        )
     calibrated, temperature, noise = calibrate(proba, labels, known)
     log.info(
         "probe: temperature %.3f, labels wrong at random %.2f%%; out-of-fold ECE "
@@ -223,6 +242,8 @@ def duplicates_table(
     search: str = "auto",
     seed: int = 0,
     threads: int = 1,
+    *,
+    in_place: bool = False,
 ) -> pd.DataFrame:
     """Pairs of images that are the same file content (exact: all of them) or whose
     features are at least ``cutoff`` alike (near: each image's ``neighbours`` most
@@ -230,22 +251,30 @@ def duplicates_table(
     splits; most alike first.
 
     Each pair names the earlier split of ``split_order`` first (train before test).
+    ``in_place`` scales a float32 ``features`` to unit rows itself, for a caller that
+    needs them no more: no second copy of every vector.
     """
-    i, j, similarity = similar_pairs(features, cutoff, neighbours, search, seed, threads)
+    unit = unit_rows(np.asarray(features, dtype=np.float32), in_place=in_place)
+    i, j, similarity = similar_pairs(unit, cutoff, neighbours, search, seed, threads, normalised=True)
     pairs = dict(zip(zip(i.tolist(), j.tolist()), similarity.tolist()))
-    unit = unit_rows(np.asarray(features, dtype=np.float32))
     for pair in exact_pairs(table["sha256"]) - pairs.keys():  # e.g. all-zero features
         pairs[pair] = float(unit[pair[0]] @ unit[pair[1]])
-    rank = {split: n for n, split in enumerate(split_order)}
-    rows = []
-    for (a, b), value in pairs.items():
-        first, second = table.iloc[a], table.iloc[b]
-        if (rank[first.split], first.file) > (rank[second.split], second.file):
-            first, second = second, first
-        kind = "exact" if first.sha256 == second.sha256 else "near"
-        rows.append((first.file, first.split, second.file, second.split, value, kind))
-    columns = ["file_a", "split_a", "file_b", "split_b", "similarity", "kind"]
-    return pd.DataFrame(rows, columns=columns).sort_values(
+    a, b = (np.array([pair[n] for pair in pairs], dtype=np.int64) for n in (0, 1))
+    files, splits, hashes = (table[c].to_numpy(dtype=object) for c in ("file", "split", "sha256"))
+    rank = pd.Series(range(len(split_order)), index=list(split_order))[splits].to_numpy()
+    swap = (rank[a] > rank[b]) | ((rank[a] == rank[b]) & (files[a] > files[b]))
+    a, b = np.where(swap, b, a), np.where(swap, a, b)
+    frame = pd.DataFrame(
+        {
+            "file_a": files[a],
+            "split_a": splits[a],
+            "file_b": files[b],
+            "split_b": splits[b],
+            "similarity": np.fromiter(pairs.values(), dtype=np.float64, count=len(pairs)),
+            "kind": np.where(hashes[a] == hashes[b], "exact", "near"),
+        }
+    )
+    return frame.sort_values(
         ["similarity", "file_a", "file_b"], ascending=[False, True, True], ignore_index=True
     )
 
@@ -259,19 +288,37 @@ def copies_in_train(duplicates: pd.DataFrame, split: str) -> int:
 # --- embedding map
 
 
+# The PCA map's directions are those of at most this many images (all of them
+# below it), then every image is placed block by block: memory stays that of the
+# sample, not of a float64 copy of every vector.
+PROJECTION_SAMPLE = 50_000
+
+
 def project(features, method: str, seed: int = 0) -> np.ndarray:
     """2-D coordinates of the standardised features: PCA, or t-SNE (slower, keeps neighbours)."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
     from sklearn.preprocessing import StandardScaler
 
-    scaled = StandardScaler().fit_transform(features)
-    if len(scaled) < 3:  # too few points to project: place them on a line
-        return np.column_stack([np.arange(len(scaled)), np.zeros(len(scaled))])
+    if len(features) < 3:  # too few points to project: place them on a line
+        return np.column_stack([np.arange(len(features)), np.zeros(len(features))])
     if method == "tsne":
-        perplexity = min(30.0, (len(scaled) - 1) / 3)
+        perplexity = min(30.0, (len(features) - 1) / 3)
+        scaled = StandardScaler().fit_transform(features)
         return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(scaled)
-    return PCA(2, random_state=seed).fit_transform(scaled)
+    scaler = StandardScaler()
+    for start in range(0, len(features), SCORE_BLOCK):
+        scaler.partial_fit(features[start : start + SCORE_BLOCK])
+    sample = np.arange(len(features))
+    if len(features) > PROJECTION_SAMPLE:
+        sample = np.sort(np.random.default_rng(seed).choice(sample, PROJECTION_SAMPLE, replace=False))
+    pca = PCA(2, random_state=seed).fit(scaler.transform(features[sample]))
+    xy = np.empty((len(features), 2))
+    for start in range(0, len(features), SCORE_BLOCK):
+        xy[start : start + SCORE_BLOCK] = pca.transform(
+            scaler.transform(features[start : start + SCORE_BLOCK])
+        )
+    return xy
 
 
 # --- the whole audit
@@ -293,14 +340,18 @@ def audit(
     threads: int = 1,
     *,
     storage: str,
+    probe_rows: int | None = None,
 ) -> dict:
     """Audit the cached features of ``splits`` (see load_splits); write the suspects,
-    the duplicates, the 2-D map and a JSON of counts. Returns the counts."""
+    the duplicates, the 2-D map and a JSON of counts. Returns the counts.
+
+    Each probe of the label audit is fitted on about ``probe_rows`` of its images
+    where it has more (see score_labels)."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(threads):
         table, features = load_splits(splits, storage)
-        proba, used, fitted = score_labels(table, features, len(classes), folds, seed)
+        proba, used, fitted = score_labels(table, features, len(classes), folds, seed, probe_rows)
         if proba is None:
             label_audit = "skipped: a class has fewer than 2 training and validation images"
             log.warning("label audit %s: %s", label_audit, table["class"].value_counts().to_dict())
@@ -310,16 +361,18 @@ def audit(
             suspects = suspects_table(table, proba, classes)
             if used < folds:
                 log.warning("the smallest class has %d images: %d folds, not %d", used, used, folds)
-        duplicates = duplicates_table(
-            table, features, similarity, list(splits), neighbours, search, seed, threads
-        )
         xy = project(features, projection, seed)
+        # Last: it scales the vectors to unit length where they lie.
+        duplicates = duplicates_table(
+            table, features, similarity, list(splits), neighbours, search, seed, threads, in_place=True
+        )
     embedding = table[["file", "split", "class"]].assign(x=xy[:, 0], y=xy[:, 1])
     cross = duplicates[duplicates.split_a != duplicates.split_b]
     summary = {
         "images": table["split"].value_counts().reindex(list(splits)).to_dict(),
         "folds_asked": folds,
         "folds_used": used,
+        "probe_rows": probe_rows,
         "label_audit": label_audit,
         # How the out-of-fold probabilities were calibrated before they are shown:
         # their temperature and the share of labels it found wrong (score_labels).

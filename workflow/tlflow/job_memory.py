@@ -110,11 +110,20 @@ def evaluate(files, head) -> int:
     return _request(NUMPY_MB, split.rows * PER_IMAGE_BYTES + block)
 
 
-def audit(files) -> int:
+def audit(files, probe_rows: int) -> int:
     """``audit`` reading the shard files ``files`` (every split's): every image's
-    average-pooled vector (float32), the probe's float64 copy of the training and
-    validation ones, the unit vectors and the near-duplicate index, and the
-    standardised copy the projection makes."""
+    average-pooled vector (float32, once: scaled to unit length in place for the
+    near-duplicate search), its table row, a float64 copy of the at most
+    ``probe_rows`` images a probe is fitted on (and scikit-learn's work on them),
+    the projection's standardised sample and the index's reduced coordinates
+    (tlflow.audit, tlflow.neighbours)."""
+    from .audit import PROJECTION_SAMPLE
+    from .neighbours import REDUCED
+
     splits = row_files(files)
-    vectors = splits.rows * (splits.shape[-1] if splits.shape else 1) * 4
-    return _request(NUMPY_MB, vectors * (1 + 2 + 1 + 1 + 1))
+    width = splits.shape[-1] if splits.shape else 1
+    vectors = splits.rows * width * 4
+    probe = min(splits.rows, probe_rows) * width * 8 * 1.5
+    projection = min(splits.rows, PROJECTION_SAMPLE) * width * 8 * 2
+    per_image = splits.rows * (PER_IMAGE_BYTES + 2 * REDUCED * 4)
+    return _request(NUMPY_MB, vectors + probe + projection + per_image)

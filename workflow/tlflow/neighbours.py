@@ -5,8 +5,9 @@ Two searches give the same table. The exact one meets blocks of rows with blocks
 columns, so memory is one block x block matrix, but time grows with the square of
 the image count (4 s at 20,000 images of 1,280 numbers, hours at a million). The
 approximate one asks a faiss inverted-file index (k-means cells; each image is
-compared with the images of the few cells nearest to it), then computes the
-similarity of every pair it found exactly, so a pair it lists has the value the
+compared with the images of the few cells nearest to it) over the images'
+principal coordinates for twice as many candidates as it lists, then computes
+the similarity of every candidate exactly, so a pair it lists has the value the
 exact search gives. benchmarks/near_duplicates.py measures its recall.
 """
 
@@ -22,21 +23,31 @@ log = logging.getLogger(__name__)
 SEARCHES = ("auto", "exact", "approximate")
 # `auto` searches exactly up to this many images: seconds there, and every pair.
 EXACT_UP_TO = 20_000
-# Cells per square root of the image count, cells searched per image, training
-# images per cell and k-means rounds: faiss's guidelines (4 to 16 x sqrt(n) cells, at
-# least 39 images per cell to train), at their cheap end, as training the cells costs
-# the most. benchmarks/near_duplicates.py measured these on clustered vectors with
-# planted copies: every copy found at 5,000 to 100,000 images, 99.96% at a million.
+# The index works on each row's projection onto the REDUCED principal directions
+# of a sample: a near copy is near in every direction, so in these too, and the
+# search costs a tenth of one in all 1,280. Cells per square root of the image
+# count, cells searched per image, training images per cell and k-means rounds:
+# faiss's guidelines (4 to 16 x sqrt(n) cells, at least 39 images per cell to
+# train), at their cheap end. CANDIDATES per listed neighbour are proposed and
+# ranked by their exact similarity. benchmarks/near_duplicates.py measured these.
+REDUCED = 128
 CELLS_PER_ROOT = 4
 PROBES = 8
 TRAINING_PER_CELL = 40
 TRAINING_ROUNDS = 10
+CANDIDATES = 2
 BLOCK = 2048
 
 
-def unit_rows(features) -> np.ndarray:
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    return features / np.where(norms == 0, 1, norms)  # an all-zero row stays zero
+def unit_rows(features, in_place: bool = False) -> np.ndarray:
+    """``features`` scaled to length 1 (an all-zero row stays zero); ``in_place``
+    scales a float array block by block instead of copying it."""
+    if not in_place:
+        norms = np.linalg.norm(features, axis=1, keepdims=True)
+        return features / np.where(norms == 0, 1, norms)
+    for a in range(0, len(features), BLOCK):
+        features[a : a + BLOCK] = unit_rows(features[a : a + BLOCK])
+    return features
 
 
 def exact_neighbours(unit, k: int, cutoff: float, block: int = BLOCK):
@@ -62,15 +73,25 @@ def exact_neighbours(unit, k: int, cutoff: float, block: int = BLOCK):
     return best_s, best_j
 
 
+def principal_directions(sample, count: int):
+    """(dims, count) float32: the ``count`` principal directions of ``sample``'s rows
+    (None where the rows have no more numbers than that)."""
+    if sample.shape[1] <= count:
+        return None
+    centred = sample - sample.mean(axis=0, dtype=np.float64)
+    _, vectors = np.linalg.eigh(centred.T @ centred)  # ascending eigenvalues
+    return np.ascontiguousarray(vectors[:, ::-1][:, :count], dtype=np.float32)
+
+
 def approximate_neighbours(unit, k: int, seed: int = 0, threads: int = 1):
     """(similarity, column) of each row's k most similar other rows as a faiss
     inverted-file index finds them (-inf and -1 where it finds fewer); the
     similarities are computed exactly from ``unit``.
 
-    The index stores 8 bits per number (a quarter of the features' memory): it only
-    proposes the candidates. The cells are trained on a sample drawn with ``seed``;
-    each image's search is one thread's work, so the result does not depend on
-    ``threads``.
+    The index holds each row's REDUCED principal coordinates (a tenth of the
+    features' memory) and only proposes candidates. The directions and the cells
+    are trained on a sample drawn with ``seed``; each image's search is one
+    thread's work, so the result does not depend on ``threads``.
     """
     import faiss
 
@@ -78,29 +99,38 @@ def approximate_neighbours(unit, k: int, seed: int = 0, threads: int = 1):
     n, dims = unit.shape
     cells = max(1, min(n // TRAINING_PER_CELL, round(CELLS_PER_ROOT * math.sqrt(n))))
     sample = np.random.default_rng(seed).choice(n, min(n, TRAINING_PER_CELL * cells), replace=False)
-    quantizer = faiss.IndexFlatIP(dims)
-    index = faiss.IndexIVFScalarQuantizer(
-        quantizer, dims, cells, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
-    )
+    sample = np.asarray(unit[np.sort(sample)], dtype=np.float32)
+    directions = principal_directions(sample, REDUCED)
+
+    def reduced(rows):
+        rows = np.asarray(rows, dtype=np.float32)
+        return np.ascontiguousarray(rows if directions is None else rows @ directions)
+
+    width = dims if directions is None else REDUCED
+    index = faiss.IndexIVFFlat(faiss.IndexFlatL2(width), width, cells, faiss.METRIC_L2)
     index.cp.seed, index.cp.niter = seed, TRAINING_ROUNDS
     index.cp.min_points_per_centroid = 1  # a small sample is enough here: no warning
-    index.train(np.ascontiguousarray(unit[np.sort(sample)]))
+    index.train(reduced(sample))
+    points = np.empty((n, width), np.float32)
     for a in range(0, n, BLOCK):
-        index.add(np.ascontiguousarray(unit[a : a + BLOCK]))
+        points[a : a + BLOCK] = reduced(unit[a : a + BLOCK])
+        index.add(points[a : a + BLOCK])
     index.nprobe = min(PROBES, cells)
+    proposed = min(n, CANDIDATES * k + 1)  # the image itself is usually one of them
     best_s = np.full((n, k), -np.inf, np.float32)
     best_j = np.full((n, k), -1)
     for a in range(0, n, BLOCK):
-        rows = np.ascontiguousarray(unit[a : a + BLOCK])
-        _, found = index.search(rows, k + 1)  # the image itself is usually one of them
-        own = np.arange(a, a + len(rows))[:, None]
-        found = np.where(found == own, -1, found)
-        # Keep k of the k + 1: the found others first, in the index's order.
-        order = np.argsort(found < 0, axis=1, kind="stable")[:, :k]
-        found = np.take_along_axis(found, order, 1)
+        rows = np.asarray(unit[a : a + BLOCK], dtype=np.float32)
+        _, found = index.search(points[a : a + len(rows)], proposed)
+        found = np.where(found == np.arange(a, a + len(rows))[:, None], -1, found)
         similarity = np.einsum("id,ijd->ij", rows, unit[np.maximum(found, 0)])
-        best_s[a : a + len(rows)] = np.where(found >= 0, similarity, -np.inf)
-        best_j[a : a + len(rows)] = found
+        similarity = np.where(found >= 0, similarity, -np.inf)
+        # The k most similar, ties in the index's order.
+        top = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+        best_s[a : a + len(rows)] = np.take_along_axis(similarity, top, 1)
+        best_j[a : a + len(rows)] = np.where(
+            np.isfinite(best_s[a : a + len(rows)]), np.take_along_axis(found, top, 1), -1
+        )
     return best_s, best_j
 
 
@@ -121,15 +151,18 @@ def similar_pairs(
     seed: int = 0,
     threads: int = 1,
     block: int = BLOCK,
+    *,
+    normalised: bool = False,
 ):
     """(i, j, cosine similarity), i < j, of each image's ``neighbours`` most similar
     other images at or above ``cutoff``, by the ``search`` of SEARCHES.
 
     Bounding the pairs per image keeps the list linear in the image count even where
     the features cannot tell most images apart (a low cut-off, an untrained
-    backbone).
+    backbone). ``normalised``: the rows are unit rows already (no copy is made).
     """
-    unit = unit_rows(np.asarray(features, dtype=np.float32))
+    unit = np.asarray(features, dtype=np.float32)
+    unit = unit if normalised else unit_rows(unit)
     n, k = len(unit), min(neighbours, len(unit) - 1)
     if k < 1:
         return np.array([], int), np.array([], int), np.array([], np.float32)

@@ -170,18 +170,22 @@ class Rows:
             out[part] = block
         return out
 
-    def pooled(self, how: str, storage: str) -> np.ndarray:
-        """(n, d) float32 vectors of pooling ``how``, pooled block by block: the job
-        holds the pooled matrix, not the stored rows."""
+    def pooled_width(self, how: str, storage: str) -> int:
+        """Numbers in one vector of pooling ``how``."""
         from .pooling import pool
 
-        out = None
+        return pool(np.zeros((1, *self.shape[1:]), self.dtype), how, storage).shape[1]
+
+    def pooled(self, how: str, storage: str, out=None) -> np.ndarray:
+        """(n, d) float32 vectors of pooling ``how``, pooled block by block into
+        ``out`` where given: the job holds the pooled matrix, not the stored rows."""
+        from .pooling import pool
+
+        if out is None:
+            out = np.empty((len(self), self.pooled_width(how, storage)), np.float32)
         for part, block in self.blocks():
-            vectors = pool(block, how, storage)
-            if out is None:
-                out = np.empty((len(self), vectors.shape[1]), np.float32)
-            out[part] = vectors
-        return out if out is not None else pool(np.empty(self.shape, self.dtype), how, storage)
+            out[part] = pool(block, how, storage)
+        return out
 
 
 def file_rows(path) -> Rows:
