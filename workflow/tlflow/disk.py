@@ -9,6 +9,7 @@ an OSError(ENOSPC) that names the file, the bytes it needs and those free.
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import shutil
 from pathlib import Path
@@ -37,26 +38,53 @@ def check_space(path, needed: int) -> None:
         raise full(path, f"it needs {needed:,} bytes, {free:,} are free in {folder}")
 
 
-def open_memmap(path, dtype, shape: tuple) -> np.memmap:
-    """A new ``.npy`` at ``path`` to fill through memory, every block of it reserved.
+def write_rows(path, dtype, shape: tuple, blocks) -> None:
+    """A new ``.npy`` at ``path`` of ``shape``, its rows written from ``blocks``
+    (arrays of consecutive rows, in order) through the file, every block of it
+    reserved first.
 
-    With its blocks allocated up front (posix_fallocate), writing the pages can no
-    longer meet a full disk.
+    With its blocks allocated up front (posix_fallocate), writing can no longer
+    meet a full disk. Written, not memory-mapped: the pages are the file system's
+    cache, not the job's resident memory, however large the file.
     """
     check_space(path, int(np.prod(shape)) * np.dtype(dtype).itemsize)
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
-    if hasattr(os, "posix_fallocate"):  # not on macOS
-        size = os.path.getsize(path)
-        with open(path, "r+b") as handle:
-            try:
-                os.posix_fallocate(handle.fileno(), 0, size)
-            except OSError as error:
-                if error.errno == errno.ENOSPC:
-                    free = _free(Path(path).parent)
-                    raise full(path, f"reserving {size:,} bytes, {free:,} free") from error
-                if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
-                    raise  # else a file system that cannot reserve: checked above
-    return out
+    header = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    offset = header.offset
+    del header  # the header is written and the file sized; no page of it is touched
+    with open(path, "r+b") as handle:
+        if hasattr(os, "posix_fallocate"):  # not on macOS
+            _reserve(path, handle)
+        handle.seek(offset)
+        rows = 0
+        for block in blocks:
+            handle.write(np.ascontiguousarray(block, dtype=dtype).data)
+            rows += len(block)
+    if rows != shape[0]:
+        raise ValueError(f"{path}: {rows} rows written for {shape[0]}")
+
+
+def _reserve(path, handle) -> None:
+    size = os.path.getsize(path)
+    try:
+        os.posix_fallocate(handle.fileno(), 0, size)
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            free = _free(Path(path).parent)
+            raise full(path, f"reserving {size:,} bytes, {free:,} free") from error
+        if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise  # else a file system that cannot reserve: checked above
+
+
+def release(mapped) -> None:
+    """Drop the pages of the read-only memory map behind ``mapped`` (an np.memmap
+    or a view of one) from this process's resident memory.
+
+    The file system still caches them and a later read maps them again, so a job
+    that reads a large file block by block holds about one block, not the file.
+    """
+    handle = getattr(mapped, "_mmap", None)
+    if handle is not None and hasattr(mmap, "MADV_DONTNEED"):
+        handle.madvise(mmap.MADV_DONTNEED)
 
 
 def save(path, array: np.ndarray) -> None:

@@ -150,6 +150,22 @@ def _read_entry(features: Path, manifest: Path, dtype=None) -> tuple[list[dict],
     return rows, array
 
 
+# Rows read from memory-mapped cache entries between releases of their pages
+# (tlflow.disk.release): an extraction job's resident memory stays about this many
+# rows, whatever the size of the shard and of its cache.
+RELEASE_ROWS = 4096
+
+
+def _stacked(vectors):
+    """``vectors`` (memory-mapped rows) stacked RELEASE_ROWS at a time; the pages of
+    each block's entries are released after it."""
+    for start in range(0, len(vectors), RELEASE_ROWS):
+        block = vectors[start : start + RELEASE_ROWS]
+        yield np.stack(block)
+        for mapped in {id(getattr(v, "_mmap", v)): v for v in block}.values():
+            disk.release(mapped)
+
+
 def _load_cache(cache_dir: Path, key, dtype, wanted: set) -> dict:
     """The ``wanted`` rows found in the cache whose checksums match, as
     {key: (row, checksum)} (memory-mapped).
@@ -170,6 +186,9 @@ def _load_cache(cache_dir: Path, key, dtype, wanted: set) -> dict:
                         cached[key(row)] = array[i], row[CHECKSUM]
                     else:
                         bad += 1
+                if i % RELEASE_ROWS == RELEASE_ROWS - 1:
+                    disk.release(array)
+            disk.release(array)
             if bad:
                 raise _Unfit(f"{bad} of its rows do not match their checksums")
         except Exception as error:  # any fault of an entry costs its rows, never the job
@@ -329,11 +348,8 @@ def extract_shard(
         raise BadImagesError(f"no image of shard {manifest_path} could be decoded; see the list above.")
     shape = cache[key(rows[kept[0]])][0].shape
     with atomic_path(out_features) as tmp:
-        out = disk.open_memmap(tmp, dtype, (len(kept), *shape))
-        for position, i in enumerate(kept):
-            out[position] = cache[key(rows[i])][0]
-        out.flush()
-        del out
+        vectors = [cache[key(rows[i])][0] for i in kept]
+        disk.write_rows(tmp, dtype, (len(kept), *shape), _stacked(vectors))
     text = manifest_text(
         [{**rows[i], CHECKSUM: cache[key(rows[i])][1]} for i in kept], [*fields, CHECKSUM]
     ).encode("utf-8")

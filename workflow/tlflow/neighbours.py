@@ -73,12 +73,17 @@ def exact_neighbours(unit, k: int, cutoff: float, block: int = BLOCK):
     return best_s, best_j
 
 
+# Rows of the sample the principal directions are taken from: plenty for 128 of
+# them, and a float32 copy of at most 100 MB at 1,280 numbers a row.
+DIRECTIONS_SAMPLE = 20_000
+
+
 def principal_directions(sample, count: int):
     """(dims, count) float32: the ``count`` principal directions of ``sample``'s rows
     (None where the rows have no more numbers than that)."""
     if sample.shape[1] <= count:
         return None
-    centred = sample - sample.mean(axis=0, dtype=np.float64)
+    centred = sample - sample.mean(axis=0, dtype=np.float64).astype(np.float32)
     _, vectors = np.linalg.eigh(centred.T @ centred)  # ascending eigenvalues
     return np.ascontiguousarray(vectors[:, ::-1][:, :count], dtype=np.float32)
 
@@ -98,9 +103,9 @@ def approximate_neighbours(unit, k: int, seed: int = 0, threads: int = 1):
     faiss.omp_set_num_threads(threads)
     n, dims = unit.shape
     cells = max(1, min(n // TRAINING_PER_CELL, round(CELLS_PER_ROOT * math.sqrt(n))))
-    sample = np.random.default_rng(seed).choice(n, min(n, TRAINING_PER_CELL * cells), replace=False)
-    sample = np.asarray(unit[np.sort(sample)], dtype=np.float32)
-    directions = principal_directions(sample, REDUCED)
+    sample = np.sort(np.random.default_rng(seed).choice(n, min(n, TRAINING_PER_CELL * cells), replace=False))
+    spread = sample[:: max(1, len(sample) // DIRECTIONS_SAMPLE)]  # over every split
+    directions = principal_directions(np.asarray(unit[spread], dtype=np.float32), REDUCED)
 
     def reduced(rows):
         rows = np.asarray(rows, dtype=np.float32)
@@ -110,7 +115,7 @@ def approximate_neighbours(unit, k: int, seed: int = 0, threads: int = 1):
     index = faiss.IndexIVFFlat(faiss.IndexFlatL2(width), width, cells, faiss.METRIC_L2)
     index.cp.seed, index.cp.niter = seed, TRAINING_ROUNDS
     index.cp.min_points_per_centroid = 1  # a small sample is enough here: no warning
-    index.train(reduced(sample))
+    index.train(np.concatenate([reduced(unit[sample[a : a + BLOCK]]) for a in range(0, len(sample), BLOCK)]))
     points = np.empty((n, width), np.float32)
     for a in range(0, n, BLOCK):
         points[a : a + BLOCK] = reduced(unit[a : a + BLOCK])
