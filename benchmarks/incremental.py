@@ -5,11 +5,14 @@ class of the training split, reruns, and prints how many images had their
 features computed in each run and the rerun's wall time as a fraction of the
 first run's. Goals (issue 3): at most 5% of the images, at most 15% of the time.
 
-    .venv/bin/python benchmarks/incremental.py [--images 2000] [--image-size 150] [--workdir DIR]
+    .venv/bin/python benchmarks/incremental.py [--images 2000] [--image-size 150]
+        [--photo-size 64] [--backbone vgg16 | efficientnet_lite0] [--workdir DIR]
 
-Uses VGG16 with random weights (no download) and every other setting at its
-default, so it measures the workflow as a user gets it; --image-size sets the
-config's image_size (a smaller one makes large image counts affordable).
+Uses VGG16 with random weights (no download), or with --backbone
+efficientnet_lite0 the offline EfficientNet-Lite0 of ../shared/models (ImageNet
+weights), and every other setting at its default, so it measures the workflow as a
+user gets it. --image-size sets the config's image_size (a smaller one makes large
+image counts affordable), --photo-size the generated images' side.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from extraction import BACKBONES
 from tlflow.synthetic import draw, make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,22 +67,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000, help="dataset size (all splits)")
     parser.add_argument("--image-size", type=int, default=150, help="config image_size (square)")
+    parser.add_argument("--photo-size", type=int, default=64, help="side of the generated images")
+    parser.add_argument("--backbone", choices=["vgg16", "efficientnet_lite0"], default="vgg16")
     parser.add_argument("--workdir", help="folder to work in (default: a temporary one)")
     args = parser.parse_args()
+    backbone = {"name": "vgg16", "weights": "none"} if args.backbone == "vgg16" else BACKBONES[args.backbone]
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="tlflow-incremental-"))
     print(f"$ {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"working in {workdir}")
 
     per_class = args.images // 2 // 10  # 2 classes; train 80%, validation 10%, test 10%
     counts = {"train": 8 * per_class, "validation": per_class, "test": per_class}
-    written = make_dataset(workdir / "data", counts, classes=2, size=64)
+    written = make_dataset(workdir / "data", counts, classes=2, size=args.photo_size)
     total = sum(sum(c.values()) for c in written.values())
     (workdir / "config.yaml").write_text(
         yaml.safe_dump(
             {
                 "data_dir": "data",
                 "image_size": [args.image_size, args.image_size],
-                "backbones": [{"name": "vgg16", "weights": "none"}],
+                "backbones": [backbone],
             }
         )
     )
@@ -90,7 +97,7 @@ def main() -> None:
     added = max(1, round(total / 100))
     rng = np.random.default_rng(99)
     for n in range(added):
-        draw("circle", 64, rng).save(workdir / "data/train/circles" / f"added_{n:04d}.jpg")
+        draw("circle", args.photo_size, rng).save(workdir / "data/train/circles" / f"added_{n:04d}.jpg")
     start = time.time()
     rerun = run_workflow(workdir)
     rerun_computed = computed_since(workdir, start)

@@ -293,7 +293,7 @@ def pairs_of(found) -> dict:
 
 
 def test_the_approximate_search_finds_the_planted_copies_the_exact_one_finds():
-    vectors, planted = planted_copies(4000)
+    vectors, planted = planted_copies(4000, dims=256)  # searched on 128 principal coordinates
     exact = pairs_of(neighbours.similar_pairs(vectors, 0.9, 5, "exact"))
     approximate = pairs_of(neighbours.similar_pairs(vectors, 0.9, 5, "approximate"))
     assert len(planted) > 60 and exact.keys() == planted  # unrelated images stay below 0.9
@@ -309,6 +309,17 @@ def test_the_approximate_search_is_the_same_for_a_seed_whatever_the_threads():
     for first, second in zip(once, again):
         np.testing.assert_array_equal(first, second)
     assert (once[1] >= 0).all() and (once[1] != np.arange(3000)[:, None]).all()  # never itself
+
+
+def test_candidates_dropped_by_their_projected_distance_are_below_the_cutoff():
+    vectors, planted = planted_copies(3000, dims=256)  # above the 128 directions: projected
+    unit = neighbours.unit_rows(vectors)
+    every = neighbours.approximate_neighbours(unit, 5, seed=1)
+    kept = neighbours.approximate_neighbours(unit, 5, seed=1, cutoff=0.9)
+    above = every[0] >= 0.9
+    assert above.sum() >= 2 * len(planted) and not (kept[0][~above] > -np.inf).any()
+    np.testing.assert_array_equal(kept[0][above], every[0][above])
+    np.testing.assert_array_equal(kept[1][above], every[1][above])
 
 
 def test_the_search_setting_forces_each_path(monkeypatch, caplog):

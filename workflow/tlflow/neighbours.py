@@ -36,6 +36,8 @@ PROBES = 8
 TRAINING_PER_CELL = 40
 TRAINING_ROUNDS = 10
 CANDIDATES = 2
+# Squared distances are float32 sums: a pair at the cut-off may come out this much long.
+ROUNDING = 1e-4
 BLOCK = 2048
 
 
@@ -88,10 +90,10 @@ def principal_directions(sample, count: int):
     return np.ascontiguousarray(vectors[:, ::-1][:, :count], dtype=np.float32)
 
 
-def approximate_neighbours(unit, k: int, seed: int = 0, threads: int = 1):
+def approximate_neighbours(unit, k: int, seed: int = 0, threads: int = 1, cutoff: float | None = None):
     """(similarity, column) of each row's k most similar other rows as a faiss
-    inverted-file index finds them (-inf and -1 where it finds fewer); the
-    similarities are computed exactly from ``unit``.
+    inverted-file index finds them (-inf and -1 where it finds fewer, or fewer at
+    or above ``cutoff``); the similarities are computed exactly from ``unit``.
 
     The index holds each row's REDUCED principal coordinates (a tenth of the
     features' memory) and only proposes candidates. The directions and the cells
@@ -126,10 +128,16 @@ def approximate_neighbours(unit, k: int, seed: int = 0, threads: int = 1):
     best_j = np.full((n, k), -1)
     for a in range(0, n, BLOCK):
         rows = np.asarray(unit[a : a + BLOCK], dtype=np.float32)
-        _, found = index.search(points[a : a + len(rows)], proposed)
+        distance, found = index.search(points[a : a + len(rows)], proposed)
         found = np.where(found == np.arange(a, a + len(rows))[:, None], -1, found)
-        similarity = np.einsum("id,ijd->ij", rows, unit[np.maximum(found, 0)])
-        similarity = np.where(found >= 0, similarity, -np.inf)
+        if cutoff is not None:
+            # A projection on orthonormal directions is never longer than the vector,
+            # so a pair farther apart there than the cut-off allows is farther here
+            # (unit rows: squared distance = 2 - 2 x similarity): not worth computing.
+            found = np.where(distance <= 2 * (1 - cutoff) + ROUNDING, found, -1)
+        similarity = np.full(found.shape, -np.inf, np.float32)
+        row, column = np.nonzero(found >= 0)
+        similarity[row, column] = np.einsum("ij,ij->i", rows[row], unit[found[row, column]])
         # The k most similar, ties in the index's order.
         top = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
         best_s[a : a + len(rows)] = np.take_along_axis(similarity, top, 1)
@@ -176,7 +184,7 @@ def similar_pairs(
     if method == "exact":
         best_s, best_j = exact_neighbours(unit, k, cutoff, block)
     else:
-        best_s, best_j = approximate_neighbours(unit, k, seed, threads)
+        best_s, best_j = approximate_neighbours(unit, k, seed, threads, cutoff)
     keep = best_s >= cutoff
     i = np.broadcast_to(np.arange(n)[:, None], keep.shape)[keep]
     i, j, similarity = np.minimum(i, best_j[keep]), np.maximum(i, best_j[keep]), best_s[keep]
