@@ -42,6 +42,10 @@ elif job == "evaluate":
     manifest, shards, labels = files["test"]
     model = f"{folder}/out.model.h5"
     evaluate.predict_split(shards, labels, manifest, model, ["a", "b"])
+elif job == "join_split":
+    from tlflow import features
+    shard = [f"{folder}/shard.{k}" for k in ("npy", "csv", "skipped.csv")]
+    features.join_shards([shard], f"{folder}/labels.csv", *(f"{folder}/joined.{k}" for k in ("npy", "csv", "skipped.csv")))
 else:
     from tlflow import audit
     audit.audit({s: (f[1], f[2], f[0]) for s, f in files.items()}, ["a", "b"],
@@ -109,6 +113,32 @@ def test_each_job_peaks_under_its_request(tmp_path, images):
     for job, peak in peaks.items():
         assert peak < asked[job], (job, images, peak, asked[job])
         assert asked[job] < 2 * peak + 800, (job, images, peak, asked[job])
+
+
+def _write_shard(folder: Path, images: int) -> list[Path]:
+    """One extracted shard of ``images`` (tiny rows: its tables are what grows) and
+    its split's labels listing; the tables the join reads."""
+    from tlflow import features
+
+    rows = np.random.default_rng(0).normal(size=(images, 4)).astype(np.float32)
+    np.save(folder / "shard.npy", rows)
+    files = [f"train/class_{i % 2}/photo_{i:07d}.jpg" for i in range(images)]
+    listing = pd.DataFrame({"file": files, "sha256": [f"{i:064x}" for i in range(images)]})
+    listing[features.CHECKSUM] = [features._row_checksum(row) for row in rows]
+    listing.to_csv(folder / "shard.csv", index=False)
+    pd.DataFrame(columns=["file", "error"]).to_csv(folder / "shard.skipped.csv", index=False)
+    labels = pd.DataFrame({"file": files, "class": [f"class_{i % 2}" for i in range(images)]})
+    labels.assign(label=np.arange(images) % 2).to_csv(folder / "labels.csv", index=False)
+    return [folder / name for name in ("shard.csv", "shard.skipped.csv", "labels.csv")]
+
+
+@pytest.mark.parametrize("images", [20_000, 200_000])
+def test_the_join_peaks_under_its_request(tmp_path, images):
+    tables = _write_shard(tmp_path, images)
+    asked = job_memory.tables(tables, job_memory.JOIN_BYTES)
+    peak = _peak("join_split", tmp_path)
+    print(images, round(peak), asked)
+    assert peak < asked < 2 * peak + 800, (images, peak, asked)
 
 
 def test_row_files_read_the_headers(tmp_path):

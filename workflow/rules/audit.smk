@@ -99,7 +99,7 @@ rule plot_audit:
         "../../envs/plots.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=lambda wildcards, input: job_memory.tables(input),
         runtime=5,
     params:
         data_dir=config["data_dir"],
@@ -135,7 +135,7 @@ rule review_page:
         "../../envs/data.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=lambda wildcards, input: job_memory.tables(input),
         runtime=5,
     params:
         data_dir=config["data_dir"],

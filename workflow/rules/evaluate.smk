@@ -167,7 +167,9 @@ rule summarise_run:
         "../../envs/data.yaml"
     threads: 1
     resources:
-        mem_mb=500,
+        mem_mb=lambda wildcards, input: job_memory.tables(
+            [*input.manifests, *input.skipped]
+        ),
         runtime=5,
     params:
         splits=SPLITS,

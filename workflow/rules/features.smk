@@ -93,7 +93,9 @@ rule join_split:
         "../../envs/data.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=lambda wildcards, input: job_memory.tables(
+            [*input.manifests, *input.skipped, input.labels], job_memory.JOIN_BYTES
+        ),
         runtime=lambda wildcards, input: 5 + input.size_mb // 500,
     # The split's feature cache, pruned once all its shards are done.
     params:

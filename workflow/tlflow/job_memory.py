@@ -127,3 +127,18 @@ def audit(files, probe_rows: int) -> int:
     projection = min(splits.rows, PROJECTION_SAMPLE) * width * 8 * 2
     per_image = splits.rows * (PER_IMAGE_BYTES + 2 * REDUCED * 4)
     return _request(NUMPY_MB, vectors + probe + projection + per_image)
+
+
+# Resident bytes per byte of CSV a job reads into pandas (its strings and index),
+# and per byte of listing the join reads: it also builds the joined manifest and
+# sorts it. Measured at a million images: plot_audit, review_page and
+# summarise_run peaked at 2 to 2.5 times their tables, join_split at 5.4 times.
+TABLE_BYTES = 3
+JOIN_BYTES = 7
+
+
+def tables(paths, per_byte: float = TABLE_BYTES) -> int:
+    """A job that reads the CSV tables ``paths`` whole (figures, pages, the join):
+    ``per_byte`` times their size. A table not written yet raises
+    FileNotFoundError, so Snakemake asks again when it is."""
+    return _request(NUMPY_MB, per_byte * sum(os.stat(path).st_size for path in paths))
