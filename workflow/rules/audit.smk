@@ -10,10 +10,8 @@ localrules:
 rule audit:
     input:
         unpack(split_rows(*SPLITS)),
-        labels=expand("results/{{backbone}}/features/{split}_labels.npy", split=SPLITS),
-        manifests=expand(
-            "results/{{backbone}}/features/{split}_manifest.csv", split=SPLITS
-        ),
+        labels=[joined("labels", split) for split in SPLITS],
+        manifests=[joined("manifest", split) for split in SPLITS],
     output:
         suspects=report(
             "results/{backbone}/audit/label_suspects.csv",
@@ -66,10 +64,10 @@ rule audit:
 
 rule plot_audit:
     input:
-        suspects="results/{backbone}/audit/label_suspects.csv",
-        duplicates="results/{backbone}/audit/duplicates.csv",
-        embedding="results/{backbone}/audit/embedding.csv",
-        predictions="results/{backbone}/evaluation/predictions.csv",
+        suspects=rules.audit.output.suspects,
+        duplicates=rules.audit.output.duplicates,
+        embedding=rules.audit.output.embedding,
+        predictions=rules.evaluate.output.predictions,
     output:
         suspects=report(
             "results/{backbone}/audit/label_suspects.png",
@@ -114,10 +112,10 @@ rule plot_audit:
 # table config 'corrections' reads, with the earlier corrections in it.
 rule review_page:
     input:
-        suspects="results/{backbone}/audit/label_suspects.csv",
-        duplicates="results/{backbone}/audit/duplicates.csv",
-        embedding="results/{backbone}/audit/embedding.csv",
-        corrections=[config["corrections"]] if config["corrections"] else [],
+        suspects=rules.audit.output.suspects,
+        duplicates=rules.audit.output.duplicates,
+        embedding=rules.audit.output.embedding,
+        corrections=config["corrections"] or [],
     output:
         report(
             "results/{backbone}/audit/review.html",

@@ -4,7 +4,6 @@
 # fails at once, before any job starts. A job that reads the workflow again (a
 # cluster job) loads the plan its run saved, and plans nothing.
 import sys
-from pathlib import Path
 
 from snakemake.cli import get_argument_parser
 from snakemake.exceptions import WorkflowError
@@ -84,22 +83,35 @@ def split_images(wildcards):
     return PLAN.split_size(wildcards.split)
 
 
-def shard_files(backbone, split, suffix, views=False):
-    """One backbone's and split's shard files ending in ``suffix`` (of its views' shards with ``views``)."""
-    shards = f"shards/{split}/views" if views else f"shards/{split}"
-    prefix = f"results/{backbone}/features/{shards}"
-    return [f"{prefix}/shard-{k}{suffix}" for k in PLAN.shard_numbers(split)]
+# Paths of rules' outputs are rules.<name>.output: spelled once, in the rule that
+# writes them (and so read only after it).
+def shard_files(backbone, split, name="features", views=False):
+    """extract_shard's (extract_views') output ``name`` of each shard of ``split``."""
+    writer = rules.extract_views if views else rules.extract_shard
+    k = PLAN.shard_numbers(split)
+    return expand(writer.output[name], backbone=backbone, split=split, k=k)
 
 
-def shard_outputs(suffix, views=False):
+def shard_outputs(name, views=False):
     """Input function: shard_files of the job's backbone and split."""
-    return lambda w: shard_files(w.backbone, w.split, suffix, views)
+    return lambda w: shard_files(w.backbone, w.split, name, views)
 
 
 def split_rows(*splits):
     """Input function: ``{<split>_rows: files}``, the shard files that hold the rows of
     each split (read through its manifest, tlflow.split_rows)."""
-    return lambda w: {f"{s}_rows": shard_files(w.backbone, s, ".npy") for s in splits}
+    return lambda w: {f"{s}_rows": shard_files(w.backbone, s) for s in splits}
+
+
+def manifest_file(listing):
+    """write_manifest's output for ``listing``, such as ``"{split}/labels"``."""
+    return expand(rules.write_manifest.output[0], listing=listing)[0]
+
+
+def joined(name, split, views=False):
+    """join_split's (join_views') output ``name`` of ``split``, backbone a wildcard."""
+    writer = rules.join_views if views else rules.join_split
+    return expand(writer.output[name], split=split, allow_missing=True)[0]
 
 
 def view_set(wildcards):
@@ -113,16 +125,18 @@ def view_set(wildcards):
 
 
 def view_files(split, *names):
-    """Input function: ``{name: files}`` of a split's joined views, or nothing without
-    views: ``views`` are the shard files holding their rows, the others joined files."""
-    suffixes = {"views_labels": "_labels.npy", "views_manifest": "_manifest.csv"}
+    """Input function: ``{name: files}`` of a split's views, each ``[]`` without them
+    (tlflow.job_inputs): ``views``, their shards; ``views_<name>``, join_views' <name>.
+    """
 
     def files(wildcards):
         if split not in PLAN.views:
-            return {}
-        prefix = f"results/{wildcards.backbone}/features/views/{split}"
-        rows = shard_files(wildcards.backbone, split, ".npy", views=True)
-        return {n: rows if n == "views" else f"{prefix}{suffixes[n]}" for n in names}
+            return {name: [] for name in names}
+        rows = shard_files(wildcards.backbone, split, views=True)
+        return {
+            n: rows if n == "views" else joined(n.removeprefix("views_"), split, True)
+            for n in names
+        }
 
     return files
 
@@ -188,7 +202,7 @@ def predict_listing(wildcards):
             "predictions were asked for, but the config names no images: set "
             "'predict: images: <folder>' in the config."
         )
-    return f"{MANIFESTS}/predict.csv"
+    return manifest_file("predict")
 
 
 def predict_images(wildcards):

@@ -41,7 +41,7 @@ rule write_manifest:
 # per image.
 rule extract_shard:
     input:
-        manifest=f"{MANIFESTS}/{{split}}/shard-{{k}}.csv",
+        manifest=manifest_file("{split}/shard-{k}"),
     output:
         features="results/{backbone}/features/shards/{split}/shard-{k}.npy",
         manifest="results/{backbone}/features/shards/{split}/shard-{k}.csv",
@@ -76,10 +76,10 @@ rule extract_shard:
 # reruns this job and what follows, never an extraction.
 rule join_split:
     input:
-        features=shard_outputs(".npy"),
-        manifests=shard_outputs(".csv"),
-        skipped=shard_outputs(".skipped.csv"),
-        labels=f"{MANIFESTS}/{{split}}/labels.csv",
+        features=shard_outputs("features"),
+        manifests=shard_outputs("manifest"),
+        skipped=shard_outputs("skipped"),
+        labels=manifest_file("{split}/labels"),
     # No copy of the rows: the manifest says which shard file holds each one.
     output:
         labels="results/{backbone}/features/{split}_labels.npy",

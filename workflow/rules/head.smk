@@ -8,10 +8,10 @@ rule train_head:
         unpack(view_files("train", "views", "views_labels", "views_manifest")),
         # Each split's rows stay in its shard files; its manifest says where.
         unpack(split_rows("train", "validation")),
-        train="results/{backbone}/features/train_manifest.csv",
-        train_labels="results/{backbone}/features/train_labels.npy",
-        validation="results/{backbone}/features/validation_manifest.csv",
-        validation_labels="results/{backbone}/features/validation_labels.npy",
+        train=joined("manifest", "train"),
+        train_labels=joined("labels", "train"),
+        validation=joined("manifest", "validation"),
+        validation_labels=joined("labels", "validation"),
     output:
         model="results/{backbone}/head/head.h5",
         history="results/{backbone}/head/history.csv",
@@ -35,7 +35,7 @@ rule train_head:
         **gpu_request("head"),
         # What it holds of the rows it reads (tlflow.job_memory).
         mem_mb=lambda wildcards, input: job_memory.train_head(
-            input.train_rows + input.get("views", []),
+            input.train_rows + input.views,
             input.validation_rows,
             selection.values(config["head"], "pooling"),
             SPECS[wildcards.backbone]["features"],

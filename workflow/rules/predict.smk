@@ -4,8 +4,8 @@
 
 rule deploy_model:
     input:
-        head="results/{backbone}/head/head.h5",
-        meta="results/{backbone}/head/head.json",
+        head=rules.train_head.output.model,
+        meta=rules.train_head.output.meta,
     # update(): Snakemake keeps the last good model until a new one is written, and
     # puts it back if this job fails.
     output:

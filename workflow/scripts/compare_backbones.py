@@ -1,11 +1,12 @@
 from pathlib import Path
 
-from tlflow import comparison, logs, plots
+from tlflow import comparison, job_inputs, logs, plots
 
 logs.job(snakemake)
 inputs = snakemake.input
 # Fine-tuned models' metadata and metrics, when fine-tuning is on.
-tuned = list(zip(inputs.fine_tuned_meta, inputs.fine_tuned_metrics)) or [()] * len(inputs.meta)
+fine_tuned_files = job_inputs.optional(inputs, "fine_tuned_meta", "fine_tuned_metrics")
+tuned = list(zip(*fine_tuned_files)) if fine_tuned_files else [None] * len(inputs.meta)
 rows = [
     comparison.row(
         backbone,
