@@ -104,8 +104,8 @@ def split_rows(*splits):
 
 
 def manifest_file(listing):
-    """write_manifest's output for ``listing``, such as ``"{split}/labels"``."""
-    return expand(rules.write_manifest.output[0], listing=listing)[0]
+    """publish_manifest's output for ``listing``, such as ``"{split}/labels"``."""
+    return expand(rules.publish_manifest.output[0], listing=listing)[0]
 
 
 def joined(name, split, views=False):

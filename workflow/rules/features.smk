@@ -5,7 +5,7 @@
 # Publishing a manifest and joining shards take seconds: done on the submit host
 # rather than as cluster jobs of their own.
 localrules:
-    write_manifest,
+    publish_manifest,
     join_split,
 
 
@@ -13,15 +13,15 @@ localrules:
 # workflow was read and staged under a name made of their digest. A new digest is
 # a new input, so the rule reruns exactly when that content changed (an image
 # added, removed or edited), never for a touched file.
-rule write_manifest:
+rule publish_manifest:
     input:
         staged_listing,
     output:
         f"{MANIFESTS}/{{listing}}.csv",
     log:
-        "logs/write_manifest/{listing}.log",
+        "logs/publish_manifest/{listing}.log",
     benchmark:
-        "logs/write_manifest/{listing}.benchmark.tsv"
+        "logs/publish_manifest/{listing}.benchmark.tsv"
     conda:
         "../../envs/data.yaml"
     threads: 1

@@ -37,7 +37,7 @@ rule predict:
     input:
         model=predict_model(".keras"),
         meta=predict_model(".json"),
-        # The images' listing with content hashes, not the images (see write_manifest).
+        # The images' listing with content hashes, not the images (see publish_manifest).
         listing=predict_listing,
     output:
         "results/{backbone}/predictions/predictions.csv",

@@ -25,6 +25,6 @@ rows = [
         tuned,
     )
 ]
-table = comparison.compare(rows, snakemake.params.criterion, snakemake.output.table)
+table = comparison.compare_backbones(rows, snakemake.params.criterion, snakemake.output.table)
 plots.comparison(snakemake.output.table, snakemake.output.figure, title="Backbones compared")
 print(table.to_string())

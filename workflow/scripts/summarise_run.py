@@ -2,7 +2,7 @@ from tlflow import job_inputs, logs, summary
 
 logs.job(snakemake)
 splits = snakemake.params.splits
-summary.summary_html(
+summary.summarise_run(
     head_meta=snakemake.input.meta,
     manifests=dict(zip(splits, snakemake.input.manifests)),
     skipped=dict(zip(splits, snakemake.input.skipped)),

@@ -1,7 +1,7 @@
 from tlflow import head, job_inputs, logs
 
 logs.job(snakemake)
-head.train_and_save(
+head.train_head(
     features={
         split: tuple(snakemake.input[f"{split}{part}"] for part in ("", "_rows", "_labels"))
         for split in ("train", "validation")
