@@ -10,8 +10,10 @@ localrules:
 rule audit:
     input:
         unpack(split_rows(*SPLITS)),
-        labels=[joined("labels", split) for split in SPLITS],
-        manifests=[joined("manifest", split) for split in SPLITS],
+        labels=expand(rules.join_split.output.labels, split=SPLITS, allow_missing=True),
+        manifests=expand(
+            rules.join_split.output.manifest, split=SPLITS, allow_missing=True
+        ),
     output:
         suspects=report(
             "results/{backbone}/audit/label_suspects.csv",

@@ -103,15 +103,9 @@ def split_rows(*splits):
     return lambda w: {f"{s}_rows": shard_files(w.backbone, s) for s in splits}
 
 
-def manifest_file(listing):
-    """publish_manifest's output for ``listing``, such as ``"{split}/labels"``."""
-    return expand(rules.publish_manifest.output[0], listing=listing)[0]
-
-
-def joined(name, split, views=False):
-    """join_split's (join_views') output ``name`` of ``split``, backbone a wildcard."""
-    writer = rules.join_views if views else rules.join_split
-    return expand(writer.output[name], split=split, allow_missing=True)[0]
+def output_of(writer, name=0, **wildcards):
+    """The output ``name`` of ``writer`` (a rules.<name>), ``wildcards`` filled in."""
+    return expand(writer.output[name], **wildcards, allow_missing=True)[0]
 
 
 def view_set(wildcards):
@@ -124,19 +118,18 @@ def view_set(wildcards):
     return PLAN.views[wildcards.split]
 
 
-def view_files(split, *names):
-    """Input function: ``{name: files}`` of a split's views, each ``[]`` without them
-    (tlflow.job_inputs): ``views``, their shards; ``views_<name>``, join_views' <name>.
-    """
+def view_files(split, *joined):
+    """Input function: a split's views, ``[]`` without them (tlflow.job_inputs):
+    ``views``, their shards, and ``views_<name>``, join_views' outputs ``joined``."""
 
     def files(wildcards):
         if split not in PLAN.views:
-            return {name: [] for name in names}
+            return {"views": [], **{f"views_{name}": [] for name in joined}}
         rows = shard_files(wildcards.backbone, split, views=True)
-        return {
-            n: rows if n == "views" else joined(n.removeprefix("views_"), split, True)
-            for n in names
+        join = {
+            f"views_{n}": output_of(rules.join_views, n, split=split) for n in joined
         }
+        return {"views": rows, **join}
 
     return files
 
@@ -202,7 +195,7 @@ def predict_listing(wildcards):
             "predictions were asked for, but the config names no images: set "
             "'predict: images: <folder>' in the config."
         )
-    return manifest_file("predict")
+    return output_of(rules.publish_manifest, listing="predict")
 
 
 def predict_images(wildcards):

@@ -11,10 +11,10 @@ localrules:
 rule evaluate:
     input:
         # The split's test-time views, when 'augmentation: test_time:' names any.
-        unpack(view_files(EVAL_SPLIT, "views", "views_manifest")),
+        unpack(view_files(EVAL_SPLIT, "manifest")),
         unpack(split_rows(EVAL_SPLIT)),
-        labels=joined("labels", EVAL_SPLIT),
-        manifest=joined("manifest", EVAL_SPLIT),
+        labels=output_of(rules.join_split, "labels", split=EVAL_SPLIT),
+        manifest=output_of(rules.join_split, "manifest", split=EVAL_SPLIT),
         head=rules.train_head.output.model,
         meta=rules.train_head.output.meta,
     output:

@@ -41,7 +41,7 @@ rule publish_manifest:
 # per image.
 rule extract_shard:
     input:
-        manifest=manifest_file("{split}/shard-{k}"),
+        manifest=output_of(rules.publish_manifest, listing="{split}/shard-{k}"),
     output:
         features="results/{backbone}/features/shards/{split}/shard-{k}.npy",
         manifest="results/{backbone}/features/shards/{split}/shard-{k}.csv",
@@ -79,7 +79,7 @@ rule join_split:
         features=shard_outputs("features"),
         manifests=shard_outputs("manifest"),
         skipped=shard_outputs("skipped"),
-        labels=manifest_file("{split}/labels"),
+        labels=output_of(rules.publish_manifest, listing="{split}/labels"),
     # No copy of the rows: the manifest says which shard file holds each one.
     output:
         labels="results/{backbone}/features/{split}_labels.npy",

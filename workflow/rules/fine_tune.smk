@@ -15,8 +15,8 @@ rule fine_tune:
         head=rules.train_head.output.model,
         meta=rules.train_head.output.meta,
         # The kept images (bad ones left out per on_bad_image), with content hashes.
-        train=joined("manifest", "train"),
-        validation=joined("manifest", "validation"),
+        train=output_of(rules.join_split, "manifest", split="train"),
+        validation=output_of(rules.join_split, "manifest", split="validation"),
     # update(): the last good model is kept until a new one is written (deploy_model).
     output:
         model=update("results/{backbone}/fine_tuned/model.keras"),
@@ -53,7 +53,7 @@ rule evaluate_fine_tuned:
     input:
         model=rules.fine_tune.output.model,
         meta=rules.fine_tune.output.meta,
-        manifest=joined("manifest", EVAL_SPLIT),
+        manifest=output_of(rules.join_split, "manifest", split=EVAL_SPLIT),
     output:
         predictions=report(
             "results/{backbone}/fine_tuned/evaluation/predictions.csv",

@@ -5,13 +5,13 @@
 rule train_head:
     input:
         # The training images' augmented views, when 'augmentation: views:' is set.
-        unpack(view_files("train", "views", "views_labels", "views_manifest")),
+        unpack(view_files("train", "labels", "manifest")),
         # Each split's rows stay in its shard files; its manifest says where.
         unpack(split_rows("train", "validation")),
-        train=joined("manifest", "train"),
-        train_labels=joined("labels", "train"),
-        validation=joined("manifest", "validation"),
-        validation_labels=joined("labels", "validation"),
+        train=output_of(rules.join_split, "manifest", split="train"),
+        train_labels=output_of(rules.join_split, "labels", split="train"),
+        validation=output_of(rules.join_split, "manifest", split="validation"),
+        validation_labels=output_of(rules.join_split, "labels", split="validation"),
     output:
         model="results/{backbone}/head/head.h5",
         history="results/{backbone}/head/history.csv",

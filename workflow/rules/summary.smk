@@ -11,8 +11,12 @@ rule summarise_run:
     input:
         meta=rules.train_head.output.meta,
         metrics=rules.evaluate.output.metrics,
-        manifests=[joined("manifest", split) for split in SPLITS],
-        skipped=[joined("skipped", split) for split in SPLITS],
+        manifests=expand(
+            rules.join_split.output.manifest, split=SPLITS, allow_missing=True
+        ),
+        skipped=expand(
+            rules.join_split.output.skipped, split=SPLITS, allow_missing=True
+        ),
         # The audit's counts, for its warning of copies across splits (if on).
         audit=rules.audit.output.summary if AUDIT else [],
         # The fine-tuned model's metadata and scores, shown beside (if on).

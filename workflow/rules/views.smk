@@ -35,7 +35,7 @@ use rule join_split as join_views with:
         features=shard_outputs("features", views=True),
         manifests=shard_outputs("manifest", views=True),
         skipped=shard_outputs("skipped", views=True),
-        labels=manifest_file("{split}/labels"),
+        labels=output_of(rules.publish_manifest, listing="{split}/labels"),
     output:
         labels="results/{backbone}/features/views/{split}_labels.npy",
         manifest="results/{backbone}/features/views/{split}_manifest.csv",
