@@ -17,7 +17,7 @@ import yaml
 from conftest import snakemake, split_features, write_config
 from test_features import SPEC, _extract, _extract_shards, _joined, _labels, _shard
 from tlflow import atomic, features, split_rows
-from tlflow.features import DamagedShardError, cache_folder, join_shards
+from tlflow.features import DamagedShardError, cache_folder, join_split
 from tlflow.manifest import shard_of
 from tlflow.synthetic import draw, make_dataset
 
@@ -99,7 +99,7 @@ def test_a_damaged_shard_output_stops_the_join_naming_it_and_the_fix(tmp_path, d
     damage(outputs[0])
     joined = _joined(tmp_path)
     with pytest.raises(DamagedShardError, match=rf"(?s){re.escape(str(outputs[0]))} {reason}.*--forcerun"):
-        join_shards([tuple(outputs)], _labels(tmp_path), *joined)
+        join_split([tuple(outputs)], _labels(tmp_path), *joined)
     assert not any(path.exists() for path in joined)
 
 
@@ -109,7 +109,7 @@ def test_shards_without_checksums_are_all_named_in_one_error_with_one_fix(tmp_pa
     for _, manifest, _ in shards:
         pd.read_csv(manifest).drop(columns="blake2b").to_csv(manifest, index=False)
     with pytest.raises(DamagedShardError) as raised:
-        join_shards(shards, _labels(tmp_path), *_joined(tmp_path))
+        join_split(shards, _labels(tmp_path), *_joined(tmp_path))
     message = str(raised.value)
     assert message.count("has no 'blake2b' column") == 2
     assert f"--forcerun {shards[0][0]} {shards[1][0]}" in message
@@ -130,7 +130,7 @@ def test_any_shard_count_in_any_order_reuses_every_row(tmp_path):
             counts, outputs[k] = _extract(tmp_path, manifest, data, name=f"{shards}-{k}")
             assert counts == {"images": len(rows), "computed": 0, "skipped": 0}
         joined = [tmp_path / f"{shards}{n}" for n in ("_labels.npy", ".csv", "_skipped.csv")]
-        join_shards(
+        join_split(
             [tuple(outputs[k]) for k in sorted(outputs)],
             _labels(tmp_path),
             *joined,

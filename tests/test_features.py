@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from tlflow import split_rows
 from tlflow.backbones import resolve
-from tlflow.features import BadImagesError, cache_folder, extract_shard, join_shards
+from tlflow.features import BadImagesError, cache_folder, extract_shard, join_split
 from tlflow.images import scan
 from tlflow.manifest import LABEL_FIELDS, HashCache, label_rows, manifest_text, shard_rows
 from tlflow.synthetic import make_dataset
@@ -114,7 +114,7 @@ def test_rows_computed_before_a_failure_are_kept_for_the_next_run(tmp_path):
     assert np.load(features).shape == (9, 2, 512)
     # The failed attempt's parts stay until the split is joined: then only the
     # shard's own entry (a hard link of its output) is left.
-    join_shards(
+    join_split(
         [(features, tmp_path / "out.csv", tmp_path / "out.skipped.csv")],
         _labels(tmp_path),
         *_joined(tmp_path / "joined"),
@@ -142,7 +142,7 @@ def _joined(folder):
 def test_join_orders_rows_by_class_then_file_whatever_the_shards(tmp_path):
     shard_outputs = _extract_shards(tmp_path, {"train": 5, "validation": 2}, 3)
     joined = _joined(tmp_path)
-    assert join_shards(shard_outputs, _labels(tmp_path), *joined)["rows"] == 11
+    assert join_split(shard_outputs, _labels(tmp_path), *joined)["rows"] == 11
     manifest = pd.read_csv(joined[1])
     assert manifest["file"].tolist() == sorted(manifest["file"], key=lambda f: (f.split("/")[1], f))
     assert np.load(joined[0]).tolist() == manifest["label"].tolist() == [0] * 5 + [1] * 6
@@ -183,7 +183,7 @@ def test_the_join_adds_classes_leaves_out_excluded_images_and_refuses_unknown_on
     edited.loc[edited.file == relabelled, ["class", "label"]] = [listing["class"][0], 0]
     edited.to_csv(tmp_path / "edited.csv", index=False)
     joined = _joined(tmp_path)
-    counts = join_shards(shard_outputs, tmp_path / "edited.csv", *joined, split="train")
+    counts = join_split(shard_outputs, tmp_path / "edited.csv", *joined, split="train")
     assert counts == {"rows": len(listing) - 1, "excluded": 1, "skipped": 0}
     manifest = pd.read_csv(joined[1], dtype={"file": str})
     assert excluded not in set(manifest.file)
@@ -193,5 +193,5 @@ def test_the_join_adds_classes_leaves_out_excluded_images_and_refuses_unknown_on
     unknown = pd.concat([listing, listing.head(1).assign(file="train/circles/new.jpg")])
     unknown.to_csv(tmp_path / "unknown.csv", index=False)
     with pytest.raises(ValueError, match=r"hold no row of 1 image\(s\).*train/circles/new.jpg.*--forcerun"):
-        join_shards(shard_outputs, tmp_path / "unknown.csv", *_joined(tmp_path / "again"), split="train")
+        join_split(shard_outputs, tmp_path / "unknown.csv", *_joined(tmp_path / "again"), split="train")
     assert not (tmp_path / "again").exists()

@@ -5,6 +5,7 @@ with fine-tuning off nothing changes."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import re
@@ -179,6 +180,42 @@ def test_fine_tuning_writes_every_output_beside_the_frozen_model(tuned):
     assert f"{kept} training and" in (tuned / "logs/vgg16/fine_tune.log").read_text()
     summary = (tuned / RESULTS / "evaluation/summary.html").read_text()
     assert "Fine-tuned" in summary and f"{metrics['accuracy']:.4f}" in summary
+
+
+@pytest.mark.workflow
+def test_the_fine_tuned_plots_are_the_frozen_plot_rules_on_the_fine_tuned_files(tuned):
+    # plot_fine_tuned_* are `use rule ... with:` of plot_curves and plot_evaluation.
+    lines = snakemake(tuned, "--detailed-summary").stdout.splitlines()
+    header = lines.index(next(line for line in lines if line.startswith("output_file\t")))
+    table = pd.read_csv(io.StringIO("\n".join(lines[header:])), sep="\t").set_index("output_file")
+    evaluation = ["predictions.csv", "confusion_matrix.csv", "reliability.csv"]
+    expected = {  # rule: (folder of its figures, figures, its inputs)
+        "plot_curves": ("plots", ["loss", "accuracy"], ["head/history.csv", "head/head.json"]),
+        "plot_fine_tuned_curves": (
+            "fine_tuned/plots",
+            ["loss", "accuracy"],
+            ["fine_tuned/history.csv", "fine_tuned/model.json"],
+        ),
+        "plot_evaluation": (
+            "evaluation",
+            ["confusion_matrix", "mistakes", "reliability"],
+            [f"evaluation/{name}" for name in evaluation],
+        ),
+        "plot_fine_tuned_evaluation": (
+            "fine_tuned/evaluation",
+            ["confusion_matrix", "mistakes", "reliability"],
+            [f"fine_tuned/evaluation/{name}" for name in evaluation],
+        ),
+    }
+    for rule, (folder, figures, inputs) in expected.items():
+        for figure in figures:
+            row = table.loc[f"{RESULTS}/{folder}/{figure}.png"]
+            assert (row["rule"], row["log-file(s)"], row["plan"]) == (
+                rule,
+                f"logs/vgg16/{rule}.log",
+                "no update",
+            )
+            assert set(row["input-file(s)"].split(",")) == {f"{RESULTS}/{path}" for path in inputs}
 
 
 @pytest.mark.workflow

@@ -61,7 +61,7 @@ def _fit(tmp_path, settings, n_classes=2, rows=40, storage="map"):
         "features": storage,
     }
     meta = {"classes": [f"c{i}" for i in range(n_classes)], "backbone": spec}
-    head.train_and_save(paths, settings, meta, threads=1, outputs=outputs)
+    head.train_head(paths, settings, meta, threads=1, outputs=outputs)
     return outputs, train, validation
 
 
@@ -388,12 +388,12 @@ def test_comparison_ranks_by_the_validation_criterion(tmp_path):
             "head_seconds": 2.0,
         },
     ]
-    by_loss = comparison.compare(rows, "log_loss", tmp_path / "c.csv")
+    by_loss = comparison.compare_backbones(rows, "log_loss", tmp_path / "c.csv")
     assert list(by_loss["backbone"]) == ["b", "a"] and list(by_loss["rank"]) == [1, 2]
     written = pd.read_csv(tmp_path / "c.csv")
     assert list(written.columns) == comparison.COLUMNS and written["extraction_seconds"].isna()[1]
     ranked = {
-        criterion: list(comparison.compare(rows, criterion, tmp_path / "c.csv")["backbone"])
+        criterion: list(comparison.compare_backbones(rows, criterion, tmp_path / "c.csv")["backbone"])
         for criterion in ("accuracy", "balanced_accuracy", "macro_f1")
     }
     assert ranked == {"accuracy": ["a", "b"], "balanced_accuracy": ["b", "a"], "macro_f1": ["a", "b"]}

@@ -35,7 +35,7 @@ if job == "train_head":
     out = SimpleNamespace(**{k: f"{folder}/out.{k}" for k in ("model", "history", "candidates", "meta")})
     out.model += ".h5"
     spec = {"id": "b", "image_size": [8, 8], "precision": "float32", "preprocessing": "none", "features": "pooled"}
-    head.train_and_save({s: files[s] for s in ("train", "validation")}, settings,
+    head.train_head({s: files[s] for s in ("train", "validation")}, settings,
                         {"classes": ["a", "b"], "backbone": spec}, threads=2, outputs=out)
 elif job == "evaluate":
     from tlflow import evaluate

@@ -15,7 +15,7 @@ from tlflow.manifest import (
     file_sha256,
     folder_listing,
     listings,
-    publish,
+    publish_manifest,
     read_listing,
     shard_of,
     stage,
@@ -155,7 +155,7 @@ def test_staged_listings_are_published_by_content(tmp_path):
     digests = stage({"train/shard-0": "file\nx\n", "predict": "file\ny\n"}, staged)
     assert len(set(digests.values())) == 2
     out = tmp_path / "manifests/train/shard-0.csv"
-    publish(staged / f"{digests['train/shard-0']}.csv", out)
+    publish_manifest(staged / f"{digests['train/shard-0']}.csv", out)
     assert out.read_text() == "file\nx\n"
     # Restaging with one text changed keeps the other file and drops the old one.
     again = stage({"train/shard-0": "file\nz\n", "predict": "file\ny\n"}, staged)
@@ -216,7 +216,7 @@ def test_an_edit_that_keeps_size_and_mtime_reruns_its_shard_and_verify_corrects_
     shard = f"shards/train/shard-{shard_of(relpath, 2)}.npy"
     dry_run = snakemake(finished_copy, "--dry-run")
     planned = job_stats(dry_run.stdout)
-    assert planned["extract_shard"] == 1 and planned["write_manifest"] == 1
+    assert planned["extract_shard"] == 1 and planned["publish_manifest"] == 1
     assert shard in dry_run.stdout
 
     # A file system whose ctime cannot be trusted: the key matches, the digest is stale.
@@ -235,7 +235,7 @@ def test_a_damaged_published_manifest_is_staged_again_and_republished(tmp_path):
     texts = {"train/shard-0": "file\nx\n"}
     digest = stage(texts, staged)["train/shard-0"]
     out = tmp_path / "manifests/train/shard-0.csv"
-    publish(staged / f"{digest}.csv", out)
+    publish_manifest(staged / f"{digest}.csv", out)
     with open(out, "r+b") as handle:  # edited in place: the staged hard link too
         handle.write(b"FILE")
     stage(texts, staged)

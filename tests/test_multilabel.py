@@ -65,7 +65,7 @@ def _fit(tmp_path, settings, train=None, validation=None):
         "features": "map",
     }
     meta = {"classes": LABELS, "backbone": spec, "multi_label": {"separator": "|"}}
-    head.train_and_save(paths, settings, meta, threads=1, outputs=outputs)
+    head.train_head(paths, settings, meta, threads=1, outputs=outputs)
     return outputs, train, validation
 
 

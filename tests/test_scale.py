@@ -60,7 +60,7 @@ def test_read_only_commands_write_nothing_and_dry_run_plans_the_real_run(finishe
     for command in (["--lint"], ["--summary"], ["--report", str(tmp_path / "report.html")]):
         snakemake(finished_copy, *command)
     assert _state(finished_copy / "results") == before
-    assert planned["write_manifest"] == planned["extract_shard"] == 1
+    assert planned["publish_manifest"] == planned["extract_shard"] == 1
     assert planned["train_head"] == 1
     result = snakemake(finished_copy)
     assert job_stats(result.stdout + result.stderr) == planned
@@ -164,7 +164,7 @@ def test_images_to_predict_rerun_the_predictions_when_edited_only(odd_run, tmp_p
     os.utime(image, (image.stat().st_atime, image.stat().st_mtime + 60))
     assert planned_jobs(workdir) == {}
     _redraw(image)
-    assert planned_jobs(workdir) == {"write_manifest": 1, "predict": 1}
+    assert planned_jobs(workdir) == {"publish_manifest": 1, "predict": 1}
 
 
 @pytest.mark.workflow

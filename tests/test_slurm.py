@@ -231,7 +231,7 @@ def test_every_cluster_job_went_through_sbatch_with_its_rules_resources(runs):
         local_rules |= {job.rule for job in run.local_jobs()}
     assert {"extract_shard", "train_head", "evaluate", "deploy_model"} <= seen_rules
     # Bookkeeping rules ran on the submit host, never through sbatch.
-    assert {"write_manifest", "join_split", "plot_curves", "summarise_run"} <= local_rules
+    assert {"publish_manifest", "join_split", "plot_curves", "summarise_run"} <= local_rules
     assert not local_rules & seen_rules
 
     # What the rules declare, from the config: one thread, extraction.mem_mb and

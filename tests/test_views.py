@@ -146,6 +146,24 @@ def test_a_killed_view_extraction_resumes_from_its_parts(tmp_path, monkeypatch):
         np.testing.assert_allclose(resumed[key], row, rtol=1e-5, atol=1e-6)
 
 
+def test_the_deployed_models_test_time_views_are_the_features_views():
+    import keras
+
+    from tlflow import deploy
+
+    # Not square, so that a view along the wrong axis shows.
+    image = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    view_set = views.test_time_views({**SECTION, "test_time": list(views.TEST_TIME)})
+    assert view_set["names"] == ["flip"]
+    for name in view_set["names"]:
+        features_view = views.view(view_set, image, {"view": name})
+        inputs = keras.Input((5, 7, 3))
+        model = keras.Model(inputs, deploy.test_time_layer(name)(inputs))
+        deployed = model.predict(image[None].astype(np.float32), verbose=0)[0]
+        np.testing.assert_array_equal(deployed, features_view.astype(np.float32))
+    np.testing.assert_array_equal(views.view(view_set, image, {"view": "flip"}), image[:, ::-1])
+
+
 # End to end: one run with two augmented views and the flip at test time.
 AUG_CONFIG = {**TINY_CONFIG, "augmentation": {"views": 2, "test_time": ["flip"]}}
 

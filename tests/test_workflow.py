@@ -111,7 +111,7 @@ def test_every_job_leaves_a_log_and_a_benchmark(finished_run):
     # logs/<backbone>/<rule>/..., or logs/<rule>/... for rules of no backbone
     parts = [p.relative_to(finished_run / "logs").parts for p in logs]
     rules = {folders[1] if folders[0] == "vgg16" else folders[0] for folders in parts}
-    assert {"write_manifest", "extract_shard", "join_split", "train_head", "plot_curves"} <= rules
+    assert {"publish_manifest", "extract_shard", "join_split", "train_head", "plot_curves"} <= rules
 
 
 @pytest.mark.workflow

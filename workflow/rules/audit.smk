@@ -10,9 +10,9 @@ localrules:
 rule audit:
     input:
         unpack(split_rows(*SPLITS)),
-        labels=expand("results/{{backbone}}/features/{split}_labels.npy", split=SPLITS),
+        labels=expand(rules.join_split.output.labels, split=SPLITS, allow_missing=True),
         manifests=expand(
-            "results/{{backbone}}/features/{split}_manifest.csv", split=SPLITS
+            rules.join_split.output.manifest, split=SPLITS, allow_missing=True
         ),
     output:
         suspects=report(
@@ -68,10 +68,10 @@ rule audit:
 
 rule plot_audit:
     input:
-        suspects="results/{backbone}/audit/label_suspects.csv",
-        duplicates="results/{backbone}/audit/duplicates.csv",
-        embedding="results/{backbone}/audit/embedding.csv",
-        predictions="results/{backbone}/evaluation/predictions.csv",
+        suspects=rules.audit.output.suspects,
+        duplicates=rules.audit.output.duplicates,
+        embedding=rules.audit.output.embedding,
+        predictions=rules.evaluate.output.predictions,
     output:
         suspects=report(
             "results/{backbone}/audit/label_suspects.png",
@@ -116,10 +116,10 @@ rule plot_audit:
 # table config 'corrections' reads, with the earlier corrections in it.
 rule review_page:
     input:
-        suspects="results/{backbone}/audit/label_suspects.csv",
-        duplicates="results/{backbone}/audit/duplicates.csv",
-        embedding="results/{backbone}/audit/embedding.csv",
-        corrections=[config["corrections"]] if config["corrections"] else [],
+        suspects=rules.audit.output.suspects,
+        duplicates=rules.audit.output.duplicates,
+        embedding=rules.audit.output.embedding,
+        corrections=config["corrections"] or [],
     output:
         report(
             "results/{backbone}/audit/review.html",

@@ -4,7 +4,6 @@
 # fails at once, before any job starts. A job that reads the workflow again (a
 # cluster job) loads the plan its run saved, and plans nothing.
 import sys
-from pathlib import Path
 
 from snakemake.cli import get_argument_parser
 from snakemake.exceptions import WorkflowError
@@ -84,22 +83,29 @@ def split_images(wildcards):
     return PLAN.split_size(wildcards.split)
 
 
-def shard_files(backbone, split, suffix, views=False):
-    """One backbone's and split's shard files ending in ``suffix`` (of its views' shards with ``views``)."""
-    shards = f"shards/{split}/views" if views else f"shards/{split}"
-    prefix = f"results/{backbone}/features/{shards}"
-    return [f"{prefix}/shard-{k}{suffix}" for k in PLAN.shard_numbers(split)]
+# Paths of rules' outputs are rules.<name>.output: spelled once, in the rule that
+# writes them (and so read only after it).
+def shard_files(backbone, split, name="features", views=False):
+    """extract_shard's (extract_views') output ``name`` of each shard of ``split``."""
+    writer = rules.extract_views if views else rules.extract_shard
+    k = PLAN.shard_numbers(split)
+    return expand(writer.output[name], backbone=backbone, split=split, k=k)
 
 
-def shard_outputs(suffix, views=False):
+def shard_outputs(name, views=False):
     """Input function: shard_files of the job's backbone and split."""
-    return lambda w: shard_files(w.backbone, w.split, suffix, views)
+    return lambda w: shard_files(w.backbone, w.split, name, views)
 
 
 def split_rows(*splits):
     """Input function: ``{<split>_rows: files}``, the shard files that hold the rows of
     each split (read through its manifest, tlflow.split_rows)."""
-    return lambda w: {f"{s}_rows": shard_files(w.backbone, s, ".npy") for s in splits}
+    return lambda w: {f"{s}_rows": shard_files(w.backbone, s) for s in splits}
+
+
+def output_of(writer, name=0, **wildcards):
+    """The output ``name`` of ``writer`` (a rules.<name>), ``wildcards`` filled in."""
+    return expand(writer.output[name], **wildcards, allow_missing=True)[0]
 
 
 def view_set(wildcards):
@@ -112,17 +118,18 @@ def view_set(wildcards):
     return PLAN.views[wildcards.split]
 
 
-def view_files(split, *names):
-    """Input function: ``{name: files}`` of a split's joined views, or nothing without
-    views: ``views`` are the shard files holding their rows, the others joined files."""
-    suffixes = {"views_labels": "_labels.npy", "views_manifest": "_manifest.csv"}
+def view_files(split, *joined):
+    """Input function: a split's views, ``[]`` without them (tlflow.job_inputs):
+    ``views``, their shards, and ``views_<name>``, join_views' outputs ``joined``."""
 
     def files(wildcards):
         if split not in PLAN.views:
-            return {}
-        prefix = f"results/{wildcards.backbone}/features/views/{split}"
-        rows = shard_files(wildcards.backbone, split, ".npy", views=True)
-        return {n: rows if n == "views" else f"{prefix}{suffixes[n]}" for n in names}
+            return {"views": [], **{f"views_{name}": [] for name in joined}}
+        rows = shard_files(wildcards.backbone, split, views=True)
+        join = {
+            f"views_{n}": output_of(rules.join_views, n, split=split) for n in joined
+        }
+        return {"views": rows, **join}
 
     return files
 
@@ -188,7 +195,7 @@ def predict_listing(wildcards):
             "predictions were asked for, but the config names no images: set "
             "'predict: images: <folder>' in the config."
         )
-    return f"{MANIFESTS}/predict.csv"
+    return output_of(rules.publish_manifest, listing="predict")
 
 
 def predict_images(wildcards):

@@ -5,7 +5,7 @@
 # Publishing a manifest and joining shards take seconds: done on the submit host
 # rather than as cluster jobs of their own.
 localrules:
-    write_manifest,
+    publish_manifest,
     join_split,
 
 
@@ -13,15 +13,15 @@ localrules:
 # workflow was read and staged under a name made of their digest. A new digest is
 # a new input, so the rule reruns exactly when that content changed (an image
 # added, removed or edited), never for a touched file.
-rule write_manifest:
+rule publish_manifest:
     input:
         staged_listing,
     output:
         f"{MANIFESTS}/{{listing}}.csv",
     log:
-        "logs/write_manifest/{listing}.log",
+        "logs/publish_manifest/{listing}.log",
     benchmark:
-        "logs/write_manifest/{listing}.benchmark.tsv"
+        "logs/publish_manifest/{listing}.benchmark.tsv"
     conda:
         "../../envs/data.yaml"
     threads: 1
@@ -41,7 +41,7 @@ rule write_manifest:
 # per image.
 rule extract_shard:
     input:
-        manifest=f"{MANIFESTS}/{{split}}/shard-{{k}}.csv",
+        manifest=output_of(rules.publish_manifest, listing="{split}/shard-{k}"),
     output:
         features="results/{backbone}/features/shards/{split}/shard-{k}.npy",
         manifest="results/{backbone}/features/shards/{split}/shard-{k}.csv",
@@ -76,10 +76,10 @@ rule extract_shard:
 # reruns this job and what follows, never an extraction.
 rule join_split:
     input:
-        features=shard_outputs(".npy"),
-        manifests=shard_outputs(".csv"),
-        skipped=shard_outputs(".skipped.csv"),
-        labels=f"{MANIFESTS}/{{split}}/labels.csv",
+        features=shard_outputs("features"),
+        manifests=shard_outputs("manifest"),
+        skipped=shard_outputs("skipped"),
+        labels=output_of(rules.publish_manifest, listing="{split}/labels"),
     # No copy of the rows: the manifest says which shard file holds each one.
     output:
         labels="results/{backbone}/features/{split}_labels.npy",

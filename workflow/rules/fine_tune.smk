@@ -12,11 +12,11 @@ localrules:
 
 rule fine_tune:
     input:
-        head="results/{backbone}/head/head.h5",
-        meta="results/{backbone}/head/head.json",
+        head=rules.train_head.output.model,
+        meta=rules.train_head.output.meta,
         # The kept images (bad ones left out per on_bad_image), with content hashes.
-        train="results/{backbone}/features/train_manifest.csv",
-        validation="results/{backbone}/features/validation_manifest.csv",
+        train=output_of(rules.join_split, "manifest", split="train"),
+        validation=output_of(rules.join_split, "manifest", split="validation"),
     # update(): the last good model is kept until a new one is written (deploy_model).
     output:
         model=update("results/{backbone}/fine_tuned/model.keras"),
@@ -51,9 +51,9 @@ rule fine_tune:
 
 rule evaluate_fine_tuned:
     input:
-        model="results/{backbone}/fine_tuned/model.keras",
-        meta="results/{backbone}/fine_tuned/model.json",
-        manifest=f"results/{{backbone}}/features/{EVAL_SPLIT}_manifest.csv",
+        model=rules.fine_tune.output.model,
+        meta=rules.fine_tune.output.meta,
+        manifest=output_of(rules.join_split, "manifest", split=EVAL_SPLIT),
     output:
         predictions=report(
             "results/{backbone}/fine_tuned/evaluation/predictions.csv",
@@ -93,10 +93,11 @@ rule evaluate_fine_tuned:
         "../scripts/evaluate_fine_tuned.py"
 
 
-rule plot_fine_tuned_curves:
+# The frozen head's plot rules (plots.smk, evaluate.smk) on the fine-tuned model's files.
+use rule plot_curves as plot_fine_tuned_curves with:
     input:
-        history="results/{backbone}/fine_tuned/history.csv",
-        meta="results/{backbone}/fine_tuned/model.json",
+        history=rules.fine_tune.output.history,
+        meta=rules.fine_tune.output.meta,
     output:
         loss=report(
             "results/{backbone}/fine_tuned/plots/loss.png",
@@ -114,23 +115,13 @@ rule plot_fine_tuned_curves:
         "logs/{backbone}/plot_fine_tuned_curves.log",
     benchmark:
         "logs/{backbone}/plot_fine_tuned_curves.benchmark.tsv"
-    conda:
-        "../../envs/plots.yaml"
-    threads: 1
-    resources:
-        mem_mb=500,
-        runtime=5,
-    message:
-        "{rule}: backbone {wildcards.backbone}"
-    script:
-        "../scripts/plot_curves.py"
 
 
-rule plot_fine_tuned_evaluation:
+use rule plot_evaluation as plot_fine_tuned_evaluation with:
     input:
-        predictions="results/{backbone}/fine_tuned/evaluation/predictions.csv",
-        confusion="results/{backbone}/fine_tuned/evaluation/confusion_matrix.csv",
-        reliability="results/{backbone}/fine_tuned/evaluation/reliability.csv",
+        predictions=rules.evaluate_fine_tuned.output.predictions,
+        confusion=rules.evaluate_fine_tuned.output.confusion,
+        reliability=rules.evaluate_fine_tuned.output.reliability,
     output:
         confusion=report(
             "results/{backbone}/fine_tuned/evaluation/confusion_matrix.png",
@@ -154,17 +145,6 @@ rule plot_fine_tuned_evaluation:
         "logs/{backbone}/plot_fine_tuned_evaluation.log",
     benchmark:
         "logs/{backbone}/plot_fine_tuned_evaluation.benchmark.tsv"
-    conda:
-        "../../envs/plots.yaml"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
+    # Params are added to plot_evaluation's.
     params:
-        data_dir=config["data_dir"],
-        split=EVAL_SPLIT,
         name="{backbone} fine-tuned",
-    message:
-        "{rule}: backbone {wildcards.backbone}"
-    script:
-        "../scripts/plot_evaluation.py"

@@ -5,13 +5,13 @@
 rule train_head:
     input:
         # The training images' augmented views, when 'augmentation: views:' is set.
-        unpack(view_files("train", "views", "views_labels", "views_manifest")),
+        unpack(view_files("train", "labels", "manifest")),
         # Each split's rows stay in its shard files; its manifest says where.
         unpack(split_rows("train", "validation")),
-        train="results/{backbone}/features/train_manifest.csv",
-        train_labels="results/{backbone}/features/train_labels.npy",
-        validation="results/{backbone}/features/validation_manifest.csv",
-        validation_labels="results/{backbone}/features/validation_labels.npy",
+        train=output_of(rules.join_split, "manifest", split="train"),
+        train_labels=output_of(rules.join_split, "labels", split="train"),
+        validation=output_of(rules.join_split, "manifest", split="validation"),
+        validation_labels=output_of(rules.join_split, "labels", split="validation"),
     output:
         model="results/{backbone}/head/head.h5",
         history="results/{backbone}/head/history.csv",
@@ -35,7 +35,7 @@ rule train_head:
         **gpu_request("head"),
         # What it holds of the rows it reads (tlflow.job_memory).
         mem_mb=lambda wildcards, input: job_memory.train_head(
-            input.train_rows + input.get("views", []),
+            input.train_rows + input.views,
             input.validation_rows,
             selection.values(config["head"], "pooling"),
             SPECS[wildcards.backbone]["features"],

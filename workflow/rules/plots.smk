@@ -7,8 +7,8 @@ localrules:
 
 rule plot_curves:
     input:
-        history="results/{backbone}/head/history.csv",
-        meta="results/{backbone}/head/head.json",
+        history=rules.train_head.output.history,
+        meta=rules.train_head.output.meta,
     output:
         loss=report(
             "results/{backbone}/plots/loss.png",

@@ -4,8 +4,8 @@
 
 rule deploy_model:
     input:
-        head="results/{backbone}/head/head.h5",
-        meta="results/{backbone}/head/head.json",
+        head=rules.train_head.output.model,
+        meta=rules.train_head.output.meta,
     # update(): Snakemake keeps the last good model until a new one is written, and
     # puts it back if this job fails.
     output:
@@ -37,7 +37,7 @@ rule predict:
     input:
         model=predict_model(".keras"),
         meta=predict_model(".json"),
-        # The images' listing with content hashes, not the images (see write_manifest).
+        # The images' listing with content hashes, not the images (see publish_manifest).
         listing=predict_listing,
     output:
         "results/{backbone}/predictions/predictions.csv",

@@ -32,10 +32,10 @@ use rule extract_shard as extract_views with:
 
 use rule join_split as join_views with:
     input:
-        features=shard_outputs(".npy", views=True),
-        manifests=shard_outputs(".csv", views=True),
-        skipped=shard_outputs(".skipped.csv", views=True),
-        labels=f"{MANIFESTS}/{{split}}/labels.csv",
+        features=shard_outputs("features", views=True),
+        manifests=shard_outputs("manifest", views=True),
+        skipped=shard_outputs("skipped", views=True),
+        labels=output_of(rules.publish_manifest, listing="{split}/labels"),
     output:
         labels="results/{backbone}/features/views/{split}_labels.npy",
         manifest="results/{backbone}/features/views/{split}_manifest.csv",

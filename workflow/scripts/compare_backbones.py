@@ -1,11 +1,12 @@
 from pathlib import Path
 
-from tlflow import comparison, logs, plots
+from tlflow import comparison, job_inputs, logs, plots
 
 logs.job(snakemake)
 inputs = snakemake.input
 # Fine-tuned models' metadata and metrics, when fine-tuning is on.
-tuned = list(zip(inputs.fine_tuned_meta, inputs.fine_tuned_metrics)) or [()] * len(inputs.meta)
+fine_tuned_files = job_inputs.optional(inputs, "fine_tuned_meta", "fine_tuned_metrics")
+tuned = list(zip(*fine_tuned_files)) if fine_tuned_files else [None] * len(inputs.meta)
 rows = [
     comparison.row(
         backbone,
@@ -24,6 +25,6 @@ rows = [
         tuned,
     )
 ]
-table = comparison.compare(rows, snakemake.params.criterion, snakemake.output.table)
+table = comparison.compare_backbones(rows, snakemake.params.criterion, snakemake.output.table)
 plots.comparison(snakemake.output.table, snakemake.output.figure, title="Backbones compared")
 print(table.to_string())

@@ -1,4 +1,4 @@
-from tlflow import evaluate, logs
+from tlflow import evaluate, job_inputs, logs
 
 logs.job(snakemake)
 evaluate.evaluate(
@@ -13,7 +13,5 @@ evaluate.evaluate(
     out_confusion=snakemake.output.confusion,
     out_reliability=snakemake.output.reliability,
     threads=snakemake.threads,
-    views=(
-        (snakemake.input.views, snakemake.input.views_manifest) if "views" in snakemake.input.keys() else None
-    ),
+    views=job_inputs.optional(snakemake.input, "views", "views_manifest"),
 )

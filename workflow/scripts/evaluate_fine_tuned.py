@@ -1,7 +1,7 @@
 from tlflow import evaluate, logs
 
 logs.job(snakemake)
-evaluate.evaluate_model(
+evaluate.evaluate_fine_tuned(
     model_path=snakemake.input.model,
     manifest_csv=snakemake.input.manifest,
     data_dir=snakemake.params.data_dir,

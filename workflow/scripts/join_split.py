@@ -3,7 +3,7 @@ from tlflow import features, logs
 logs.job(snakemake)
 inputs, params = snakemake.input, snakemake.params
 shards = list(zip(inputs.features, inputs.manifests, inputs.skipped, strict=True))
-counts = features.join_shards(
+counts = features.join_split(
     shards,
     inputs.labels,
     out_labels=snakemake.output.labels,

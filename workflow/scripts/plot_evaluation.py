@@ -2,7 +2,7 @@ from tlflow import logs, plots
 
 logs.job(snakemake)
 backbone, split = snakemake.wildcards.backbone, snakemake.params.split
-backbone = getattr(snakemake.params, "name", backbone)  # e.g. "vgg16 fine-tuned"
+backbone = snakemake.params.get("name", backbone)  # e.g. "vgg16 fine-tuned"
 plots.confusion(
     snakemake.input.confusion,
     snakemake.output.confusion,
@@ -13,7 +13,7 @@ shown = plots.mistakes(
     snakemake.params.data_dir,
     snakemake.output.mistakes,
     title=f"{backbone}: most confident mistakes on {split}",
-    separator=getattr(snakemake.params, "separator", "|"),
+    separator=snakemake.params.separator,
 )
 plots.reliability(
     snakemake.input.reliability,

@@ -1,5 +1,5 @@
 from tlflow import logs, manifest
 
 logs.job(snakemake)
-manifest.publish(snakemake.input[0], snakemake.output[0])
+manifest.publish_manifest(snakemake.input[0], snakemake.output[0])
 print(f"{snakemake.output[0]}: {snakemake.params.images} images")

@@ -1,4 +1,4 @@
-from tlflow import logs, review
+from tlflow import job_inputs, logs, review
 
 logs.job(snakemake)
 inputs = snakemake.input
@@ -10,6 +10,6 @@ shown = review.review_page(
     snakemake.params.classes,
     snakemake.output[0],
     title=f"{snakemake.wildcards.backbone}: review the audit",
-    corrections_csv=inputs.corrections[0] if inputs.corrections else None,
+    corrections_csv=job_inputs.optional(inputs, "corrections"),
 )
 print(f"review page: {shown}")

@@ -1,7 +1,7 @@
-from tlflow import head, logs
+from tlflow import head, job_inputs, logs
 
 logs.job(snakemake)
-head.train_and_save(
+head.train_head(
     features={
         split: tuple(snakemake.input[f"{split}{part}"] for part in ("", "_rows", "_labels"))
         for split in ("train", "validation")
@@ -10,9 +10,5 @@ head.train_and_save(
     meta=snakemake.params.meta,
     threads=snakemake.threads,
     outputs=snakemake.output,
-    views=(
-        (snakemake.input.views_manifest, snakemake.input.views, snakemake.input.views_labels)
-        if "views" in snakemake.input.keys()
-        else None
-    ),
+    views=job_inputs.optional(snakemake.input, "views_manifest", "views", "views_labels"),
 )

@@ -79,7 +79,7 @@ def row(
     return result
 
 
-def compare(rows: list[dict], criterion: str, out_csv) -> pd.DataFrame:
+def compare_backbones(rows: list[dict], criterion: str, out_csv) -> pd.DataFrame:
     """Rank by the validation ``criterion`` (the one heads are chosen by), then by name."""
     table = pd.DataFrame(rows)
     if criterion == "log_loss":

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import backbones, pooling
+from . import backbones, pooling, views
 from .atomic import atomic_path
 from .metadata import Meta
 from .readers import load_model
@@ -47,24 +47,25 @@ def affine_preprocessing(preprocessing: str):
     return kernel.astype(np.float32), bias.astype(np.float32)
 
 
-def mirror_layer(width: int):
-    """Left-right mirror from standard layers: a fixed permutation of the columns
-    (exact in float32: each output is one input times 1, plus zeros)."""
+def test_time_layer(name: str):
+    """The test-time view ``name`` of tlflow.views (its order along views.AXIS) from
+    standard layers, for images (batch, height, width, channels): a fixed permutation
+    matrix on that axis (exact in float32: each output is one input times 1, plus zeros)."""
     import keras
 
-    permute = keras.layers.Dense(width, use_bias=False, trainable=False, name="mirror")
-    permute.build((None, width))
-    permute.set_weights([np.eye(width, dtype=np.float32)[::-1]])
+    axis = views.AXIS + 1  # of the batch
+    to_last = (*(d for d in (1, 2, 3) if d != axis), axis)  # Dense acts on the last axis
+    back = tuple(int(d) + 1 for d in np.argsort(to_last))
 
-    def apply(x):  # (h, w, 3) -> (h, 3, w): Dense acts on the last axis
-        x = keras.layers.Permute((1, 3, 2), name="columns_last")(x)
-        return keras.layers.Permute((1, 3, 2), name="channels_last")(permute(x))
+    def apply(x):
+        length = x.shape[axis]
+        permute = keras.layers.Dense(length, use_bias=False, trainable=False, name=f"{name}_view")
+        permute.build((None, length))
+        permute.set_weights([np.eye(length, dtype=np.float32)[:, views.TEST_TIME[name](length)]])
+        x = keras.layers.Permute(to_last, name=f"{name}_axis_last")(x)
+        return keras.layers.Permute(back, name=f"{name}_axis_back")(permute(x))
 
     return apply
-
-
-# Builders of the test-time views of tlflow.views.TEST_TIME, by name.
-TEST_TIME_LAYERS = {"flip": mirror_layer}
 
 
 def preprocessed_input(spec, test_time=()):
@@ -77,7 +78,7 @@ def preprocessed_input(spec, test_time=()):
     # Antialiased bilinear is what PIL's bilinear does when shrinking, as in training.
     x = keras.layers.Resizing(height, width, antialias=True, name="resize")(inputs)
     # Views are made from the resized image, as tlflow.views makes them from the decoded one.
-    branches = [x, *(TEST_TIME_LAYERS[name](width)(x) for name in test_time)]
+    branches = [x, *(test_time_layer(name)(x) for name in test_time)]
     affine = affine_preprocessing(spec.preprocessing)
     if affine is not None:
         preprocess = keras.layers.Dense(3, trainable=False, name="preprocess")

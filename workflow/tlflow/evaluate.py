@@ -117,7 +117,7 @@ def evaluate(
     )
 
 
-def evaluate_model(
+def evaluate_fine_tuned(
     model_path,
     manifest_csv,
     data_dir,

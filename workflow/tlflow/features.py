@@ -387,7 +387,7 @@ def _damaged_shards(problems: list[tuple[str, str]]) -> DamagedShardError:
     )
 
 
-def join_shards(
+def join_split(
     shards, labels, out_labels, out_manifest, out_skipped, cache_dir=None, split="", multi_label=None
 ) -> dict:
     """Join shard outputs into one split with its labels, rows sorted by (label, file).

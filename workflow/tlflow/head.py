@@ -499,7 +499,7 @@ def finalise(
     return model, temperature, scores
 
 
-def train_and_save(features: dict, settings: dict, meta: dict, threads: int, outputs, views=None) -> None:
+def train_head(features: dict, settings: dict, meta: dict, threads: int, outputs, views=None) -> None:
     """Fit, select and calibrate on ``features`` = {split: (manifest.csv, shard files,
     labels.npy)} (tlflow.split_rows).
 

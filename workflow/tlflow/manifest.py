@@ -238,7 +238,7 @@ def stage(texts: dict[str, str], staged_dir: str | os.PathLike) -> dict[str, str
     return digests
 
 
-def publish(staged: str | os.PathLike, out: str | os.PathLike) -> None:
+def publish_manifest(staged: str | os.PathLike, out: str | os.PathLike) -> None:
     """Put a staged listing at ``out`` (a hard link: no second copy on disk)."""
     with atomic_path(out) as tmp:
         try:

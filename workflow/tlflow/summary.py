@@ -157,7 +157,7 @@ def _fine_tuned(model_meta, metrics_json):
     return words, _overall(read_json(metrics_json))
 
 
-def summary_html(
+def summarise_run(
     head_meta,
     manifests: dict,
     skipped: dict,

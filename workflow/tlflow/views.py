@@ -10,7 +10,7 @@ A *view set* is a plain dict, the ``views`` parameter of a view job:
   so changing one amount changes that transform alone.
 - Test-time views of the evaluation split: family ``{"test_time": "fixed"}``,
   names from ``TEST_TIME`` (``"flip"``: the mirror image), which ``tlflow.deploy``
-  builds into ``model.keras`` with the same arithmetic.
+  builds into ``model.keras`` from the same definition.
 
 A view's features are cached by (content hash, view name) in a folder of the
 split's feature cache named by the family's digest. Adding views computes the new
@@ -30,12 +30,16 @@ from .images import decode_all
 VIEW_FIELDS = ["file", "sha256", "view"]  # of a shard's view rows: no class
 
 
-def mirror(image: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(image[:, ::-1])
+# The test-time views, by config name: each a fixed order of the positions along
+# AXIS of an image (height, width, channels), given the axis' length. The features'
+# views (test_time_view) and model.keras's layers (tlflow.deploy) are made from it.
+AXIS = 1  # the columns
+TEST_TIME = {"flip": lambda length: np.arange(length)[::-1]}  # the mirror image
 
 
-# Fixed views for test-time augmentation, by config name; deploy.py mirrors them.
-TEST_TIME = {"flip": mirror}
+def test_time_view(name: str, image: np.ndarray) -> np.ndarray:
+    """The test-time view ``name`` of ``image`` (height, width, channels), a new array."""
+    return np.take(image, TEST_TIME[name](image.shape[AXIS]), axis=AXIS)
 
 
 def training_views(section: dict) -> dict | None:
@@ -79,7 +83,7 @@ def view(views: dict, image: np.ndarray, row: dict) -> np.ndarray:
     """The view ``row["view"]`` of ``image`` (uint8, decoded at the backbone's size)."""
     family = views["family"]
     if "test_time" in family:
-        return TEST_TIME[row["view"]](image)
+        return test_time_view(row["view"], image)
     seed = [family["seed"], int(row["view"]), int(row["sha256"], 16)]
     return random_view(image, family["transforms"], np.random.default_rng(seed))
 
