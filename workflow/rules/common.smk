@@ -71,12 +71,9 @@ def staged_listing(wildcards):
     return PLAN.staged_listing(wildcards.listing)
 
 
-def listing_images(wildcards):
-    return PLAN.listing_size(wildcards.listing)
-
-
-def shard_images(wildcards):
-    return PLAN.listing_size(f"{wildcards.split}/shard-{wildcards.k}")
+def images_of(listing):
+    """Input function: the images of ``listing`` (e.g. "{split}/shard-{k}"), filled in."""
+    return lambda w: PLAN.listing_size(listing.format(**dict(w.items())))
 
 
 def split_images(wildcards):
@@ -196,10 +193,6 @@ def predict_listing(wildcards):
             "'predict: images: <folder>' in the config."
         )
     return output_of(rules.publish_manifest, listing="predict")
-
-
-def predict_images(wildcards):
-    return PLAN.listing_size("predict")
 
 
 def final_targets():

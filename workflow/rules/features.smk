@@ -29,7 +29,7 @@ rule publish_manifest:
         mem_mb=500,
         runtime=5,
     params:
-        images=listing_images,
+        images=images_of("{listing}"),
     message:
         "{rule}: {wildcards.listing}, {params.images} images"
     script:
@@ -57,14 +57,14 @@ rule extract_shard:
         **gpu_request("extraction"),
         mem_mb=config["extraction"]["mem_mb"],
         # Minutes: start-up plus a slow CPU's 5 images/s, so big shards ask for more.
-        runtime=lambda wildcards: 10 + shard_images(wildcards) // 300,
+        runtime=lambda wildcards: 10 + images_of("{split}/shard-{k}")(wildcards) // 300,
     params:
         spec=backbone_spec,
         data_dir=config["data_dir"],
         cache="results/{backbone}/.cache/{split}",
         batch_size=config["extraction"]["batch_size"],
         on_bad_image=config["on_bad_image"],
-        images=shard_images,
+        images=images_of("{split}/shard-{k}"),
     message:
         "{rule}: backbone {wildcards.backbone}, split {wildcards.split}, "
         "shard {wildcards.k}, {params.images} images"

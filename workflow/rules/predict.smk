@@ -52,11 +52,11 @@ rule predict:
         **gpu_request("predict"),
         mem_mb=config["predict"]["mem_mb"],
         # Minutes: start-up plus a slow CPU's 5 images/s, as for extraction.
-        runtime=lambda wildcards: 10 + predict_images(wildcards) // 300,
+        runtime=lambda wildcards: 10 + images_of("predict")(wildcards) // 300,
     params:
         folder=PREDICT_DIR,
         batch_size=config["extraction"]["batch_size"],
-        images=predict_images,
+        images=images_of("predict"),
     message:
         "{rule}: backbone {wildcards.backbone}, {params.images} images"
     script:

@@ -25,7 +25,9 @@ use rule extract_shard as extract_views with:
         mem_mb=config["extraction"]["mem_mb"],
         # As extract_shard's, for every view of every image.
         runtime=lambda wildcards: 10
-        + shard_images(wildcards) * len(view_set(wildcards)["names"]) // 300,
+        + images_of("{split}/shard-{k}")(wildcards)
+        * len(view_set(wildcards)["names"])
+        // 300,
     params:
         views=view_set,
 
