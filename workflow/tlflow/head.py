@@ -189,9 +189,9 @@ BLOCK_VALUES = 2**22
 # rows x 1,280 features and 2e-3 on 100,000 (l2 0.001).
 FLOAT64_BYTES = 2**30
 # lbfgs is a chain of matrix-vector products; on a matrix up to this size a second
-# BLAS thread costs more in hand-overs than it computes (2,000 x 1,280 rows fitted
-# 20x faster on one, 40,000 rows 2x, docs/performance.md) and gives the same bits.
-# Larger ones use the job's threads.
+# BLAS thread gains little and, when another process holds a core, makes the two
+# wait on each other (2,000 x 1,280 rows: 20x slower, 40,000: 2x; docs/performance.md).
+# One thread gives the same bits. Larger matrices use the job's threads.
 ONE_THREAD_BYTES = 2**28
 
 
