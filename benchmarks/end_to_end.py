@@ -35,6 +35,9 @@ from pathlib import Path
 import yaml
 from extraction import BACKBONES, DATA, ROOT, SIZES, SNAKEMAKE, auto_precision, cpus, header, schema_defaults
 
+# The limit runs this checkout's tlflow, not the one installed in the environment.
+sys.path.insert(0, str(ROOT / "workflow"))
+
 BACKBONE = "efficientnet_lite0"
 # Rules whose jobs import TensorFlow; the others start without it.
 TENSORFLOW_RULES = {"extract_shard", "train_head", "deploy_model", "fine_tune", "export_model"}
