@@ -190,7 +190,8 @@ BLOCK_VALUES = 2**22
 FLOAT64_BYTES = 2**30
 # lbfgs is a chain of matrix-vector products; on a matrix up to this size a second
 # BLAS thread gains little and, when another process holds a core, makes the two
-# wait on each other (2,000 x 1,280 rows: 20x slower, 40,000: 2x; docs/performance.md).
+# wait on each other (2,000 x 1,280 rows: up to 25x slower, 20,000: 3x; see
+# benchmarks/linear_threads.py).
 # One thread gives the same bits. Larger matrices use the job's threads.
 ONE_THREAD_BYTES = 2**28
 
