@@ -2,7 +2,7 @@
 
 Run from the repository root (docs/benchmarks.md shows the output):
 
-    .venv/bin/python benchmarks/end_to_end.py [--data ../shared/data/catsdogs-2k] [--checkout DIR]
+    .venv/bin/python benchmarks/end_to_end.py [--data ../shared/data/catsdogs-2k] [--checkout DIR] [--keep DIR]
 
 - **The workflow**: ``snakemake --cores <cpus>`` in a fresh folder, the default
   config with EfficientNet-Lite0 (../shared/models, real ImageNet weights) at
@@ -34,6 +34,9 @@ from pathlib import Path
 
 import yaml
 from extraction import BACKBONES, DATA, ROOT, SIZES, SNAKEMAKE, auto_precision, cpus, header, schema_defaults
+
+# The limit runs this checkout's tlflow, not the one installed in the environment.
+sys.path.insert(0, str(ROOT / "workflow"))
 
 BACKBONE = "efficientnet_lite0"
 # Rules whose jobs import TensorFlow; the others start without it.
@@ -120,11 +123,15 @@ def job_seconds(seconds: dict, rule: str, message: str):
     return None
 
 
-def workflow(data: Path, checkout: Path) -> dict:
-    """The default run of the workflow in ``checkout`` (its Snakefile and tlflow)."""
+def workflow(data: Path, checkout: Path, keep: Path | None = None) -> dict:
+    """The default run of the workflow in ``checkout`` (its Snakefile and tlflow), in a
+    fresh folder: ``keep`` (left with the run's results and job logs) or a temporary one."""
     env = {**os.environ, "PYTHONPATH": str(checkout / "workflow")}
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+        work = Path(tmp) if keep is None else keep
+        if keep is not None and keep.exists() and any(keep.iterdir()):
+            raise SystemExit(f"--keep {keep}: the folder is not empty; the run needs a fresh one")
+        work.mkdir(parents=True, exist_ok=True)
         config = {
             "data_dir": str(data),
             "splits": ["train", "validation"],
@@ -215,6 +222,8 @@ def main() -> None:
     # Another checkout's workflow (e.g. `git worktree add ../before <commit>`), to
     # compare versions on the same machine; the limit is always this checkout's.
     parser.add_argument("--checkout", type=Path, default=ROOT)
+    # A folder to run in and leave behind, for its per-job logs (logs/<id>/*.log).
+    parser.add_argument("--keep", type=Path)
     args = parser.parse_args()
     from tlflow import backbones
 
@@ -225,7 +234,7 @@ def main() -> None:
     start_tf = startup("keras, tlflow.features")
     start_plain = startup("tlflow.evaluate, tlflow.audit")
     plugin = startup("snakemake_executor_plugin_slurm") - startup("snakemake")
-    run = workflow(args.data, args.checkout.resolve())
+    run = workflow(args.data, args.checkout.resolve(), args.keep and args.keep.resolve())
     print(f"workflow of {args.checkout}")
     result = subprocess.run(
         [sys.executable, __file__, "--limit-child", str(args.data)],

@@ -42,13 +42,13 @@ def read_rows(path) -> dict:
         return {row["file"]: row for row in csv.DictReader(handle)}
 
 
-def small_model(folder: Path, classes: list[str]) -> Path:
+def small_model(folder: Path, classes: list[str], precision: str = "float32") -> Path:
     """A model.keras of MobileNetV2 (random weights, 32x32) and a random linear head."""
     import keras
     from tlflow import backbones, deploy
     from tlflow.metadata import BackboneSpec, Meta
 
-    spec = backbones.resolve({"name": "mobilenetv2", "weights": "none"}, [32, 32], "float32")
+    spec = backbones.resolve({"name": "mobilenetv2", "weights": "none"}, [32, 32], precision)
     keras.utils.set_random_seed(0)
     units = 1 if len(classes) == 2 else len(classes)
     head = keras.Sequential(
@@ -97,6 +97,27 @@ def test_every_float32_export_agrees_with_model_keras_three_classes(exported):
     int8 = check["exports"]["tflite_int8"]
     assert {"accuracy_change", "log_loss_change"} <= set(int8) and "passed" not in int8
     assert int8["size_bytes"] < check["exports"]["tflite"]["size_bytes"] / 2
+
+
+def test_the_exported_graph_computes_in_float32_and_rebuilds_only_another_precision(tmp_path):
+    """A bfloat16 model is rebuilt in float32 for export; a float32 one is exported with
+    its own layers (no second copy of its weights), the same probabilities as model.keras."""
+    import keras
+    from tlflow import export
+
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype(np.float32)
+    for precision in ("float32", "bfloat16"):
+        folder = tmp_path / precision
+        folder.mkdir()
+        saved = keras.models.load_model(small_model(folder, ["cat", "dog"], precision), compile=False)
+        fixed = export.exportable(saved, (32, 32))
+        assert {layer.dtype_policy.name for layer in fixed._flatten_layers()} == {"float32"}
+        shared = {id(layer) for layer in saved._flatten_layers()} & {id(x) for x in fixed._flatten_layers()}
+        assert bool(shared) == (precision == "float32"), precision
+        if precision == "float32":
+            np.testing.assert_allclose(
+                fixed.predict(images, verbose=0), saved.predict(images, verbose=0), atol=1e-6
+            )
 
 
 def test_a_mismatching_export_fails_with_its_figures(exported, tmp_path):

@@ -48,14 +48,17 @@ def exportable(model, image_size):
     """``model`` computing in float32 on (n, height, width, 3) pixels, without its resize."""
     import keras
 
-    float32 = keras.Model.from_config(float32_config(model.get_config()))
-    float32.set_weights(model.get_weights())
+    config = model.get_config()
+    if float32_config(config) != config:  # rebuilt only when some layer computes in another dtype
+        float32 = keras.Model.from_config(float32_config(config))
+        float32.set_weights(model.get_weights())
+        model = float32
 
     def without_resize(layer):  # the other layers are reused, weights and all
         return keras.layers.Identity(name=layer.name) if layer.name == "resize" else layer
 
     fixed = keras.models.clone_model(
-        float32,
+        model,
         input_tensors=keras.Input((*image_size, 3), name="image"),
         clone_function=without_resize,
     )
@@ -103,15 +106,16 @@ def write_int8(model, calibration: np.ndarray, path) -> None:
         Path(tmp).write_bytes(flat)
 
 
-def export_all(model_path, out_dir, formats, calibration=None) -> dict:
+def export_all(model_path, out_dir, formats, calibration=None, loaded=None) -> dict:
     """Write each of ``formats`` into ``out_dir`` (and the int8 LiteRT model when
-    ``calibration`` images are given); return {format: seconds it took}."""
+    ``calibration`` images are given); return {format: seconds it took}. ``loaded``:
+    ``model_path`` loaded already (readers.load_model), so it is not loaded twice."""
     import time
 
     from .readers import load_model
 
     meta = Meta.read(model_meta_path(model_path))
-    model = exportable(load_model(model_path), meta.backbone.image_size)
+    model = exportable(load_model(model_path) if loaded is None else loaded, meta.backbone.image_size)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seconds = {}

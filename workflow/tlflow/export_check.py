@@ -129,15 +129,17 @@ def check(
     threads: int = 1,
     int8: bool = False,
     seconds=None,
+    loaded=None,
 ) -> dict:
     """Write ``check.json`` for the exports in ``out_dir``; raise ExportMismatchError
     (with every figure) if a float32 export is further than TOLERANCE. ``seconds``:
-    how long each export took, recorded beside."""
+    how long each export took, recorded beside; ``loaded``: ``model_path`` loaded
+    already (readers.load_model)."""
     from .readers import load_model
     from .runtime import configure_threads
 
     configure_threads(threads)
-    keras_model = load_model(model_path)
+    keras_model = load_model(model_path) if loaded is None else loaded
     saved = KerasModel(keras_model)
     as_saved = predict(saved, images)
     result = {

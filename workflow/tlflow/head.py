@@ -188,6 +188,12 @@ BLOCK_VALUES = 2**22
 # probabilities by up to 3e-4 in tests/test_head.py's small case, 1e-4 on 20,000
 # rows x 1,280 features and 2e-3 on 100,000 (l2 0.001).
 FLOAT64_BYTES = 2**30
+# lbfgs is a chain of matrix-vector products; on a matrix up to this size a second
+# BLAS thread gains little and, when another process holds a core, makes the two
+# wait on each other (2,000 x 1,280 rows: up to 25x slower, 20,000: 3x; see
+# benchmarks/linear_threads.py).
+# One thread gives the same bits. Larger matrices use the job's threads.
+ONE_THREAD_BYTES = 2**28
 
 
 class Standardised(NamedTuple):
@@ -236,6 +242,7 @@ def fit_linear(train: Standardised, train_y, l2: float, seed: int, class_weight:
     scikit-learn fits ``train.z`` in its own dtype (no copy).
     """
     from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
 
     def fitted(y):
         model = LogisticRegression(
@@ -243,12 +250,14 @@ def fit_linear(train: Standardised, train_y, l2: float, seed: int, class_weight:
         )
         return model.fit(train.z, y)
 
-    models = [fitted(y) for y in np.asarray(train_y).T] if np.ndim(train_y) == 2 else [fitted(train_y)]
+    with threadpool_limits(1 if train.z.nbytes <= ONE_THREAD_BYTES else None, user_api="blas"):
+        models = [fitted(y) for y in np.asarray(train_y).T] if np.ndim(train_y) == 2 else [fitted(train_y)]
+        train_logits = np.column_stack([model.decision_function(train.z) for model in models])
     coef, intercept = (
         np.concatenate([getattr(model, name) for model in models]) for name in ("coef_", "intercept_")
     )
     kernel, bias = train.fold(coef, intercept)
-    return kernel, bias, np.column_stack([model.decision_function(train.z) for model in models])
+    return kernel, bias, train_logits
 
 
 def linear_logits(x, weights) -> np.ndarray:
