@@ -61,7 +61,9 @@ def small_model(folder: Path, classes: list[str], precision: str = "float32") ->
     )
     head.save(folder / "head.h5")
     Meta(classes, BackboneSpec.from_dict(spec), [2, 1280]).write(folder / "head.json")
-    deploy.deploy(folder / "head.h5", folder / "head.json", folder / "model.keras", folder / "model.json")
+    deploy.deploy_model(
+        folder / "head.h5", folder / "head.json", folder / "model.keras", folder / "model.json"
+    )
     return folder / "model.keras"
 
 
@@ -73,7 +75,7 @@ def exported(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("export")
     model = small_model(folder, ["cat", "dog", "owl"])
     images = np.random.default_rng(0).integers(0, 256, (40, 32, 32, 3)).astype(np.uint8)
-    export.export_all(model, folder / "export", list(export.FORMATS), calibration=images[:8])
+    export.export_model(model, folder / "export", list(export.FORMATS), calibration=images[:8])
     export_check.check(
         model,
         folder / "export",
@@ -134,7 +136,7 @@ def test_a_mismatching_export_fails_with_its_figures(exported, tmp_path):
     head.set_weights([kernel, bias + [3.0, 0.0, 0.0]])  # favours the first class
     model.save(tmp_path / "shifted.keras")
     shutil.copy(exported / "model.json", tmp_path / "shifted.json")
-    export.export_all(tmp_path / "shifted.keras", tmp_path / "export", ["onnx"])
+    export.export_model(tmp_path / "shifted.keras", tmp_path / "export", ["onnx"])
     images = np.random.default_rng(1).integers(0, 256, (8, 32, 32, 3)).astype(np.uint8)
     with pytest.raises(export_check.ExportMismatchError, match=r"(?s)onnx differ from .*max_abs_diff"):
         export_check.check(
@@ -156,7 +158,7 @@ def test_onnx_predictor_runs_without_tensorflow_and_carries_class_names(exported
     (folder / "broken.jpg").write_bytes(b"not a jpeg")
     result = predict_without_tensorflow(exported / "export/model.onnx", folder, tmp_path / "onnx.csv")
     assert result.returncode == 0, result.stderr[-3000:]
-    predict.predict_folder(exported / "model.keras", folder, tmp_path / "keras.csv")
+    predict.predict(exported / "model.keras", folder, tmp_path / "keras.csv")
     onnx, keras = read_rows(tmp_path / "onnx.csv"), read_rows(tmp_path / "keras.csv")
     assert list(onnx) == list(keras) and len(onnx) == len([p for p in folder.rglob("*") if p.is_file()])
     assert "cannot identify image file" in onnx["broken.jpg"]["error"]

@@ -278,7 +278,7 @@ def test_a_multi_label_run_end_to_end(tmp_path):
     deployed = deployed.set_index("file").loc[evaluated.index]
     np.testing.assert_allclose(deployed[columns], evaluated[columns], atol=1e-4)
     assert list(deployed["predicted_labels"]) == list(evaluated["predicted_labels"])
-    predict.predict_folder(results / "export/model.onnx", workdir / "data/images", tmp_path / "onnx.csv")
+    predict.predict(results / "export/model.onnx", workdir / "data/images", tmp_path / "onnx.csv")
     exported = pd.read_csv(tmp_path / "onnx.csv", keep_default_na=False)
     np.testing.assert_allclose(
         exported[columns], pd.read_csv(results / "predictions/predictions.csv")[columns], atol=1e-4

@@ -46,7 +46,7 @@ def test_folder_and_model_errors_say_what_to_do(tmp_path):
         predict.list_images(tmp_path / "empty")
     (tmp_path / "model.keras").write_bytes(b"")
     with pytest.raises(predict.PredictError, match=r"model\.json' not found"):
-        predict.predict_folder(tmp_path / "model.keras", tmp_path, tmp_path / "out.csv")
+        predict.predict(tmp_path / "model.keras", tmp_path, tmp_path / "out.csv")
 
 
 def test_metadata_that_is_not_the_workflows_is_named_with_the_fix(tmp_path):

@@ -49,7 +49,7 @@ def onnx_model(tmp_path_factory) -> Path:
     from tlflow import export
 
     folder = tmp_path_factory.mktemp("serve")
-    export.export_all(small_model(folder, ["cat", "dog"]), folder / "export", ["onnx"])
+    export.export_model(small_model(folder, ["cat", "dog"]), folder / "export", ["onnx"])
     return folder / "export/model.onnx"
 
 

@@ -12,7 +12,7 @@ rule export_model:
         ),
         # The int8 model's calibration images (if on).
         train=lambda wildcards: (
-            [backbone_file(wildcards, "features/train_manifest.csv")]
+            backbone_file(wildcards, "features/train_manifest.csv")
             if config["export"]["int8"]
             else []
         ),

@@ -1,7 +1,7 @@
 from tlflow import deploy, logs
 
 logs.job(snakemake)
-deploy.deploy(
+deploy.deploy_model(
     head_model=snakemake.input.head,
     head_meta=snakemake.input.meta,
     out_model=snakemake.output.model,

@@ -1,7 +1,7 @@
 from tlflow import logs, manifest, predict
 
 logs.job(snakemake)
-counts = predict.predict_folder(
+counts = predict.predict(
     model_path=snakemake.input.model,
     folder=snakemake.params.folder,
     out_csv=snakemake.output[0],

@@ -130,7 +130,7 @@ def build(head_model, meta: Meta, test_time=()):
     return keras.Model(inputs, x, name=f"{spec.id}_classifier")
 
 
-def deploy(head_model, head_meta, out_model, out_meta, test_time=()) -> None:
+def deploy_model(head_model, head_meta, out_model, out_meta, test_time=()) -> None:
     """Write ``model.keras`` and ``model.json`` (the head's metadata: classes, spec,
     and the test-time views averaged over, if any)."""
     meta = Meta.read(head_meta)

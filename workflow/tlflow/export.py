@@ -106,7 +106,7 @@ def write_int8(model, calibration: np.ndarray, path) -> None:
         Path(tmp).write_bytes(flat)
 
 
-def export_all(model_path, out_dir, formats, calibration=None, loaded=None) -> dict:
+def export_model(model_path, out_dir, formats, calibration=None, loaded=None) -> dict:
     """Write each of ``formats`` into ``out_dir`` (and the int8 LiteRT model when
     ``calibration`` images are given); return {format: seconds it took}. ``loaded``:
     ``model_path`` loaded already (readers.load_model), so it is not loaded twice."""

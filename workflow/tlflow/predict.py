@@ -84,7 +84,7 @@ def load(model_path, threads: int):
     return lambda images: np.asarray(model.predict_on_batch(images), np.float64)
 
 
-def predict_folder(model_path, folder, out_csv, batch_size: int = 32, threads: int = 1, files=None) -> dict:
+def predict(model_path, folder, out_csv, batch_size: int = 32, threads: int = 1, files=None) -> dict:
     """Write one row per image below ``folder``: file, predicted class, probabilities, error.
 
     ``files`` (relative to ``folder``) are the images to read, when already listed
@@ -158,7 +158,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
-        counts = predict_folder(args.model, args.folder, args.out_csv, args.batch_size, args.threads)
+        counts = predict(args.model, args.folder, args.out_csv, args.batch_size, args.threads)
     except (PredictError, DamagedFileError) as error:
         parser.exit(2, f"error: {error}\n")
     print(f"wrote {args.out_csv}: {counts}")
