@@ -175,9 +175,10 @@ def export_outputs(folder):
     return files
 
 
-def backbone_file(wildcards, path):
-    """``results/<id>/<path>`` of the backbone of a model wildcard (``<id>[/fine_tuned]``)."""
-    return f"results/{wildcards.model.split('/')[0]}/{path}"
+def model_manifest(wildcards, split):
+    """join_split's manifest of ``split`` for a model wildcard (``<id>[/fine_tuned]``)."""
+    backbone = wildcards.model.split("/")[0]
+    return output_of(rules.join_split, "manifest", backbone=backbone, split=split)
 
 
 def predict_model(suffix):

@@ -7,14 +7,10 @@ rule export_model:
     input:
         model="results/{model}/model.keras",
         meta="results/{model}/model.json",
-        evaluation=lambda wildcards: backbone_file(
-            wildcards, f"features/{EVAL_SPLIT}_manifest.csv"
-        ),
+        evaluation=lambda wildcards: model_manifest(wildcards, EVAL_SPLIT),
         # The int8 model's calibration images (if on).
         train=lambda wildcards: (
-            backbone_file(wildcards, "features/train_manifest.csv")
-            if config["export"]["int8"]
-            else []
+            model_manifest(wildcards, "train") if config["export"]["int8"] else []
         ),
     output:
         **export_outputs("results/{model}/export"),
