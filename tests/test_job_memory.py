@@ -45,7 +45,7 @@ elif job == "evaluate":
 elif job == "join_split":
     from tlflow import features
     shard = [f"{folder}/shard.{k}" for k in ("npy", "csv", "skipped.csv")]
-    features.join_shards([shard], f"{folder}/labels.csv", *(f"{folder}/joined.{k}" for k in ("npy", "csv", "skipped.csv")))
+    features.join_split([shard], f"{folder}/labels.csv", *(f"{folder}/joined.{k}" for k in ("npy", "csv", "skipped.csv")))
 else:
     from tlflow import audit
     audit.audit({s: (f[1], f[2], f[0]) for s, f in files.items()}, ["a", "b"],
