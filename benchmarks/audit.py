@@ -41,6 +41,7 @@ import yaml
 from cleanlab.filter import find_label_issues
 from extraction import photos_parser  # benchmarks/ is the script's folder
 from incremental import computed_since
+from snakemake_command import workflow_command
 from tlflow import audit
 from tlflow.calibration import expected_calibration_error, fit_temperature, probabilities
 
@@ -53,18 +54,7 @@ CLASSES = ["cats", "dogs"]
 
 def run(workdir: Path, *targets: str) -> None:
     subprocess.run(
-        [
-            str(Path(sys.executable).with_name("snakemake")),
-            "-s",
-            str(REPO / "Snakefile"),
-            "-d",
-            str(workdir),
-            "--configfile",
-            str(workdir / "config.yaml"),
-            "--cores",
-            "2",
-            *targets,
-        ],
+        workflow_command(workdir, "--cores", "2", *targets),
         check=True,
         cwd=workdir,
         stdout=subprocess.DEVNULL,

@@ -54,10 +54,10 @@ from pathlib import Path
 
 import yaml
 from scale import cpu_name
+from snakemake_command import workflow_command
 from tlflow.synthetic import make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 BACKBONE = "standin"  # the results folder of the stand-in, from its file name
 MAP = (7, 7, 1280)
 MAP_BYTES = math.prod(MAP) * 4  # one float32 map
@@ -109,18 +109,7 @@ def run_workflow(workdir: Path) -> tuple[float, int]:
     paths = [REPO / "benchmarks/job_memory", REPO / "workflow", env.get("PYTHONPATH")]
     env["PYTHONPATH"] = os.pathsep.join(str(p) for p in paths if p)
     env["TLFLOW_JOB_MEMORY"] = str(workdir / "job_memory.jsonl")
-    command = [
-        SNAKEMAKE,
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--configfile",
-        str(workdir / "config.yaml"),
-        "--cores",
-        "2",
-        "--benchmark-extended",
-    ]
+    command = workflow_command(workdir, "--cores", "2", "--benchmark-extended")
     started = time.monotonic()
     with open(workdir / "snakemake.log", "wb") as console:
         # Its own session: a Ctrl-C reaches it once, from here.

@@ -33,7 +33,8 @@ from datetime import datetime
 from pathlib import Path
 
 import yaml
-from extraction import BACKBONES, DATA, ROOT, SIZES, SNAKEMAKE, auto_precision, cpus, header, schema_defaults
+from extraction import BACKBONES, DATA, ROOT, SIZES, auto_precision, cpus, header, schema_defaults
+from snakemake_command import workflow_command
 
 # The limit runs this checkout's tlflow, not the one installed in the environment.
 sys.path.insert(0, str(ROOT / "workflow"))
@@ -139,17 +140,7 @@ def workflow(data: Path, checkout: Path, keep: Path | None = None) -> dict:
             "image_size": SIZES[BACKBONE],
         }
         (work / "config.yaml").write_text(yaml.safe_dump(config))
-        command = [
-            SNAKEMAKE,
-            "-s",
-            str(checkout / "Snakefile"),
-            "-d",
-            str(work),
-            "--configfile",
-            str(work / "config.yaml"),
-            "--cores",
-            str(cpus()),
-        ]
+        command = workflow_command(work, "--cores", str(cpus()), snakefile=checkout / "Snakefile")
         started = time.time()
         subprocess.run(command, capture_output=True, text=True, check=True, env=env)
         wall = time.time() - started

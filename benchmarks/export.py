@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 
 import yaml
+from snakemake_command import workflow_command
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
 def cpu_model() -> str:
@@ -49,18 +49,7 @@ def run_workflow(workdir: Path, data: Path, backbone: Path) -> None:
     }
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     subprocess.run(
-        [
-            SNAKEMAKE,
-            "-s",
-            str(REPO / "Snakefile"),
-            "-d",
-            str(workdir),
-            "--configfile",
-            str(workdir / "config.yaml"),
-            "--cores",
-            "2",
-            "results/efficientnet_lite0/export/check.json",
-        ],
+        workflow_command(workdir, "--cores", "2", "results/efficientnet_lite0/export/check.json"),
         check=True,
         cwd=workdir,
         stdout=subprocess.DEVNULL,

@@ -55,6 +55,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from snakemake_command import workflow_command
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -81,7 +82,6 @@ BACKBONES = {
     },
 }
 SIZES = {"vgg16": [150, 150], "efficientnet_lite0": [128, 128]}
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 # `precision: auto`'s decisions (tlflow.precision), shared by every run the benchmarks
 # start, as a user's working directory keeps them: each backbone is timed once here.
 STATE = ROOT / ".snakemake" / "tlflow"
@@ -224,18 +224,7 @@ def workflow_run(backbone: str, data: Path, precision: str) -> dict:
         }
         (work / "config.yaml").write_text(yaml.safe_dump(config))
         target = f"results/{config['backbones'][0].get('id', backbone)}/features/shards/train/shard-0.npy"
-        command = [
-            SNAKEMAKE,
-            "-s",
-            str(ROOT / "Snakefile"),
-            "-d",
-            str(work),
-            "--configfile",
-            str(work / "config.yaml"),
-            "--cores",
-            str(cpus()),
-            target,
-        ]
+        command = workflow_command(work, "--cores", str(cpus()), target)
         start = time.perf_counter()
         subprocess.run(command, capture_output=True, text=True, check=True)
         wall = time.perf_counter() - start

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from snakemake_command import workflow_command
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BACKBONE = REPO.parent / "shared/models/efficientnet_lite0_notop.keras"
@@ -54,17 +55,7 @@ def link_data(source: Path, target: Path, holdout: float) -> list[str]:
 def run(workdir: Path, *configs: Path) -> float:
     started = time.monotonic()
     subprocess.run(
-        [
-            str(Path(sys.executable).with_name("snakemake")),
-            "-s",
-            str(REPO / "Snakefile"),
-            "-d",
-            str(workdir),
-            "--configfile",
-            *map(str, configs),
-            "--cores",
-            "2",
-        ],
+        workflow_command(workdir, "--cores", "2", configs=configs),
         check=True,
         cwd=workdir,
         stdout=subprocess.DEVNULL,

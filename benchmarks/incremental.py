@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 from extraction import BACKBONES
+from snakemake_command import workflow_command
 from tlflow.synthetic import draw, make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,15 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 def run_workflow(workdir: Path) -> float:
     started = time.monotonic()
     subprocess.run(
-        [
-            str(Path(sys.executable).with_name("snakemake")),
-            "-s",
-            str(REPO / "Snakefile"),
-            "-d",
-            str(workdir),
-            "--configfile",
-            str(workdir / "config.yaml"),
-        ],
+        workflow_command(workdir),
         check=True,
         cwd=workdir,
         stdout=subprocess.DEVNULL,

@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 from extraction import photos_parser  # benchmarks/ is the script's folder
 from incremental import computed_since
+from snakemake_command import workflow_command
 
 REPO = Path(__file__).resolve().parents[1]
 SPLITS = ["train", "validation", "test"]
@@ -33,18 +34,7 @@ BACKBONE = "efficientnet_lite0"
 def run(workdir: Path) -> None:
     targets = [f"results/{BACKBONE}/features/{split}_manifest.csv" for split in SPLITS]
     subprocess.run(
-        [
-            str(Path(sys.executable).with_name("snakemake")),
-            "-s",
-            str(REPO / "Snakefile"),
-            "-d",
-            str(workdir),
-            "--configfile",
-            str(workdir / "config.yaml"),
-            "--cores",
-            "2",
-            *targets,
-        ],
+        workflow_command(workdir, "--cores", "2", *targets),
         check=True,
         cwd=workdir,
         stdout=subprocess.DEVNULL,
