@@ -191,16 +191,44 @@ def test_export_rule_two_classes_with_test_time_views_and_its_reruns(tmp_path):
         **TINY_CONFIG,
         "splits": ["train", "validation"],
         "augmentation": {"test_time": ["flip"]},
-        "export": {"formats": ["onnx", "tflite", "saved_model"], "int8": True, "calibration_images": 8},
+        "export": {
+            "formats": ["onnx", "tflite", "saved_model"],
+            "int8": True,
+            "calibration_images": 8,
+            "check_images": 9,
+        },
     }
     write_config(workdir, config)
     snakemake(workdir)
     export = workdir / "results/vgg16/export"
     check = json.loads((export / "check.json").read_text())
     manifest = workdir / "results/vgg16/features/validation_manifest.csv"  # no test split
-    assert check["images"] == len(read_rows(manifest))
+    assert check["images"] == 9 < len(read_rows(manifest))  # check_images of the 12
     assert all(check["exports"][f]["passed"] for f in ("onnx", "tflite", "saved_model")), check
     assert json.loads((export / "model.json").read_text())["augmentation"]["test_time"] == ["flip"]
     assert planned_jobs(workdir) == {}
     os.utime(workdir / "results/vgg16/model.keras")  # as a redeployed model
     assert planned_jobs(workdir) == {"export_model": 1}
+
+
+def test_the_check_images_are_spread_over_the_classes(tmp_path):
+    """A manifest lists its rows class by class: the check's sample takes every class,
+    and a split no larger than the count is taken whole."""
+    from tlflow import export_check, manifest
+
+    make_dataset(tmp_path / "data", {"test": 10}, classes=3, size=16)
+    rows = [
+        {
+            "file": str(path.relative_to(tmp_path / "data")),
+            "class": path.parent.name,
+            "label": label,
+            "sha256": "",
+        }
+        for label, folder in enumerate(sorted((tmp_path / "data/test").iterdir()))
+        for path in sorted(folder.iterdir())
+    ]
+    (tmp_path / "manifest.csv").write_text(manifest.manifest_text(rows, manifest.MANIFEST_FIELDS))
+    images, labels = export_check.manifest_images(tmp_path / "manifest.csv", tmp_path / "data", (16, 16), 6)
+    assert images.shape == (6, 16, 16, 3) and sorted(labels) == [0, 0, 1, 1, 2, 2]
+    _, whole = export_check.manifest_images(tmp_path / "manifest.csv", tmp_path / "data", (16, 16), 30)
+    assert len(whole) == 30

@@ -23,12 +23,14 @@ rule export_model:
     threads: config["export"]["threads"]
     resources:
         mem_mb=config["export"]["mem_mb"],
-        runtime=lambda wildcards: 15 + PLAN.split_size(EVAL_SPLIT) // 300,
+        runtime=lambda wildcards: 15
+        + min(PLAN.split_size(EVAL_SPLIT), config["export"]["check_images"]) // 300,
     params:
         data_dir=config["data_dir"],
         formats=EXPORT_FORMATS,
         int8=config["export"]["int8"],
         calibration_images=config["export"]["calibration_images"],
+        check_images=config["export"]["check_images"],
     message:
         "{rule}: {wildcards.model}"
     script:

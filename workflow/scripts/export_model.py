@@ -19,7 +19,9 @@ out_dir = Path(snakemake.output.meta).parent
 model = load_model(snakemake.input.model)
 seconds = export.export_model(snakemake.input.model, out_dir, formats, calibration, loaded=model)
 print(f"export seconds: {seconds}")
-images, labels = export_check.manifest_images(snakemake.input.evaluation, data_dir, size)
+images, labels = export_check.manifest_images(
+    snakemake.input.evaluation, data_dir, size, snakemake.params.check_images
+)
 export_check.check(
     snakemake.input.model,
     out_dir,
