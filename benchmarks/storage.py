@@ -76,6 +76,7 @@ def held_out_scores(rows, storage: str, seed: int, settings: dict) -> dict:
         "log_loss": calibration.log_loss(z, test_y, temperature),
         "head": f"{candidate['kind']}/{candidate['pooling']}",
         "rounding": float(np.abs(rounded - proba).max()),
+        "candidates": table,
     }
 
 

@@ -308,11 +308,39 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path):
     model, rows, best = head.fit_mlp(train, noise, 2, candidate, settings, "map")
     losses = [r["val_loss"] for r in rows]
     assert len(rows) < 60, "training did not stop early"
-    assert best == int(np.argmin(losses)) + 1 and best <= len(rows) - 3
+    assert losses[best - 1] <= min(losses) + settings["min_delta"] and best <= len(rows) - 3
     kept = keras.losses.binary_crossentropy(
         noise[1][:, None].astype(np.float32), model.predict(noise[0], verbose=0)
     )
     assert float(np.mean(kept)) == pytest.approx(losses[best - 1], rel=1e-3)
+
+
+def test_falls_of_the_validation_loss_under_min_delta_do_not_keep_training(tmp_path):
+    """Validation separated from the first epochs on: its loss keeps falling by
+    less and less. With min_delta those falls end training; without, it runs on."""
+    settings = {
+        **DEFAULTS,
+        "kind": "mlp",
+        "learning_rate": 0.01,
+        "epochs": 40,
+        "patience": 2,
+        "hidden_units": [16],
+        "dropout": 0.0,
+        "batch_size": 8,
+    }
+    rng = np.random.default_rng(0)
+    labels = np.arange(120) % 2
+    rows_ = rng.normal(scale=0.5, size=(120, 1, 1, 2)).astype(np.float32)
+    rows_[:, 0, 0, 0] += 8.0 * labels  # far apart: separable
+    train, validation = (rows_[:80], labels[:80]), (rows_[80:], labels[80:])
+    candidate = head.selection.candidates(settings, ["avg"])[0]
+    _, rows, best = head.fit_mlp(train, validation, 2, candidate, settings, "map")
+    _, every, _ = head.fit_mlp(train, validation, 2, candidate, {**settings, "min_delta": 0.0}, "map")
+    losses = [r["val_loss"] for r in rows]
+    assert len(rows) < len(every) and len(rows) == best + settings["patience"]
+    later = losses[best:]  # no later epoch beat the kept one by min_delta
+    assert min(later) > losses[best - 1] - settings["min_delta"]
+    assert min(r["val_loss"] for r in every) < losses[best - 1]  # what the small falls were worth
 
 
 def test_temperature_scaling_repairs_an_over_confident_head():

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import calibration, imbalance, multilabel, pooling, selection, split_rows
 from .atomic import atomic_path
-from .history import best_epoch, epoch_row
+from .history import epoch_row
 from .history import write as write_history
 from .metadata import Meta
 from .probabilities import logits
@@ -82,7 +82,10 @@ LINEAR_FIT = (
     "with the training mean and deviation (float64, or float32 above 1 GiB); the "
     "standardisation is folded into the Dense 'logits' layer"
 )
-MLP_FIT = "Keras fit on the training split; early stopping on validation loss restores the best epoch"
+MLP_FIT = (
+    "Keras fit on the training split; early stopping on validation loss (falls under "
+    "min_delta do not count) restores the best epoch"
+)
 
 
 def assemble(
@@ -157,11 +160,15 @@ def fit_mlp(
         # Many steps per call: the same updates, less Python per step.
         steps_per_execution=64,
     )
-    patience = settings["patience"]
-    callbacks = (
-        [keras.callbacks.EarlyStopping("val_loss", patience=patience, restore_best_weights=True)]
-        if patience > 0
-        else []
+    stopping = (
+        keras.callbacks.EarlyStopping(
+            "val_loss",
+            min_delta=settings["min_delta"],
+            patience=settings["patience"],
+            restore_best_weights=True,
+        )
+        if settings["patience"] > 0
+        else None
     )
     from .row_batches import RowBatches
 
@@ -171,13 +178,14 @@ def fit_mlp(
         RowBatches(*train, batch_size=batch_size, seed=settings["seed"], shuffle=True),
         epochs=settings["epochs"],
         validation_data=RowBatches(*validation, batch_size=batch_size),
-        callbacks=callbacks,
+        callbacks=[stopping] if stopping else [],
         class_weight=class_weight,
         verbose=2,
     )
     logs = history.history
     rows = [epoch_row(e, {k: values[e] for k, values in logs.items()}) for e in range(len(logs["loss"]))]
-    return model, rows, best_epoch(rows, patience > 0)
+    # The epoch whose weights early stopping restored (min_delta decides which counts).
+    return model, rows, stopping.best_epoch + 1 if stopping else len(rows)
 
 
 # Rows per block when the moments are taken: a float64 block of 2**22 numbers is 32 MB.
