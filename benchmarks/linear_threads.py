@@ -37,12 +37,12 @@ def main() -> None:
     args = parser.parse_args()
     import keras  # noqa: F401 - as in train_head: TensorFlow's pools beside BLAS's
 
-    from tlflow import head, runtime
+    from tlflow import blas, head, runtime
 
     runtime.configure_threads(2)
     x, y = features(args.rows, args.features, 2, 0, 0)
     standard = head.standardise(x, owned=True)
-    head.ONE_THREAD_BYTES = 0  # fit_linear keeps the threads set here
+    blas.ONE_THREAD_BYTES = 0  # fit_linear keeps the threads set here
     l2s = schema_defaults("head")["l2"]
     head.fit_linear(standard, y, l2s[-1], 0)  # imports and first allocations
     busy = multiprocessing.Process(target=spin, daemon=True) if args.busy else None

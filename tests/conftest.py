@@ -146,6 +146,23 @@ def make_workdir(path: Path, config: dict | None = None, counts=None) -> Path:
     return path
 
 
+@pytest.fixture
+def blas_threads_of_fits(monkeypatch) -> list:
+    """The BLAS thread counts each scikit-learn LogisticRegression fit runs under,
+    one set per fit, as the test's fits happen."""
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_info
+
+    seen, fit = [], LogisticRegression.fit
+
+    def recording(model, *args, **kwargs):
+        seen.append({info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"})
+        return fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(LogisticRegression, "fit", recording)
+    return seen
+
+
 @pytest.fixture(scope="session", autouse=True)
 def precision_cache(tmp_path_factory) -> Path:
     """One cache of `precision: auto`'s decisions for every run of the session

@@ -95,6 +95,26 @@ def test_probes_fitted_on_a_subsample_score_every_image_out_of_fold(monkeypatch)
     assert set(suspects.file[: len(planted)]) == set(table.file[list(planted)])
 
 
+@pytest.mark.parametrize("one_thread_bytes, blas_threads", [(2**28, 1), (0, 2)])
+def test_a_small_probe_fits_on_one_blas_thread_with_the_same_scores(
+    monkeypatch, blas_threads_of_fits, one_thread_bytes, blas_threads
+):
+    """As the head's linear candidates (tlflow.blas): a probe below ONE_THREAD_BYTES
+    fits on one BLAS thread, a larger one on the job's; the scores are the same bits."""
+    from threadpoolctl import threadpool_limits
+    from tlflow import blas
+
+    table, features = clustered({"train": 40, "validation": 10})
+    monkeypatch.setattr(blas, "ONE_THREAD_BYTES", one_thread_bytes)
+    with threadpool_limits(2):  # the job's threads
+        proba, _, _ = audit.score_labels(table, features, len(CLASSES), folds=3)
+    assert blas_threads_of_fits and all(threads == {blas_threads} for threads in blas_threads_of_fits)
+    monkeypatch.setattr(blas, "ONE_THREAD_BYTES", 2**28 - one_thread_bytes)  # the other way
+    with threadpool_limits(2):
+        again, _, _ = audit.score_labels(table, features, len(CLASSES), folds=3)
+    np.testing.assert_array_equal(proba, again)
+
+
 def test_the_map_of_many_images_follows_its_sample(monkeypatch):
     _, features = clustered({"train": 200}, dims=32)
     whole = audit.project(features, "pca")

@@ -207,6 +207,9 @@ def test_export_rule_two_classes_with_test_time_views_and_its_reruns(tmp_path):
     assert all(check["exports"][f]["passed"] for f in ("onnx", "tflite", "saved_model")), check
     assert json.loads((export / "model.json").read_text())["augmentation"]["test_time"] == ["flip"]
     assert planned_jobs(workdir) == {}
+    write_config(workdir, {**config, "export": {**config["export"], "check_images": 8}})
+    assert planned_jobs(workdir) == {"export_model": 1}  # an export setting: the exports only
+    write_config(workdir, config)
     os.utime(workdir / "results/vgg16/model.keras")  # as a redeployed model
     assert planned_jobs(workdir) == {"export_model": 1}
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import write_split
 
-from tlflow import calibration, comparison, head, pooling, selection
+from tlflow import blas, calibration, comparison, head, pooling, selection
 from tlflow.metadata import Meta
 from tlflow.probabilities import logits, predict_proba
 
@@ -190,29 +190,20 @@ def test_linear_head_equals_scikit_learns_probe(tmp_path):
 
 @pytest.mark.parametrize("one_thread_bytes, blas_threads", [(2**28, 1), (0, 2)])
 def test_a_small_linear_fit_runs_on_one_blas_thread_with_the_same_result(
-    monkeypatch, one_thread_bytes, blas_threads
+    monkeypatch, blas_threads_of_fits, one_thread_bytes, blas_threads
 ):
-    """Below ONE_THREAD_BYTES lbfgs runs on one BLAS thread, above on the job's; the
+    """Below blas.ONE_THREAD_BYTES lbfgs runs on one BLAS thread, above on the job's; the
     fitted weights are the same bits either way."""
-    from sklearn.linear_model import LogisticRegression
-    from threadpoolctl import threadpool_info, threadpool_limits
+    from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 64)).astype(np.float32)
     y = (x[:, 0] + 0.5 * rng.normal(size=300) > 0).astype(int)
     standard = head.standardise(x, owned=False)
-    seen, fit = [], LogisticRegression.fit
-
-    def recording(model, *args, **kwargs):
-        seen.append({info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"})
-        return fit(model, *args, **kwargs)
-
-    monkeypatch.setattr(LogisticRegression, "fit", recording)
-    monkeypatch.setattr(head, "ONE_THREAD_BYTES", one_thread_bytes)
+    monkeypatch.setattr(blas, "ONE_THREAD_BYTES", one_thread_bytes)
     with threadpool_limits(2):  # the job's threads
         kernel, bias, train_logits = head.fit_linear(standard, y, 0.01, 0)
-    assert seen == [{blas_threads}]
-    monkeypatch.setattr(LogisticRegression, "fit", fit)
+    assert blas_threads_of_fits == [{blas_threads}]
     for threads in (1, 2):
         with threadpool_limits(threads):
             again = head.fit_linear(standard, y, 0.01, 0)

@@ -18,7 +18,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from . import split_rows
+from . import blas, split_rows
 from .atomic import atomic_path
 from .calibration import expected_calibration_error, fit_temperature_under_noise, probabilities
 from .neighbours import resolve, similar_pairs, unit_rows
@@ -91,7 +91,10 @@ def _fit_predict(features, fit_rows, y_fit, score_rows, n_classes: int, seed: in
         StandardScaler(copy=False), LogisticRegression(C=strength, max_iter=2000, random_state=seed)
     )
     # float64: float32 probabilities miss a sum of 1 by more than log_loss allows.
-    probe.fit(_float64(features, fit_rows), y_fit)
+    fit = _float64(features, fit_rows)
+    with blas.fitting(fit.nbytes):
+        probe.fit(fit, y_fit)
+    del fit
     proba = np.zeros((len(score_rows), n_classes))
     for start in range(0, len(score_rows), SCORE_BLOCK):
         block = score_rows[start : start + SCORE_BLOCK]

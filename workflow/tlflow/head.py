@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import calibration, imbalance, multilabel, pooling, selection, split_rows
+from . import blas, calibration, imbalance, multilabel, pooling, selection, split_rows
 from .atomic import atomic_path
 from .history import epoch_row
 from .history import write as write_history
@@ -196,12 +196,6 @@ BLOCK_VALUES = 2**22
 # probabilities by up to 3e-4 in tests/test_head.py's small case, 1e-4 on 20,000
 # rows x 1,280 features and 2e-3 on 100,000 (l2 0.001).
 FLOAT64_BYTES = 2**30
-# lbfgs is a chain of matrix-vector products; on a matrix up to this size a second
-# BLAS thread gains little and, when another process holds a core, makes the two
-# wait on each other (2,000 x 1,280 rows: up to 25x slower, 20,000: 3x; see
-# benchmarks/linear_threads.py).
-# One thread gives the same bits. Larger matrices use the job's threads.
-ONE_THREAD_BYTES = 2**28
 
 
 class Standardised(NamedTuple):
@@ -250,7 +244,6 @@ def fit_linear(train: Standardised, train_y, l2: float, seed: int, class_weight:
     scikit-learn fits ``train.z`` in its own dtype (no copy).
     """
     from sklearn.linear_model import LogisticRegression
-    from threadpoolctl import threadpool_limits
 
     def fitted(y):
         model = LogisticRegression(
@@ -258,7 +251,7 @@ def fit_linear(train: Standardised, train_y, l2: float, seed: int, class_weight:
         )
         return model.fit(train.z, y)
 
-    with threadpool_limits(1 if train.z.nbytes <= ONE_THREAD_BYTES else None, user_api="blas"):
+    with blas.fitting(train.z.nbytes):
         models = [fitted(y) for y in np.asarray(train_y).T] if np.ndim(train_y) == 2 else [fitted(train_y)]
         train_logits = np.column_stack([model.decision_function(train.z) for model in models])
     coef, intercept = (
