@@ -109,7 +109,7 @@ def test_a_small_probe_fits_on_one_blas_thread_with_the_same_scores(
     with threadpool_limits(2):  # the job's threads
         proba, _, _ = audit.score_labels(table, features, len(CLASSES), folds=3)
     assert blas_threads_of_fits and all(threads == {blas_threads} for threads in blas_threads_of_fits)
-    monkeypatch.setattr(blas, "ONE_THREAD_BYTES", 2**28 - one_thread_bytes)  # the other way
+    monkeypatch.setattr(blas, "ONE_THREAD_BYTES", 0 if one_thread_bytes else 2**28)  # the other way
     with threadpool_limits(2):
         again, _, _ = audit.score_labels(table, features, len(CLASSES), folds=3)
     np.testing.assert_array_equal(proba, again)
